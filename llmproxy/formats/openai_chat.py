@@ -1,0 +1,659 @@
+"""OpenAI Chat Completions (``/v1/chat/completions``) <-> the canonical model.
+
+Also the dialect of every OpenAI-compatible upstream (OpenRouter, Together, Fireworks,
+vLLM, llama.cpp). Reasoning text has no official field: ``reasoning_content`` and
+``reasoning`` are both read; ``reasoning_content`` is written.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .._json import dumps, dumps_str, loads
+from ..errors import InvalidRequest, LLMProxyError, ProviderError, ProviderProtocolError
+from ..model import (
+    FinishReason,
+    ImagePart,
+    Message,
+    Part,
+    Reasoning,
+    Request,
+    Response,
+    ResponseFormat,
+    StreamEnd,
+    StreamEvent,
+    StreamStart,
+    TextDelta,
+    TextPart,
+    ThinkingDelta,
+    ThinkingPart,
+    Tool,
+    ToolCallDelta,
+    ToolCallPart,
+    ToolCallStart,
+    ToolChoice,
+    ToolResultPart,
+    Usage,
+    UsageUpdate,
+)
+from ..sse import SSEParser, frame
+from ._common import field_type, require_list, require_str
+
+NAME = "openai_chat"
+_FINISH_IN: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "content_filter": "content_filter",
+}
+_EFFORTS = {"none", "minimal", "low", "medium", "high", "xhigh", "max"}
+_KNOWN = {
+    "model", "messages", "tools", "tool_choice", "parallel_tool_calls", "max_tokens",
+    "max_completion_tokens", "temperature", "top_p", "stop", "stream", "stream_options",
+    "reasoning_effort", "response_format", "seed", "user", "metadata", "top_k",
+}  # fmt: skip
+
+
+# --- requests ------------------------------------------------------------------------
+
+
+def decode_request(body: dict[str, Any]) -> Request:
+    model = require_str(body, "model")
+    messages = [_decode_message(m, i) for i, m in enumerate(require_list(body, "messages"))]
+    if not messages:
+        raise InvalidRequest("'messages' must not be empty", param="messages")
+    _check_tool_answers(messages)
+    req = Request(model=model, messages=messages)
+    req.tools = [_decode_tool(t, i) for i, t in enumerate(body.get("tools") or [])]
+    req.tool_choice = _decode_tool_choice(body.get("tool_choice"))
+    req.parallel_tool_calls = body.get("parallel_tool_calls")
+    mt = body.get("max_completion_tokens", body.get("max_tokens"))
+    if mt is not None:
+        req.max_tokens = field_type(mt, int, "max_completion_tokens")
+    for name in ("temperature", "top_p"):
+        if body.get(name) is not None:
+            setattr(req, name, float(field_type(body[name], (int, float), name)))
+    if body.get("top_k") is not None:
+        req.top_k = int(field_type(body["top_k"], (int, float), "top_k"))
+    stop = body.get("stop")
+    if stop is not None:
+        req.stop = [stop] if isinstance(stop, str) else list(field_type(stop, list, "stop"))
+    req.stream = bool(body.get("stream", False))
+    opts = body.get("stream_options") or {}
+    req.include_usage = bool(isinstance(opts, dict) and opts.get("include_usage"))
+    effort = body.get("reasoning_effort")
+    if effort is not None:
+        if effort not in _EFFORTS:
+            raise InvalidRequest(f"invalid reasoning_effort {effort!r}", param="reasoning_effort")
+        req.reasoning = Reasoning(effort=effort)
+    req.response_format = _decode_response_format(body.get("response_format"))
+    if body.get("seed") is not None:
+        req.seed = field_type(body["seed"], int, "seed")
+    if body.get("user") is not None:
+        req.user = str(body["user"])
+    if isinstance(body.get("metadata"), dict):
+        req.metadata = body["metadata"]
+    req.extra = {k: v for k, v in body.items() if k not in _KNOWN}
+    return req
+
+
+def _decode_message(m: Any, i: int) -> Message:
+    where = f"messages[{i}]"
+    if not isinstance(m, dict):
+        raise InvalidRequest(f"{where} must be an object", param=where)
+    role = m.get("role")
+    content = m.get("content")
+    if role in ("system", "developer"):
+        return Message("system", _decode_content(content, where), name=m.get("name"))
+    if role == "user":
+        return Message("user", _decode_content(content, where), name=m.get("name"))
+    if role == "assistant":
+        parts: list[Part] = []
+        reasoning = m.get("reasoning_content") or m.get("reasoning")
+        if isinstance(reasoning, str) and reasoning:
+            parts.append(ThinkingPart(reasoning))
+        if content is not None:
+            parts.extend(p for p in _decode_content(content, where) if not isinstance(p, TextPart) or p.text)
+        for j, call in enumerate(m.get("tool_calls") or []):
+            fn = call.get("function") if isinstance(call, dict) else None
+            if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+                raise InvalidRequest(f"{where}.tool_calls[{j}] needs function.name", param=where)
+            args = fn.get("arguments")
+            parts.append(
+                ToolCallPart(
+                    id=str(call.get("id") or f"call_{i}_{j}"),
+                    name=fn["name"],
+                    arguments=args if isinstance(args, str) else dumps_str(args or {}),
+                )
+            )
+        return Message("assistant", parts, name=m.get("name"))
+    if role == "tool":
+        call_id = m.get("tool_call_id")
+        if not isinstance(call_id, str):
+            raise InvalidRequest(f"{where}.tool_call_id is required", param=f"{where}.tool_call_id")
+        parts_in = _decode_content(content, where)
+        result = [p for p in parts_in if isinstance(p, (TextPart, ImagePart))]
+        return Message("tool", [ToolResultPart(call_id, result)])
+    if role == "function":
+        return Message("tool", [ToolResultPart(str(m.get("name")), _text_list(content), name=m.get("name"))])
+    raise InvalidRequest(f"{where}.role {role!r} is not one of system, developer, user, assistant, tool", param=f"{where}.role")
+
+
+def _text_list(content: Any) -> list[TextPart | ImagePart]:
+    return [TextPart(content if isinstance(content, str) else dumps_str(content))]
+
+
+def _decode_content(content: Any, where: str) -> list[Part]:
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [TextPart(content)]
+    if not isinstance(content, list):
+        raise InvalidRequest(f"{where}.content must be a string or a list of parts", param=f"{where}.content")
+    parts: list[Part] = []
+    for k, p in enumerate(content):
+        kind = p.get("type") if isinstance(p, dict) else None
+        if kind == "text":
+            parts.append(TextPart(str(p.get("text", ""))))
+        elif kind == "image_url":
+            iu = p.get("image_url")
+            url = iu.get("url") if isinstance(iu, dict) else iu
+            if not isinstance(url, str):
+                raise InvalidRequest(f"{where}.content[{k}].image_url.url is required", param=where)
+            parts.append(image_from_url(url, iu.get("detail") if isinstance(iu, dict) else None))
+        elif kind == "refusal":
+            parts.append(TextPart(str(p.get("refusal", ""))))
+        else:
+            raise InvalidRequest(f"{where}.content[{k}] has unsupported type {kind!r}", param=f"{where}.content")
+    return parts
+
+
+def image_from_url(url: str, detail: str | None = None) -> ImagePart:
+    """``data:`` URLs become inline images; anything else stays a URL."""
+    if url.startswith("data:"):
+        header, _, data = url.partition(",")
+        media_type = header[5:].split(";")[0] or "image/png"
+        return ImagePart(data=data, media_type=media_type, detail=detail)
+    return ImagePart(url=url, detail=detail)
+
+
+def image_to_url(img: ImagePart) -> str:
+    if img.data is not None:
+        return f"data:{img.media_type or 'image/png'};base64,{img.data}"
+    return img.url or ""
+
+
+def _check_tool_answers(messages: list[Message]) -> None:
+    known: set[str] = set()
+    for i, m in enumerate(messages):
+        for p in m.parts:
+            if isinstance(p, ToolCallPart):
+                known.add(p.id)
+            elif isinstance(p, ToolResultPart) and p.name is None and p.tool_call_id not in known:
+                raise InvalidRequest(
+                    f"messages[{i}]: tool message answers tool_call_id {p.tool_call_id!r}, "
+                    "which no preceding assistant message called",
+                    param=f"messages[{i}].tool_call_id",
+                )
+
+
+def _decode_tool(t: Any, i: int) -> Tool:
+    fn = t.get("function") if isinstance(t, dict) else None
+    if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+        raise InvalidRequest(f"tools[{i}].function.name is required", param=f"tools[{i}]")
+    params = fn.get("parameters")
+    return Tool(
+        name=fn["name"],
+        description=fn.get("description"),
+        parameters=params if isinstance(params, dict) else {"type": "object", "properties": {}},
+        strict=fn.get("strict"),
+    )
+
+
+def _decode_tool_choice(tc: Any) -> ToolChoice | None:
+    if tc is None:
+        return None
+    if tc in ("auto", "none", "required"):
+        return ToolChoice(tc)
+    if isinstance(tc, dict):
+        name = (tc.get("function") or {}).get("name") if isinstance(tc.get("function"), dict) else tc.get("name")
+        if isinstance(name, str):
+            return ToolChoice("tool", name)
+    raise InvalidRequest(f"invalid tool_choice {tc!r}", param="tool_choice")
+
+
+def _decode_response_format(rf: Any) -> ResponseFormat | None:
+    if rf is None:
+        return None
+    if not isinstance(rf, dict) or rf.get("type") not in ("text", "json_object", "json_schema"):
+        raise InvalidRequest("response_format.type must be text, json_object or json_schema", param="response_format")
+    if rf["type"] == "json_schema":
+        js = rf.get("json_schema") or {}
+        return ResponseFormat("json_schema", js.get("name"), js.get("schema"), js.get("strict"))
+    return ResponseFormat(rf["type"])
+
+
+def encode_request(req: Request) -> dict[str, Any]:
+    body: dict[str, Any] = {"model": req.model, "messages": _encode_messages(req.messages)}
+    if req.tools:
+        body["tools"] = [_encode_tool(t) for t in req.tools]
+    if req.tool_choice is not None:
+        tc = req.tool_choice
+        body["tool_choice"] = (
+            {"type": "function", "function": {"name": tc.name}} if tc.mode == "tool" else tc.mode
+        )
+    if req.parallel_tool_calls is not None and req.tools:
+        body["parallel_tool_calls"] = req.parallel_tool_calls
+    if req.max_tokens is not None:
+        body["max_completion_tokens"] = req.max_tokens
+    for name in ("temperature", "top_p", "seed", "user"):
+        if getattr(req, name) is not None:
+            body[name] = getattr(req, name)
+    if req.stop:
+        body["stop"] = req.stop[:4]
+    if req.reasoning is not None:
+        effort = req.reasoning.effort or effort_from_budget(req.reasoning.budget_tokens)
+        if effort:
+            body["reasoning_effort"] = effort
+    rf = req.response_format
+    if rf is not None and rf.type != "text":
+        if rf.type == "json_schema":
+            js: dict[str, Any] = {"name": rf.name or "response", "schema": rf.schema or {}}
+            if rf.strict is not None:
+                js["strict"] = rf.strict
+            body["response_format"] = {"type": "json_schema", "json_schema": js}
+        else:
+            body["response_format"] = {"type": "json_object"}
+    if req.stream:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    body.update(req.extra)
+    return body
+
+
+def effort_from_budget(budget: int | None) -> str | None:
+    if budget is None:
+        return None
+    if budget <= 0:
+        return "none"
+    if budget >= 4096:
+        return "high"
+    if budget >= 2048:
+        return "medium"
+    if budget >= 1024:
+        return "low"
+    return "minimal"
+
+
+def _encode_messages(messages: list[Message]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        if m.role == "tool":
+            for p in m.parts:
+                if isinstance(p, ToolResultPart):
+                    out.append({"role": "tool", "tool_call_id": p.tool_call_id, "content": _encode_result(p)})
+            continue
+        if m.role == "assistant":
+            msg: dict[str, Any] = {"role": "assistant"}
+            text = "".join(p.text for p in m.parts if isinstance(p, TextPart))
+            calls = [p for p in m.parts if isinstance(p, ToolCallPart)]
+            thinking = "".join(p.text for p in m.parts if isinstance(p, ThinkingPart) and not p.redacted)
+            msg["content"] = text if text or not calls else None
+            if thinking:
+                msg["reasoning_content"] = thinking
+            if calls:
+                msg["tool_calls"] = [
+                    {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments or "{}"}}
+                    for c in calls
+                ]
+            out.append(msg)
+            continue
+        content = _encode_content(m.parts)
+        msg = {"role": m.role, "content": content}
+        if m.name:
+            msg["name"] = m.name
+        out.append(msg)
+    return out
+
+
+def _encode_content(parts: list[Part]) -> str | list[dict[str, Any]]:
+    if all(isinstance(p, TextPart) for p in parts):
+        return "".join(p.text for p in parts if isinstance(p, TextPart))
+    out: list[dict[str, Any]] = []
+    for p in parts:
+        if isinstance(p, TextPart):
+            out.append({"type": "text", "text": p.text})
+        elif isinstance(p, ImagePart):
+            iu: dict[str, Any] = {"url": image_to_url(p)}
+            if p.detail:
+                iu["detail"] = p.detail
+            out.append({"type": "image_url", "image_url": iu})
+    return out
+
+
+def _encode_result(p: ToolResultPart) -> str | list[dict[str, Any]]:
+    if all(isinstance(c, TextPart) for c in p.content):
+        return "".join(c.text for c in p.content if isinstance(c, TextPart))
+    return _encode_content(list(p.content))
+
+
+def _encode_tool(t: Tool) -> dict[str, Any]:
+    fn: dict[str, Any] = {"name": t.name, "parameters": t.parameters}
+    if t.description:
+        fn["description"] = t.description
+    if t.strict is not None:
+        fn["strict"] = t.strict
+    return {"type": "function", "function": fn}
+
+
+# --- responses -----------------------------------------------------------------------
+
+
+def decode_usage(u: Any) -> Usage:
+    if not isinstance(u, dict):
+        return Usage()
+    pd = u.get("prompt_tokens_details") or {}
+    cd = u.get("completion_tokens_details") or {}
+    return Usage(
+        input_tokens=int(u.get("prompt_tokens") or 0),
+        output_tokens=int(u.get("completion_tokens") or 0),
+        cached_tokens=int(pd.get("cached_tokens") or 0),
+        cache_write_tokens=int(pd.get("cache_write_tokens") or 0),
+        reasoning_tokens=int(cd.get("reasoning_tokens") or 0),
+    )
+
+
+def encode_usage(u: Usage) -> dict[str, Any]:
+    return {
+        "prompt_tokens": u.input_tokens,
+        "completion_tokens": u.output_tokens,
+        "total_tokens": u.input_tokens + u.output_tokens,
+        "prompt_tokens_details": {"cached_tokens": u.cached_tokens},
+        "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
+    }
+
+
+def decode_response(body: dict[str, Any]) -> Response:
+    choices = body.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise ProviderProtocolError("upstream reply has no choices")
+    choice = choices[0]
+    msg = choice.get("message") or {}
+    parts: list[Part] = []
+    reasoning = msg.get("reasoning_content") or msg.get("reasoning")
+    if isinstance(reasoning, str) and reasoning:
+        parts.append(ThinkingPart(reasoning))
+    if isinstance(msg.get("content"), str) and msg["content"]:
+        parts.append(TextPart(msg["content"]))
+    elif isinstance(msg.get("refusal"), str) and msg["refusal"]:
+        parts.append(TextPart(msg["refusal"]))
+    for j, call in enumerate(msg.get("tool_calls") or []):
+        fn = call.get("function") or {}
+        args = fn.get("arguments")
+        parts.append(
+            ToolCallPart(
+                id=str(call.get("id") or f"call_{j}"),
+                name=str(fn.get("name", "")),
+                arguments=args if isinstance(args, str) else dumps_str(args or {}),
+            )
+        )
+    finish = _FINISH_IN.get(str(choice.get("finish_reason")), "stop")
+    if finish == "stop" and any(isinstance(p, ToolCallPart) for p in parts):
+        finish = "tool_calls"
+    return Response(
+        id=str(body.get("id") or ""),
+        model=str(body.get("model") or ""),
+        parts=parts,
+        finish_reason=finish,
+        usage=decode_usage(body.get("usage")),
+        created=int(body.get("created") or 0),
+    )
+
+
+def encode_response(resp: Response) -> dict[str, Any]:
+    text = "".join(p.text for p in resp.parts if isinstance(p, TextPart))
+    calls = [p for p in resp.parts if isinstance(p, ToolCallPart)]
+    thinking = "".join(p.text for p in resp.parts if isinstance(p, ThinkingPart) and not p.redacted)
+    message: dict[str, Any] = {"role": "assistant", "content": text if text or not calls else None, "refusal": None}
+    if thinking:
+        message["reasoning_content"] = thinking
+    if calls:
+        message["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments or "{}"}}
+            for c in calls
+        ]
+    finish = "tool_calls" if calls and resp.finish_reason == "stop" else resp.finish_reason
+    return {
+        "id": resp.id if resp.id.startswith("chatcmpl") else f"chatcmpl-{resp.id}",
+        "object": "chat.completion",
+        "created": resp.created or int(time.time()),
+        "model": resp.model,
+        "choices": [{"index": 0, "message": message, "finish_reason": _finish_out(finish), "logprobs": None}],
+        "usage": encode_usage(resp.usage),
+    }
+
+
+def _finish_out(reason: FinishReason) -> str:
+    return "stop" if reason == "error" else reason
+
+
+# --- streams -------------------------------------------------------------------------
+
+
+class StreamDecoder:
+    """OpenAI chunk stream (bytes) -> canonical events.
+
+    Tool-call fragments are merged by ``index``; a stream where every call reuses
+    index 0 but with a new ``id`` is renumbered (litellm#33678). ``finish_reason`` is
+    held until the usage chunk or ``[DONE]`` so StreamEnd carries the final usage.
+    """
+
+    def __init__(self) -> None:
+        self._sse = SSEParser()
+        self._started = False
+        self._finish: FinishReason | None = None
+        self._usage: Usage | None = None
+        self._index_map: dict[int, int] = {}
+        self._ids: dict[int, str] = {}
+        self._next = 0
+        self._saw_tools = False
+        self._done = False
+
+    def feed(self, chunk: bytes) -> list[StreamEvent]:
+        out: list[StreamEvent] = []
+        for ev in self._sse.feed(chunk):
+            self._event(ev.data, out)
+        return out
+
+    def close(self) -> list[StreamEvent]:
+        out: list[StreamEvent] = []
+        for ev in self._sse.close():
+            self._event(ev.data, out)
+        if not self._done:
+            if self._finish is None:
+                raise ProviderProtocolError("upstream stream ended before it finished")
+            self._end(out)
+        return out
+
+    def _end(self, out: list[StreamEvent]) -> None:
+        if self._done:
+            return
+        self._done = True
+        finish = self._finish or "stop"
+        if finish == "stop" and self._saw_tools:
+            finish = "tool_calls"
+        out.append(StreamEnd(finish, self._usage))
+
+    def _event(self, data: str, out: list[StreamEvent]) -> None:
+        if data == "[DONE]":
+            self._end(out)
+            return
+        if not data or self._done:
+            return
+        try:
+            chunk = loads(data)
+        except ValueError:
+            raise ProviderProtocolError("upstream sent a stream chunk that is not JSON") from None
+        if not isinstance(chunk, dict):
+            return
+        if "error" in chunk and not chunk.get("choices"):
+            err = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
+            raise ProviderError(str(err.get("message") or "upstream error"), code="upstream_stream_error")
+        if not self._started:
+            self._started = True
+            out.append(StreamStart(str(chunk.get("id") or ""), str(chunk.get("model") or ""), int(chunk.get("created") or 0)))
+        for choice in chunk.get("choices") or []:
+            if choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta") or {}
+            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+            if isinstance(reasoning, str) and reasoning:
+                out.append(ThinkingDelta(reasoning))
+            content = delta.get("content")
+            if isinstance(content, str) and content:
+                out.append(TextDelta(content))
+            for call in delta.get("tool_calls") or []:
+                self._tool_fragment(call, out)
+            if choice.get("finish_reason"):
+                self._finish = _FINISH_IN.get(choice["finish_reason"], "stop")
+        if chunk.get("usage"):
+            self._usage = decode_usage(chunk["usage"])
+            out.append(UsageUpdate(self._usage))
+            if self._finish is not None:
+                self._end(out)
+
+    def _tool_fragment(self, call: dict[str, Any], out: list[StreamEvent]) -> None:
+        raw = int(call.get("index", 0))
+        fn = call.get("function") or {}
+        cid = call.get("id")
+        if raw not in self._index_map or (cid and self._ids.get(raw) not in (None, cid)):
+            self._index_map[raw] = self._next
+            self._ids[raw] = cid or f"call_{self._next}"
+            self._next += 1
+            self._saw_tools = True
+            out.append(ToolCallStart(self._index_map[raw], self._ids[raw], str(fn.get("name") or "")))
+        args = fn.get("arguments")
+        if args:
+            out.append(ToolCallDelta(self._index_map[raw], args if isinstance(args, str) else dumps_str(args)))
+
+
+class StreamEncoder:
+    """Canonical events -> OpenAI chunk stream bytes, for a client of this dialect."""
+
+    def __init__(self, *, model: str, include_usage: bool, request_id: str = "") -> None:
+        self.model = model
+        self.include_usage = include_usage
+        self._id = f"chatcmpl-{request_id}" if request_id else "chatcmpl-llmproxy"
+        self._created = int(time.time())
+        self._head = b""
+        self._role_sent = False
+        self._ended = False
+        self._tools = False
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
+        body: dict[str, Any] = {
+            "id": self._id,
+            "object": "chat.completion.chunk",
+            "created": self._created,
+            "model": self.model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+        }
+        if self.include_usage:
+            body["usage"] = None
+        return frame(dumps(body))
+
+    def _role(self) -> bytes:
+        if self._role_sent:
+            return b""
+        self._role_sent = True
+        return self._chunk({"role": "assistant", "content": ""})
+
+    def encode(self, event: StreamEvent) -> bytes:
+        if self._ended:
+            return b""
+        if isinstance(event, StreamStart):
+            if event.created:
+                self._created = event.created
+            return self._role()
+        if isinstance(event, TextDelta):
+            return self._role() + self._chunk({"content": event.text}) if event.text else b""
+        if isinstance(event, ThinkingDelta):
+            if not event.text:
+                return b""
+            return self._role() + self._chunk({"reasoning_content": event.text})
+        if isinstance(event, ToolCallStart):
+            self._tools = True
+            return self._role() + self._chunk(
+                {"tool_calls": [{"index": event.index, "id": event.id, "type": "function",
+                                 "function": {"name": event.name, "arguments": ""}}]}
+            )  # fmt: skip
+        if isinstance(event, ToolCallDelta):
+            return self._chunk({"tool_calls": [{"index": event.index, "function": {"arguments": event.arguments}}]})
+        if isinstance(event, StreamEnd):
+            self._ended = True
+            finish = event.finish_reason
+            if finish == "stop" and self._tools:
+                finish = "tool_calls"
+            out = self._role() + self._chunk({}, _finish_out(finish))
+            if self.include_usage:
+                out += frame(
+                    dumps(
+                        {
+                            "id": self._id,
+                            "object": "chat.completion.chunk",
+                            "created": self._created,
+                            "model": self.model,
+                            "choices": [],
+                            "usage": encode_usage(event.usage or Usage()),
+                        }
+                    )
+                )
+            return out + b"data: [DONE]\n\n"
+        return b""
+
+    def error(self, err: LLMProxyError) -> bytes:
+        """A mid-stream failure: an error chunk, then the terminator."""
+        self._ended = True
+        return frame(dumps(error_body(err)[1])) + b"data: [DONE]\n\n"
+
+
+# --- errors --------------------------------------------------------------------------
+
+_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    413: "invalid_request_error",
+    429: "rate_limit_error",
+    502: "upstream_error",
+    503: "server_error",
+    504: "timeout",
+}
+
+
+def error_body(err: LLMProxyError) -> tuple[int, dict[str, Any]]:
+    return err.status, {
+        "error": {
+            "message": err.message,
+            "type": _TYPES.get(err.status, "server_error"),
+            "param": err.param,
+            "code": err.code,
+        }
+    }
+
+
+def upstream_error_message(body: bytes) -> str | None:
+    """The ``error.message`` of an upstream error body, if it has one."""
+    try:
+        data = loads(body)
+    except ValueError:
+        return None
+    err = data.get("error") if isinstance(data, dict) else None
+    if isinstance(err, dict) and isinstance(err.get("message"), str):
+        return str(err["message"])
+    if isinstance(err, str):
+        return err
+    return None

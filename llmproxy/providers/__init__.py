@@ -1,0 +1,45 @@
+"""Upstream executors by provider type: a registry of dotted paths, imported lazily."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .base import Credential, Executor, ProviderConfig
+
+EXECUTORS: dict[str, str] = {
+    "openai": "llmproxy.providers.openai:OpenAIExecutor",
+    "openrouter": "llmproxy.providers.openai:OpenAIExecutor",
+    "together": "llmproxy.providers.openai:OpenAIExecutor",
+    "fireworks": "llmproxy.providers.openai:OpenAIExecutor",
+    "openai-compatible": "llmproxy.providers.openai:OpenAIExecutor",
+    "claude": "llmproxy.providers.anthropic:AnthropicExecutor",
+    "anthropic": "llmproxy.providers.anthropic:AnthropicExecutor",
+    "gemini": "llmproxy.providers.gemini:GeminiExecutor",
+}
+
+
+def get(name: str) -> type[Executor]:
+    """The executor class for a provider type."""
+    try:
+        path = EXECUTORS[name]
+    except KeyError:
+        raise KeyError(f"unknown provider type {name!r}; known: {', '.join(sorted(EXECUTORS))}") from None
+    module, _, attr = path.partition(":")
+    cls: Any = getattr(importlib.import_module(module), attr)
+    return cls  # type: ignore[no-any-return]
+
+
+def register(name: str, executor: type[Executor] | str) -> None:
+    """Make a custom executor usable by provider type ``name`` (a class or "module:Class")."""
+    if isinstance(executor, str):
+        EXECUTORS[name] = executor
+    else:
+        EXECUTORS[name] = f"{executor.__module__}:{executor.__qualname__}"
+
+
+def create(config: ProviderConfig) -> Executor:
+    return get(config.type)(config)
+
+
+__all__ = ["Credential", "EXECUTORS", "Executor", "ProviderConfig", "create", "get", "register"]

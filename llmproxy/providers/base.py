@@ -1,0 +1,163 @@
+"""What every upstream executor does: build the HTTP request, classify failures.
+
+An executor is a small object per provider: it knows the endpoint, the headers and
+auth for a credential, and which dialect the upstream speaks. The gateway owns I/O
+(the shared ``HTTPClient``) and the codecs own translation, so an executor stays a
+few dozen lines.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from .._json import dumps, loads
+from ..errors import ProviderError, ProviderHTTPError
+from ..http import HTTPClient, UpstreamRequest
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    name: str
+    type: str
+    base_url: str = ""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    priority: int = 0
+    weight: int = 1
+    cooldown: float = 60.0
+    rpm: int | None = None
+    tpm: int | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """One way to authenticate against a provider (an API key or OAuth tokens)."""
+
+    name: str
+    provider: str
+    api_key: str | None = None
+    access_token: str | None = None
+    refresh_token: str | None = None
+    expires_at: float | None = None
+    weight: int = 1
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    id: int | None = None
+
+    @property
+    def secret(self) -> str:
+        return self.access_token or self.api_key or ""
+
+
+class Executor:
+    """Base executor. Subclasses set ``dialect`` and ``default_base_url`` and ``build``."""
+
+    #: The wire dialect the upstream speaks (a name in ``llmproxy.formats.CODECS``);
+    #: an instance may override it from its provider options.
+    dialect: str = "openai_chat"
+    default_base_url: ClassVar[str] = ""
+    #: Client headers worth forwarding because they change meaning (lower-case).
+    forward_headers: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, provider: ProviderConfig | None = None) -> None:
+        self.provider = provider or ProviderConfig(name=type(self).__name__.lower(), type="")
+
+    @property
+    def base_url(self) -> str:
+        return (self.provider.base_url or self.default_base_url).rstrip("/")
+
+    def build(
+        self,
+        credential: Credential,
+        body: dict[str, Any],
+        *,
+        model: str,
+        stream: bool,
+        client_headers: Mapping[str, str] | None = None,
+        endpoint: str = "chat",
+    ) -> UpstreamRequest:
+        raise NotImplementedError
+
+    def classify(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
+        """An upstream error status -> the error the gateway acts on (retry, cooldown)."""
+        message = _error_message(body) or f"upstream answered HTTP {status}"
+        return ProviderHTTPError(
+            f"{self.provider.name}: {message}",
+            upstream_status=status,
+            provider=self.provider.name,
+            retry_after=retry_after(headers),
+        )
+
+    def extra_headers(self, client_headers: Mapping[str, str] | None) -> dict[str, str]:
+        out = dict(self.provider.headers)
+        if client_headers:
+            for name in self.forward_headers:
+                if name in client_headers:
+                    out[name] = client_headers[name]
+        return out
+
+    async def execute(
+        self, credential: Credential, body: dict[str, Any], *, http: HTTPClient | None = None
+    ) -> dict[str, Any]:
+        """One non-streaming call, for library users: provider body in, provider JSON out."""
+        client = http or HTTPClient()
+        try:
+            req = self.build(credential, body, model=str(body.get("model", "")), stream=False)
+            reply = await client.send(req)
+            data = await reply.read()
+            if reply.status >= 400:
+                raise self.classify(reply.status, reply.headers, data)
+            result: dict[str, Any] = loads(data)
+            return result
+        finally:
+            if http is None:
+                await client.close()
+
+
+def json_body(body: dict[str, Any]) -> bytes:
+    return dumps(body)
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds from ``Retry-After`` (seconds or an HTTP date) or ``retry-after-ms``."""
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _error_message(body: bytes) -> str | None:
+    try:
+        data = loads(body)
+    except ValueError:
+        text = body[:200].decode("utf-8", "replace").strip()
+        return text or None
+    if isinstance(data, list) and data:
+        data = data[0]
+    if not isinstance(data, dict):
+        return None
+    err = data.get("error")
+    if isinstance(err, dict):
+        msg = err.get("message")
+        return str(msg) if msg else None
+    if isinstance(err, str):
+        return err
+    msg = data.get("message")
+    return str(msg) if isinstance(msg, str) else None
