@@ -1,5 +1,57 @@
+"""Users and their API keys. Keys are stored only as a prefix and a SHA-256 hash."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from django.conf import settings
 from django.contrib.auth.models import AbstractUser
+from django.db import models
+
+KEY_PREFIX = "sk-llmp-"
 
 
 class User(AbstractUser):
-    pass
+    """A person with API keys. Staff (``is_staff``) see and manage everything."""
+
+
+def hash_key(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def generate_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+class BudgetPeriod(models.TextChoices):
+    NONE = "none", "No reset"
+    DAILY = "daily", "Daily"
+    WEEKLY = "weekly", "Weekly"
+    MONTHLY = "monthly", "Monthly"
+
+
+class ApiKey(models.Model):
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100, blank=True)
+    prefix = models.CharField(max_length=16, db_index=True, editable=False)
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    allowed_models = models.JSONField(default=list, blank=True, help_text="Empty: every model.")
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked = models.BooleanField(default=False)
+    is_admin = models.BooleanField(default=False, help_text="May use the management API, as its owner's role allows.")
+    rpm = models.PositiveIntegerField(null=True, blank=True, help_text="Requests per minute; empty: unlimited.")
+    tpm = models.PositiveIntegerField(null=True, blank=True, help_text="Tokens per minute; empty: unlimited.")
+    budget_usd = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
+    budget_period = models.CharField(max_length=10, choices=BudgetPeriod.choices, default=BudgetPeriod.NONE)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.name or 'unnamed'})"
+
+    def set_key(self, raw: str) -> None:
+        self.prefix = raw[: len(KEY_PREFIX) + 4]
+        self.key_hash = hash_key(raw)

@@ -1,0 +1,139 @@
+"""Providers, credentials, model routes, usage and the shared config version."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from .fields import EncryptedTextField
+
+
+class ProviderType(models.TextChoices):
+    CLAUDE = "claude", "Anthropic Claude"
+    GEMINI = "gemini", "Google Gemini"
+    OPENAI = "openai", "OpenAI"
+    COPILOT = "copilot", "GitHub Copilot"
+    KIRO = "kiro", "Kiro (AWS CodeWhisperer)"
+    OPENROUTER = "openrouter", "OpenRouter"
+    TOGETHER = "together", "Together"
+    FIREWORKS = "fireworks", "Fireworks"
+    OPENAI_COMPATIBLE = "openai-compatible", "OpenAI-compatible"
+
+
+class AuthType(models.TextChoices):
+    API_KEY = "api_key", "API key"
+    OAUTH = "oauth", "OAuth"
+    DEVICE_FLOW = "device_flow", "Device flow"
+
+
+class Provider(models.Model):
+    name = models.SlugField(max_length=100, unique=True)
+    type = models.CharField(max_length=32, choices=ProviderType.choices)
+    enabled = models.BooleanField(default=True)
+    base_url = models.URLField(max_length=500, blank=True, help_text="Empty: the type's default.")
+    auth_type = models.CharField(max_length=16, choices=AuthType.choices, default=AuthType.API_KEY)
+    priority = models.IntegerField(default=0, help_text="Higher is tried first.")
+    weight = models.PositiveIntegerField(default=1)
+    cooldown_seconds = models.FloatField(default=60.0, help_text="After a 429 without Retry-After.")
+    rpm = models.PositiveIntegerField(null=True, blank=True)
+    tpm = models.PositiveIntegerField(null=True, blank=True)
+    headers = models.JSONField(default=dict, blank=True)
+    options = models.JSONField(default=dict, blank=True)
+    from_config = models.BooleanField(default=False, editable=False, help_text="Created by import_config.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-priority", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Credential(models.Model):
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="credentials")
+    name = models.CharField(max_length=100)
+    enabled = models.BooleanField(default=True)
+    weight = models.PositiveIntegerField(default=1)
+    api_key = EncryptedTextField(blank=True)
+    access_token = EncryptedTextField(blank=True)
+    refresh_token = EncryptedTextField(blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    file = models.CharField(max_length=255, blank=True, help_text="A token file in the auth dir.")
+    extra = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["provider__name", "name"]
+        constraints = [models.UniqueConstraint(fields=["provider", "name"], name="uniq_credential_name")]
+
+    def __str__(self) -> str:
+        return f"{self.provider.name}/{self.name}"
+
+
+class ModelRoute(models.Model):
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="routes")
+    name = models.CharField(max_length=200, help_text="The public model name clients ask for.")
+    upstream = models.CharField(max_length=200, blank=True, help_text="Sent to the provider; empty: the public name.")
+    enabled = models.BooleanField(default=True)
+    input_price = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True, help_text="USD / 1M tokens")
+    output_price = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    cached_input_price = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+
+    class Meta:
+        ordering = ["name", "provider__name"]
+        constraints = [models.UniqueConstraint(fields=["provider", "name"], name="uniq_route_per_provider")]
+
+    def __str__(self) -> str:
+        return f"{self.name} → {self.provider.name}:{self.upstream_name}"
+
+    @property
+    def upstream_name(self) -> str:
+        return self.upstream or self.name
+
+
+class UsageRecord(models.Model):
+    """One row per request, success or failure; written in batches off the request path."""
+
+    request_id = models.CharField(max_length=64, db_index=True)
+    created_at = models.DateTimeField(db_index=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, db_constraint=False)
+    key = models.ForeignKey("accounts.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, db_constraint=False)
+    key_prefix = models.CharField(max_length=16, blank=True)
+    ingress = models.CharField(max_length=32)
+    model = models.CharField(max_length=200, blank=True)
+    upstream_model = models.CharField(max_length=200, blank=True)
+    provider = models.CharField(max_length=100, blank=True)
+    credential = models.CharField(max_length=100, blank=True)
+    stream = models.BooleanField(default=False)
+    status_code = models.PositiveSmallIntegerField()
+    error_type = models.CharField(max_length=64, blank=True)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    cached_tokens = models.PositiveIntegerField(default=0)
+    reasoning_tokens = models.PositiveIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=14, decimal_places=8, null=True, blank=True)
+    latency_ms = models.PositiveIntegerField(default=0)
+    ttfb_ms = models.PositiveIntegerField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=1)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["user", "created_at"]),
+            models.Index(fields=["key", "created_at"]),
+            models.Index(fields=["model", "created_at"]),
+            models.Index(fields=["provider", "created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.request_id} {self.model} {self.status_code}"
+
+
+class ConfigVersion(models.Model):
+    """One row: bumped after every config change so each process rebuilds its snapshot."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    version = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)

@@ -1,0 +1,68 @@
+"""ASGI entry point: LLM routes to Channels consumers, everything else to Django.
+
+The LLM path never enters Django's request cycle (no view, no middleware). The
+lifespan protocol starts each process's engine (snapshot, reloader, usage writer) and
+flushes usage on shutdown; servers without lifespan start it on the first request.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import django
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "llmproxy_site.settings")
+django.setup()
+
+from channels.routing import ProtocolTypeRouter  # noqa: E402
+from django.core.asgi import get_asgi_application  # noqa: E402
+
+from proxy import routing  # noqa: E402
+from proxy.engine import get_engine  # noqa: E402
+
+django_app = get_asgi_application()
+NOT_FOUND_BODY = b'{"error":{"message":"Unknown endpoint","type":"invalid_request_error","param":null,"code":"not_found"}}'
+
+
+async def http_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    path = scope["path"]
+    app = routing.resolve(scope["method"], path)
+    if app is not None:
+        await app(scope, receive, send)
+    elif routing.is_llm_path(path):
+        await send({"type": "http.response.start", "status": 404,
+                    "headers": [(b"content-type", b"application/json")]})  # fmt: skip
+        await send({"type": "http.response.body", "body": NOT_FOUND_BODY})
+    else:
+        await django_app(scope, receive, send)
+
+
+async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            try:
+                await get_engine().ensure_started()
+            except Exception as exc:
+                await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                return
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await get_engine().shutdown()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+def _websocket_app() -> Any:
+    try:
+        from proxy.live import websocket_application
+    except ImportError:
+        return None
+    return websocket_application
+
+
+_mapping: dict[str, Any] = {"http": http_app, "lifespan": lifespan}
+if (_ws := _websocket_app()) is not None:
+    _mapping["websocket"] = _ws
+application = ProtocolTypeRouter(_mapping)

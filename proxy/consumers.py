@@ -1,0 +1,158 @@
+"""Channels consumers for the LLM endpoints: parse the wire, call the gateway, stream back.
+
+Written on ``AsyncConsumer`` so that ``http.disconnect`` is seen while a reply streams
+(``AsyncHttpConsumer`` processes one message at a time: django/channels#1350): the
+response runs as a task, a disconnect cancels it, and the gateway records the partial
+usage. No Django view or middleware runs here, and no database query.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+from urllib.parse import parse_qs
+
+import orjson
+from channels.consumer import AsyncConsumer, StopConsumer
+
+from llmproxy import formats
+from llmproxy.errors import AuthenticationFailed, LLMProxyError, RequestTooLarge
+from llmproxy.gateway import Call, Reply, StreamReply
+
+from .engine import get_engine
+
+
+def client_key(headers: dict[str, str], query: dict[str, list[str]]) -> str | None:
+    auth = headers.get("authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip() or None
+    for name in ("x-api-key", "x-goog-api-key"):
+        if headers.get(name):
+            return headers[name].strip()
+    keys = query.get("key")
+    return keys[0] if keys else None
+
+
+class LLMConsumer(AsyncConsumer):
+    """One HTTP request on an LLM route. ``ingress``/``endpoint`` come from the route."""
+
+    channel_layer_alias = "__none__"  # no channel layer: nothing to subscribe to
+
+    def __init__(self, ingress: str = "openai_chat", endpoint: str = "chat", **kwargs: Any) -> None:
+        super().__init__()
+        self.ingress = ingress
+        self.endpoint = endpoint
+        self.kwargs = kwargs
+        self.body: list[bytes] = []
+        self.size = 0
+        self.task: asyncio.Task[None] | None = None
+        self.too_large = False
+
+    async def http_request(self, message: dict[str, Any]) -> None:
+        chunk = message.get("body", b"")
+        engine = get_engine()
+        await engine.ensure_started()
+        self.size += len(chunk)
+        if self.size > engine.gateway.runtime.max_body_bytes:
+            self.too_large = True
+        elif chunk:
+            self.body.append(chunk)
+        if message.get("more_body"):
+            return
+        self.task = asyncio.get_running_loop().create_task(self.respond())
+
+    async def http_disconnect(self, message: dict[str, Any]) -> None:
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+            try:
+                await self.task
+            except (asyncio.CancelledError, Exception):
+                pass
+        raise StopConsumer()
+
+    def headers(self) -> dict[str, str]:
+        return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in self.scope["headers"]}
+
+    def request_id(self, headers: dict[str, str]) -> str:
+        rid = headers.get("x-request-id", "")
+        return rid if 0 < len(rid) <= 64 and rid.isascii() else uuid.uuid4().hex
+
+    async def respond(self) -> None:
+        headers = self.headers()
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        rid = self.request_id(headers)
+        gateway = get_engine().gateway
+        if self.too_large:
+            err = RequestTooLarge(f"request body is larger than {gateway.runtime.max_body_bytes} bytes")
+            await self.send_error(err, rid)
+            return
+        call = Call(
+            ingress=self.ingress,
+            body=b"".join(self.body),
+            headers=headers,
+            api_key=client_key(headers, query),
+            model=self.kwargs.get("model"),
+            stream=self.kwargs.get("stream"),
+            sse=query.get("alt", [""])[0] == "sse" if self.ingress == "gemini" else True,
+            request_id=rid,
+        )
+        result = await self.dispatch_call(call, headers, query)
+        result.headers.setdefault("x-request-id", rid)
+        if isinstance(result, Reply):
+            await self.send_reply(result)
+            return
+        await self.send({"type": "http.response.start", "status": result.status, "headers": _headers(result.headers)})
+        try:
+            async for chunk in result.chunks:
+                await self.send({"type": "http.response.body", "body": chunk, "more_body": True})
+        finally:
+            try:
+                await self.send({"type": "http.response.body", "body": b"", "more_body": False})
+            except Exception:
+                pass
+
+    async def dispatch_call(self, call: Call, headers: dict[str, str], query: dict[str, list[str]]) -> Reply | StreamReply:
+        return await get_engine().gateway.handle(call, self.endpoint)
+
+    async def send_reply(self, reply: Reply) -> None:
+        await self.send({"type": "http.response.start", "status": reply.status, "headers": _headers(reply.headers)})
+        await self.send({"type": "http.response.body", "body": reply.body})
+
+    async def send_error(self, err: LLMProxyError, rid: str) -> None:
+        status, body = formats.get(self.ingress).error_body(err)
+        await self.send_reply(Reply(status, orjson.dumps(body), {"content-type": "application/json", "x-request-id": rid}))
+
+
+class ModelsConsumer(LLMConsumer):
+    """``GET /v1/models`` (OpenAI or, with ``anthropic-version``, Anthropic) and ``/v1beta/models``."""
+
+    async def dispatch_call(self, call: Call, headers: dict[str, str], query: dict[str, list[str]]) -> Reply | StreamReply:
+        gateway = get_engine().gateway
+        rt = gateway.runtime
+        style = self.ingress
+        if style == "openai_chat" and "anthropic-version" in headers:
+            style = "anthropic"
+        try:
+            key = gateway.authenticate(call.api_key, rt)
+        except AuthenticationFailed as err:
+            status, body = formats.get(style).error_body(err)
+            return Reply(status, orjson.dumps(body), {"content-type": "application/json"})
+        models = gateway.models_for(key, rt)
+        return Reply(200, orjson.dumps(models_body(style, models)), {"content-type": "application/json"})
+
+
+def models_body(style: str, models: list[str]) -> dict[str, Any]:
+    if style == "anthropic":
+        data = [{"type": "model", "id": m, "display_name": m, "created_at": "2025-01-01T00:00:00Z"} for m in models]
+        return {"data": data, "has_more": False, "first_id": models[0] if models else None,
+                "last_id": models[-1] if models else None}  # fmt: skip
+    if style == "gemini":
+        return {"models": [{"name": f"models/{m}", "displayName": m,
+                            "supportedGenerationMethods": ["generateContent", "streamGenerateContent", "countTokens"]}
+                           for m in models]}  # fmt: skip
+    return {"object": "list", "data": [{"id": m, "object": "model", "created": 0, "owned_by": "llmproxy"} for m in models]}
+
+
+def _headers(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]

@@ -1,0 +1,85 @@
+"""``serve``: the ASGI server (uvicorn by default, daphne on request) plus background jobs.
+
+The embedded profile also starts a Celery worker with beat against the embedded broker,
+unless ``--no-jobs``; with ``REDIS_URL``/``CELERY_BROKER_URL`` set, run the worker and
+beat as their own processes (docker-compose.yml) and serve with ``--no-jobs``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandParser
+
+ASGI_APP = "llmproxy_site.asgi:application"
+
+
+class Command(BaseCommand):
+    help = "Serve llmproxy (LLM endpoints, admin, API) on one port."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--host", default=None)
+        parser.add_argument("--port", type=int, default=None)
+        parser.add_argument("--workers", type=int, default=1)
+        parser.add_argument("--server", choices=["uvicorn", "daphne"], default="uvicorn")
+        parser.add_argument("--no-jobs", action="store_true", help="Do not start the Celery worker and beat.")
+
+    def handle(self, *args: Any, **opts: Any) -> None:
+        host, port = self._address(opts)
+        jobs = None
+        if not opts["no_jobs"] and os.environ.get("LLMPROXY_SERVE_JOBS", "auto") != "off":
+            jobs = self._start_jobs()
+        self.stdout.write(f"llmproxy serving on http://{host}:{port} ({opts['server']}, {opts['workers']} worker(s))")
+        self.stdout.flush()
+        try:
+            if opts["server"] == "daphne":
+                self._daphne(host, port)
+            else:
+                import uvicorn
+
+                uvicorn.run(
+                    ASGI_APP,
+                    host=host,
+                    port=port,
+                    workers=opts["workers"] if opts["workers"] > 1 else None,
+                    lifespan="on",
+                    loop="auto",
+                    http="auto",
+                    log_level="warning",
+                    access_log=False,
+                    timeout_graceful_shutdown=10,
+                )
+        finally:
+            if jobs is not None:
+                jobs.terminate()
+                try:
+                    jobs.wait(15)
+                except subprocess.TimeoutExpired:
+                    jobs.kill()
+
+    def _address(self, opts: dict[str, Any]) -> tuple[str, int]:
+        from proxy.config_file import server_address
+
+        host, port = server_address()
+        return opts["host"] or host, opts["port"] or port
+
+    def _start_jobs(self) -> subprocess.Popen[bytes] | None:
+        if not settings.CELERY_EMBEDDED_BROKER:
+            self.stdout.write("Background jobs: run 'celery -A llmproxy_site worker' and 'beat' (broker is external).")
+            return None
+        for key in ("data_folder_in", "processed_folder"):
+            os.makedirs(settings.CELERY_BROKER_TRANSPORT_OPTIONS.get(key, "var"), exist_ok=True)
+        cmd = [sys.executable, "-m", "celery", "-A", "llmproxy_site", "worker", "--beat", "--loglevel", "WARNING",
+               "--concurrency", "1", "--pool", "solo",
+               "--schedule", str(settings.VAR_DIR / "celerybeat-schedule") if hasattr(settings, "VAR_DIR") else ""]
+        cmd = [c for c in cmd if c]
+        return subprocess.Popen(cmd)
+
+    def _daphne(self, host: str, port: int) -> None:
+        from daphne.cli import CommandLineInterface
+
+        CommandLineInterface().run(["-b", host, "-p", str(port), "--verbosity", "0", ASGI_APP])

@@ -1,0 +1,48 @@
+"""The LLM routes: exact paths and the Gemini ``models/{model}:{action}`` pattern.
+
+A dict lookup instead of regex routing: this runs on every request.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .consumers import LLMConsumer, ModelsConsumer
+
+Route = tuple[type[LLMConsumer], dict[str, Any]]
+
+EXACT: dict[tuple[str, str], Route] = {
+    ("POST", "/v1/chat/completions"): (LLMConsumer, {"ingress": "openai_chat", "endpoint": "chat"}),
+    ("GET", "/v1/models"): (ModelsConsumer, {"ingress": "openai_chat"}),
+    ("GET", "/v1beta/models"): (ModelsConsumer, {"ingress": "gemini"}),
+}
+
+GEMINI_ACTIONS: dict[str, dict[str, Any]] = {}
+
+_apps: dict[tuple[type[LLMConsumer], tuple[tuple[str, Any], ...]], Any] = {}
+
+
+def _app(consumer: type[LLMConsumer], kwargs: dict[str, Any]) -> Any:
+    key = (consumer, tuple(sorted(kwargs.items())))
+    app = _apps.get(key)
+    if app is None:
+        app = _apps[key] = consumer.as_asgi(**kwargs)
+    return app
+
+
+def resolve(method: str, path: str) -> Any | None:
+    """The ASGI app for an LLM route, or None (then Django answers)."""
+    hit = EXACT.get((method, path.rstrip("/") if len(path) > 1 else path))
+    if hit is not None:
+        return _app(*hit)
+    if method == "POST" and path.startswith("/v1beta/models/") and ":" in path:
+        model, _, action = path[len("/v1beta/models/") :].rpartition(":")
+        spec = GEMINI_ACTIONS.get(action)
+        if spec is not None and model:
+            consumer, kwargs = spec["consumer"], {k: v for k, v in spec.items() if k != "consumer"}
+            return _app(consumer, {**kwargs, "model": model})
+    return None
+
+
+def is_llm_path(path: str) -> bool:
+    return path.startswith("/v1/") or path.startswith("/v1beta/")

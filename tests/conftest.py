@@ -1,0 +1,100 @@
+"""Shared fixtures: fake upstreams, and the real ASGI app served on a loopback port."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.fakes import FakeUpstream
+
+
+@pytest.fixture(scope="session")
+def upstream() -> Iterator[FakeUpstream]:
+    """One fake upstream for the session; scripts are cleared before every test that uses it."""
+    fake = FakeUpstream().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def fake(upstream: FakeUpstream) -> Iterator[FakeUpstream]:
+    upstream.reset()
+    yield upstream
+    upstream.reset()
+
+
+class LiveServer:
+    """uvicorn serving ``llmproxy_site.asgi.application`` in a thread, with its own loop."""
+
+    def __init__(self) -> None:
+        import uvicorn
+
+        from llmproxy_site.asgi import application
+
+        self.loop = asyncio.new_event_loop()
+        self.config = uvicorn.Config(application, host="127.0.0.1", port=0, lifespan="on", log_level="warning",
+                                     access_log=False, loop="asyncio")  # fmt: skip
+        self.server = uvicorn.Server(self.config)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.port = 0
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(self.server.serve())
+
+    def start(self) -> LiveServer:
+        self.thread.start()
+        for _ in range(500):
+            if self.server.started:
+                break
+            threading.Event().wait(0.01)
+        assert self.server.started, "live server did not start"
+        self.port = self.server.servers[0].sockets[0].getsockname()[1]
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(15)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def call(self, coro: Any, timeout: float = 30) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    @property
+    def engine(self) -> Any:
+        from proxy.engine import get_engine
+
+        return get_engine()
+
+    def reload(self) -> None:
+        """Rebuild the snapshot now instead of waiting for the poller."""
+        self.call(self.engine.reload(force=True))
+        self.engine.gateway.router.clear()
+
+    def flush_usage(self) -> int:
+        """Write buffered usage now (waits for streams to settle first)."""
+        self.call(asyncio.sleep(0.05))
+        return int(self.call(asyncio.to_thread(self.engine.writer.flush)))
+
+
+@pytest.fixture(scope="session")
+def live_server_session(django_db_setup: Any, django_db_blocker: Any) -> Iterator[LiveServer]:
+    with django_db_blocker.unblock():
+        server = LiveServer().start()
+    yield server
+    with django_db_blocker.unblock():
+        server.stop()
+
+
+@pytest.fixture
+def live(live_server_session: LiveServer, transactional_db: Any) -> Iterator[LiveServer]:
+    live_server_session.reload()
+    yield live_server_session
+    live_server_session.flush_usage()
