@@ -1,0 +1,41 @@
+# llmproxy: `make run` serves on embedded defaults, `make test` runs the suite.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+
+.PHONY: run test install check lint typecheck bench migrate clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+install: $(STAMP)
+
+migrate: install
+	$(BIN)/python manage.py migrate --noinput -v0
+
+run: migrate
+	$(BIN)/python manage.py bootstrap
+	@if [ -n "$$LLMPROXY_CONFIG" ]; then $(BIN)/python manage.py import_config "$$LLMPROXY_CONFIG"; fi
+	$(BIN)/python manage.py serve
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+typecheck: install
+	$(BIN)/mypy llmproxy
+
+check: lint typecheck test
+
+bench: install
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf var/test.sqlite3 .pytest_cache
