@@ -44,6 +44,7 @@ class ApiKey(models.Model):
     tpm = models.PositiveIntegerField(null=True, blank=True, help_text="Tokens per minute; empty: unlimited.")
     budget_usd = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
     budget_period = models.CharField(max_length=10, choices=BudgetPeriod.choices, default=BudgetPeriod.NONE)
+    period_started_at = models.DateTimeField(null=True, blank=True, help_text="Start of the current budget period.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

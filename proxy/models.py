@@ -137,3 +137,75 @@ class ConfigVersion(models.Model):
     id = models.PositiveSmallIntegerField(primary_key=True, default=1)
     version = models.BigIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
+
+
+class HealthState(models.TextChoices):
+    UNKNOWN = "unknown", "Unknown"
+    HEALTHY = "healthy", "Healthy"
+    UNHEALTHY = "unhealthy", "Unhealthy"
+
+
+class HealthStatus(models.Model):
+    """The last probe of one credential (written by the health-check job)."""
+
+    credential = models.OneToOneField(Credential, on_delete=models.CASCADE, related_name="health")
+    state = models.CharField(max_length=16, choices=HealthState.choices, default=HealthState.UNKNOWN)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    checked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "health statuses"
+
+    def __str__(self) -> str:
+        return f"{self.credential}: {self.state}"
+
+
+class UsageDaily(models.Model):
+    """Rollup of UsageRecord: day x user x key x model x provider, upserted by a job.
+
+    ``user_id``/``key_id`` are plain integers with 0 for "none" so the unique constraint
+    also holds for anonymous rows (NULLs never conflict in SQL).
+    """
+
+    day = models.DateField()
+    user_id = models.BigIntegerField(default=0)
+    key_id = models.BigIntegerField(default=0)
+    model = models.CharField(max_length=200)
+    provider = models.CharField(max_length=100)
+    requests = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+    prompt_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    cached_tokens = models.BigIntegerField(default=0)
+    reasoning_tokens = models.BigIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=16, decimal_places=8, default=0)
+
+    class Meta:
+        ordering = ["-day"]
+        constraints = [
+            models.UniqueConstraint(fields=["day", "user_id", "key_id", "model", "provider"], name="uniq_usage_daily")
+        ]
+        indexes = [models.Index(fields=["user_id", "day"]), models.Index(fields=["key_id", "day"])]
+        verbose_name_plural = "usage daily"
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.model} {self.requests}"
+
+
+class ConfigImport(models.Model):
+    """Each attempt to apply a config file (command, watcher, API): shown in the admin."""
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    source = models.CharField(max_length=500)
+    ok = models.BooleanField()
+    errors = models.JSONField(default=list, blank=True)
+    content_hash = models.CharField(max_length=64, blank=True)
+    changes = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.source} {'ok' if self.ok else 'rejected'}"

@@ -58,6 +58,7 @@ class Migration(migrations.Migration):
                 ('tpm', models.PositiveIntegerField(blank=True, help_text='Tokens per minute; empty: unlimited.', null=True)),
                 ('budget_usd', models.DecimalField(blank=True, decimal_places=4, max_digits=12, null=True)),
                 ('budget_period', models.CharField(choices=[('none', 'No reset'), ('daily', 'Daily'), ('weekly', 'Weekly'), ('monthly', 'Monthly')], default='none', max_length=10)),
+                ('period_started_at', models.DateTimeField(blank=True, help_text='Start of the current budget period.', null=True)),
                 ('created_at', models.DateTimeField(auto_now_add=True)),
                 ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='api_keys', to=settings.AUTH_USER_MODEL)),
             ],
