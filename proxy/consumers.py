@@ -16,7 +16,7 @@ from urllib.parse import parse_qs
 import orjson
 from channels.consumer import AsyncConsumer, StopConsumer
 
-from llmproxy import formats
+from llmproxy import formats, side_calls
 from llmproxy.errors import AuthenticationFailed, LLMProxyError, RequestTooLarge
 from llmproxy.gateway import Call, Reply, StreamReply
 
@@ -113,7 +113,12 @@ class LLMConsumer(AsyncConsumer):
                 pass
 
     async def dispatch_call(self, call: Call, headers: dict[str, str], query: dict[str, list[str]]) -> Reply | StreamReply:
-        return await get_engine().gateway.handle(call, self.endpoint)
+        gateway = get_engine().gateway
+        if self.endpoint == "count_tokens":
+            return await side_calls.count_tokens(gateway, call)
+        if self.endpoint == "embeddings":
+            return await side_calls.embeddings(gateway, call)
+        return await gateway.handle(call, self.endpoint)
 
     async def send_reply(self, reply: Reply) -> None:
         await self.send({"type": "http.response.start", "status": reply.status, "headers": _headers(reply.headers)})

@@ -13,11 +13,21 @@ Route = tuple[type[LLMConsumer], dict[str, Any]]
 
 EXACT: dict[tuple[str, str], Route] = {
     ("POST", "/v1/chat/completions"): (LLMConsumer, {"ingress": "openai_chat", "endpoint": "chat"}),
+    ("POST", "/v1/completions"): (LLMConsumer, {"ingress": "openai_completions", "endpoint": "chat"}),
+    ("POST", "/v1/responses"): (LLMConsumer, {"ingress": "openai_responses", "endpoint": "chat"}),
+    ("POST", "/v1/responses/input_tokens"): (LLMConsumer, {"ingress": "openai_responses", "endpoint": "count_tokens"}),
+    ("POST", "/v1/messages"): (LLMConsumer, {"ingress": "anthropic", "endpoint": "chat"}),
+    ("POST", "/v1/messages/count_tokens"): (LLMConsumer, {"ingress": "anthropic", "endpoint": "count_tokens"}),
+    ("POST", "/v1/embeddings"): (LLMConsumer, {"ingress": "openai_chat", "endpoint": "embeddings"}),
     ("GET", "/v1/models"): (ModelsConsumer, {"ingress": "openai_chat"}),
     ("GET", "/v1beta/models"): (ModelsConsumer, {"ingress": "gemini"}),
 }
 
-GEMINI_ACTIONS: dict[str, dict[str, Any]] = {}
+GEMINI_ACTIONS: dict[str, dict[str, Any]] = {
+    "generateContent": {"consumer": LLMConsumer, "ingress": "gemini", "endpoint": "chat", "stream": False},
+    "streamGenerateContent": {"consumer": LLMConsumer, "ingress": "gemini", "endpoint": "chat", "stream": True},
+    "countTokens": {"consumer": LLMConsumer, "ingress": "gemini", "endpoint": "count_tokens"},
+}
 
 _apps: dict[tuple[type[LLMConsumer], tuple[tuple[str, Any], ...]], Any] = {}
 

@@ -19,6 +19,7 @@ from types import ModuleType
 CODECS: dict[str, str] = {
     "openai_chat": "llmproxy.formats.openai_chat",
     "openai_responses": "llmproxy.formats.openai_responses",
+    "openai_completions": "llmproxy.formats.openai_completions",
     "anthropic": "llmproxy.formats.anthropic",
     "gemini": "llmproxy.formats.gemini",
 }
