@@ -112,6 +112,40 @@ class Gateway:
 
         return cls(load_runtime(path), **kwargs)
 
+    # -- library conveniences -----------------------------------------------------------
+    async def chat(self, request: dict[str, Any], *, api_key: str | None = None) -> dict[str, Any]:
+        """An OpenAI Chat request dict in, the completion dict out (raises LLMProxyError)."""
+        return await self._call_json("openai_chat", {**request, "stream": False}, api_key)
+
+    async def messages(self, request: dict[str, Any], *, api_key: str | None = None) -> dict[str, Any]:
+        """An Anthropic Messages request dict in, the message dict out."""
+        return await self._call_json("anthropic", {**request, "stream": False}, api_key)
+
+    async def stream(self, request: dict[str, Any], *, api_key: str | None = None) -> AsyncIterator[dict[str, Any]]:
+        """An OpenAI Chat request dict in, OpenAI chunk dicts out."""
+        body = {**request, "stream": True, "stream_options": {"include_usage": True}}
+        result = await self.handle(Call("openai_chat", dumps(body), api_key=api_key))
+        if isinstance(result, Reply):
+            raise _error_from(result)
+        from .sse import SSEParser
+
+        parser = SSEParser()
+        async for chunk in result.chunks:
+            for ev in parser.feed(chunk):
+                if ev.data and ev.data != "[DONE]":
+                    data = loads(ev.data)
+                    if "error" in data:
+                        raise LLMProxyError(str(data["error"].get("message")), status=502)
+                    yield data
+
+    async def _call_json(self, ingress: str, body: dict[str, Any], api_key: str | None) -> dict[str, Any]:
+        result = await self.handle(Call(ingress, dumps(body), api_key=api_key))
+        assert isinstance(result, Reply)
+        if result.status >= 400:
+            raise _error_from(result)
+        out: dict[str, Any] = loads(result.body)
+        return out
+
     # -- authentication ----------------------------------------------------------------
     def authenticate(self, raw: str | None, runtime: Runtime | None = None) -> ApiKeyInfo | None:
         rt = runtime or self.runtime
@@ -378,6 +412,16 @@ class Gateway:
                 gateway._record(att, ttfb)
 
         return StreamReply(200, relay(), headers)
+
+
+def _error_from(reply: Reply) -> LLMProxyError:
+    try:
+        data = loads(reply.body)
+        err = data.get("error") or {}
+        message = err.get("message") if isinstance(err, dict) else str(err)
+    except (ValueError, AttributeError):
+        message = None
+    return LLMProxyError(str(message or f"HTTP {reply.status}"), status=reply.status)
 
 
 def _decode(codec: ModuleType, body: dict[str, Any], call: Call) -> Request:

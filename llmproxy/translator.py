@@ -1,0 +1,121 @@
+"""The Translator facade: OpenAI Chat in, a provider's dialect out, and back.
+
+A translator is two codecs composed through the canonical model, so adding a dialect
+adds one codec, not a translator per pair::
+
+    t = translator.get("claude")
+    body = t.translate_request(openai_chat_request)      # -> Anthropic Messages body
+    reply = t.translate_response(anthropic_reply)        # -> OpenAI Chat completion
+    async for chunk in t.translate_stream(anthropic_sse_bytes): ...   # -> chunk dicts
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from typing import Any
+
+from . import formats
+from ._json import loads
+from .model import StreamEvent
+from .sse import SSEParser
+
+#: Provider type or dialect name -> dialect codec.
+ALIASES: dict[str, str] = {
+    "claude": "anthropic",
+    "anthropic": "anthropic",
+    "gemini": "gemini",
+    "openai": "openai_chat",
+    "openai_chat": "openai_chat",
+    "openrouter": "openai_chat",
+    "together": "openai_chat",
+    "fireworks": "openai_chat",
+    "openai-compatible": "openai_chat",
+    "copilot": "openai_chat",
+    "openai-responses": "openai_responses",
+    "openai_responses": "openai_responses",
+}
+
+#: Max output tokens a provider accepts by default (Anthropic requires a value).
+MAX_TOKENS: dict[str, int] = {"anthropic": 64000, "gemini": 65536, "openai_chat": 128000, "openai_responses": 128000}
+
+
+class Translator:
+    """OpenAI Chat <-> one provider dialect."""
+
+    def __init__(self, name: str, dialect: str, *, source: str = "openai_chat") -> None:
+        self.name = name
+        self.dialect = dialect
+        self.source = source
+        self._in = formats.get(source)
+        self._out = formats.get(dialect)
+
+    @property
+    def supports_streaming(self) -> bool:
+        return True
+
+    @property
+    def supports_functions(self) -> bool:
+        return True
+
+    @property
+    def max_tokens(self) -> int:
+        return MAX_TOKENS.get(self.dialect, 4096)
+
+    def translate_request(self, request: dict[str, Any], *, model: str | None = None) -> dict[str, Any]:
+        """A client request (OpenAI Chat) -> the provider's request body."""
+        req = self._in.decode_request(request)
+        if model:
+            req = dataclasses.replace(req, model=model)
+        body: dict[str, Any] = self._out.encode_request(req)
+        if self.dialect == "gemini":
+            body.setdefault("model", req.model)  # Gemini puts it in the URL; keep it for the caller
+        return body
+
+    def translate_response(self, response: dict[str, Any]) -> dict[str, Any]:
+        """The provider's reply -> an OpenAI Chat completion."""
+        out: dict[str, Any] = self._in.encode_response(self._out.decode_response(response))
+        return out
+
+    async def translate_events(self, stream: AsyncIterable[bytes]) -> AsyncIterator[StreamEvent]:
+        decoder = self._out.StreamDecoder()
+        async for chunk in stream:
+            for event in decoder.feed(chunk):
+                yield event
+        for event in decoder.close():
+            yield event
+
+    async def translate_stream(self, stream: AsyncIterable[bytes], *, model: str = "") -> AsyncIterator[dict[str, Any]]:
+        """The provider's streamed bytes -> OpenAI chunk dicts (with the final usage chunk)."""
+        encoder = self._in.StreamEncoder(model=model, include_usage=True)
+        parser = SSEParser()
+        async for event in self.translate_events(stream):
+            for sse in parser.feed(encoder.encode(event)):
+                if sse.data and sse.data != "[DONE]":
+                    yield loads(sse.data)
+
+
+_factories: dict[str, Callable[[], Translator]] = {}
+
+
+def register(name: str, factory: Callable[[], Translator] | str) -> None:
+    """Register a custom translator by name: a factory, or the name of a codec dialect."""
+    if isinstance(factory, str):
+        dialect = factory
+        _factories[name] = lambda: Translator(name, dialect)
+    else:
+        _factories[name] = factory
+
+
+def get(name: str) -> Translator:
+    if name in _factories:
+        return _factories[name]()
+    dialect = ALIASES.get(name)
+    if dialect is None:
+        known = sorted(set(ALIASES) | set(_factories))
+        raise KeyError(f"no translator {name!r}; known: {', '.join(known)}")
+    return Translator(name, dialect)
+
+
+def names() -> list[str]:
+    return sorted(set(ALIASES) | set(_factories))
