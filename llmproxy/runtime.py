@@ -6,12 +6,16 @@ in with one reference assignment; in-flight requests keep the snapshot they star
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from .providers import Executor, create
 from .providers.base import Credential, ProviderConfig
+
+log = logging.getLogger("llmproxy.runtime")
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +33,12 @@ class ApiKeyInfo:
     is_staff: bool = False
     rpm: int | None = None
     tpm: int | None = None
+    budget_usd: float | None = None
+    budget_period: str = "none"  # none | daily | weekly | monthly
+    period_started_at: float | None = None
+    #: Spend already settled in the database for the current period when the snapshot was
+    #: built: the floor of the live counter, so a restart or a lost Redis never forgets it.
+    spent_usd: float = 0.0
 
     def allows(self, model: str) -> bool:
         return self.allowed_models is None or model in self.allowed_models
@@ -64,6 +74,61 @@ class Route:
     price: Price | None = None
 
 
+STRATEGIES = ("weighted", "fill-first")
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingSettings:
+    """How the gateway picks and retries upstreams (config key ``routing``)."""
+
+    #: ``weighted``: smooth weighted round-robin inside a priority tier; ``fill-first``:
+    #: the first available credential in config order takes everything until it is limited.
+    strategy: str = "weighted"
+    #: Upstream attempts per client request (limit-skips do not count).
+    max_attempts: int = 3
+    #: Seconds after which no new attempt starts.
+    retry_budget: float = 30.0
+    #: Seconds a conversation stays on the credential that served it (0: off).
+    session_affinity_ttl: float = 0.0
+    backoff_base: float = 0.05
+    backoff_max: float = 1.0
+    #: Cooldowns: transient errors (408/5xx/connection/timeout), auth failures (401/403),
+    #: an unknown model (404), and the cap of the doubling (a 429 starts at the provider's own).
+    error_cooldown: float = 5.0
+    auth_cooldown: float = 300.0
+    not_found_cooldown: float = 3600.0
+    max_cooldown: float = 900.0
+    #: How long a half-open trial request holds its claim before another may try.
+    trial_lease: float = 30.0
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any] | None) -> RoutingSettings:
+        """Validate a ``routing:`` mapping; a ValueError lists every bad entry."""
+        if not data:
+            return cls()
+        known = set(cls.__dataclass_fields__)
+        errors = [f"routing.{k}: unknown setting" for k in data if k not in known]
+        values: dict[str, Any] = {}
+        for name, value in data.items():
+            if name not in known:
+                continue
+            if name == "strategy":
+                if value not in STRATEGIES:
+                    errors.append(f"routing.strategy: must be one of {', '.join(STRATEGIES)}")
+                values[name] = value
+            elif name == "max_attempts":
+                if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                    errors.append("routing.max_attempts: must be an integer >= 1")
+                values[name] = value
+            elif not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+                errors.append(f"routing.{name}: must be a number >= 0")
+            else:
+                values[name] = float(value)
+        if errors:
+            raise ValueError("; ".join(errors))
+        return cls(**values)
+
+
 @dataclass(frozen=True)
 class Runtime:
     version: int = 0
@@ -73,6 +138,9 @@ class Runtime:
     #: When False, requests need no API key (library use, local experiments).
     require_keys: bool = True
     max_body_bytes: int = 10 * 1024 * 1024
+    routing: RoutingSettings = field(default_factory=RoutingSettings)
+    #: Credential ids the last health probe found unhealthy: tried only when nothing else is left.
+    unhealthy: frozenset[int] = frozenset()
 
     @classmethod
     def build(
@@ -83,13 +151,20 @@ class Runtime:
         version: int = 0,
         require_keys: bool = True,
         max_body_bytes: int = 10 * 1024 * 1024,
+        routing: RoutingSettings | None = None,
+        unhealthy: frozenset[int] = frozenset(),
     ) -> Runtime:
         by_model: dict[str, list[Route]] = {}
         executors: dict[str, Executor] = {}
         for r in routes:
-            by_model.setdefault(r.model, []).append(r)
             if r.provider.name not in executors:
-                executors[r.provider.name] = create(r.provider)
+                try:
+                    executors[r.provider.name] = create(r.provider)
+                except KeyError:
+                    log.warning("provider %s: no executor for type %r; its routes are not served",
+                                r.provider.name, r.provider.type)  # fmt: skip
+                    continue
+            by_model.setdefault(r.model, []).append(r)
         return cls(
             version=version,
             keys={k.key_hash: k for k in keys or []},
@@ -97,6 +172,8 @@ class Runtime:
             executors=executors,
             require_keys=require_keys,
             max_body_bytes=max_body_bytes,
+            routing=routing or RoutingSettings(),
+            unhealthy=unhealthy,
         )
 
     def models(self) -> list[str]:

@@ -45,6 +45,8 @@ class Recorded:
     query: dict[str, str]
     headers: dict[str, str]
     body: Any
+    #: For streams: "complete", or "aborted" when the client went away mid-stream.
+    outcome: str = ""
 
 
 Script = Reply | Stream | Callable[["Recorded"], "Reply | Stream"]
@@ -141,15 +143,21 @@ class FakeUpstream:
             return web.Response(body=data, status=script.status, headers=headers)
         resp = web.StreamResponse(status=script.status, headers=script.headers)
         await resp.prepare(request)
-        for i, chunk in enumerate(script.frames):
-            if script.cut_after is not None and i >= script.cut_after:
-                assert request.transport is not None
-                request.transport.close()
-                return resp
-            if script.stall_after is not None and i >= script.stall_after:
-                await asyncio.sleep(3600)
-            if script.delay and i:
-                await asyncio.sleep(script.delay)
-            await resp.write(chunk)
-        await resp.write_eof()
+        try:
+            for i, chunk in enumerate(script.frames):
+                if script.cut_after is not None and i >= script.cut_after:
+                    assert request.transport is not None
+                    request.transport.close()
+                    rec.outcome = "cut"
+                    return resp
+                if script.stall_after is not None and i >= script.stall_after:
+                    await asyncio.sleep(3600)
+                if script.delay and i:
+                    await asyncio.sleep(script.delay)
+                await resp.write(chunk)
+            await resp.write_eof()
+            rec.outcome = "complete"
+        except (asyncio.CancelledError, ConnectionResetError):
+            rec.outcome = "aborted"
+            raise
         return resp
