@@ -48,7 +48,7 @@ def served(env: dict[str, str]) -> Iterator[tuple[str, str]]:
     assert manage(env, "bootstrap").stdout.startswith("Users exist already")
     port = free_port()
     proc = subprocess.Popen([sys.executable, "manage.py", "serve", "--no-jobs", "--port", str(port)], cwd=ROOT,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(200):
@@ -87,3 +87,29 @@ def test_it_accepts_a_key_created_while_serving(served: tuple[str, str], env: di
             break
         time.sleep(0.1)
     assert status == 200
+
+
+def test_it_flushes_buffered_usage_on_graceful_shutdown(served: tuple[str, str], env: dict[str, str]) -> None:
+    _, key = served
+    slow = {**env, "LLMPROXY_USAGE_FLUSH_INTERVAL": "3600"}
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "manage.py", "serve", "--no-jobs", "--port", str(port)], cwd=ROOT,
+                            env=slow, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            try:
+                httpx.get(url + "/v1/models", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        r = httpx.post(url + "/v1/chat/completions", headers={"authorization": f"Bearer {key}"},
+                       json={"model": "no-such-model", "messages": [{"role": "user", "content": "x"}]})  # fmt: skip
+        assert r.status_code == 404
+        rid = r.headers["x-request-id"]
+    finally:
+        proc.terminate()
+        proc.wait(15)
+    code = f"from proxy.models import UsageRecord as U; print(U.objects.filter(request_id='{rid}', status_code=404).count())"
+    out = manage(env, "shell", "--no-imports", "-c", code)
+    assert out.stdout.strip() == "1", out.stderr
