@@ -15,7 +15,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -29,15 +29,18 @@ from .errors import (
     ModelNotFound,
     PermissionDenied,
     ProviderError,
-    ProviderHTTPError,
     ProviderProtocolError,
     RequestTooLarge,
 )
 from .http import HTTPClient, UpstreamReply
+from .limits import Limiter, estimate_tokens
 from .model import Request, StreamEnd, UsageUpdate
 from .model import Usage as TokenUsage
-from .routing import Candidate, Router
+from .outcome import Outcome, classify, reset_after
+from .providers.base import Credential
+from .routing import Candidate, Plan, Router
 from .runtime import ApiKeyInfo, Runtime
+from .state import StateStore
 from .usage import UsageEvent, UsageSink, discard
 
 log = logging.getLogger("llmproxy.gateway")
@@ -82,6 +85,8 @@ class _Attempt:
     event: UsageEvent
     started: float
     request: Request | None = None
+    key: ApiKeyInfo | None = None
+    plan: Plan | None = None
 
 
 class Gateway:
@@ -92,15 +97,31 @@ class Gateway:
         http: HTTPClient | None = None,
         usage_sink: UsageSink = discard,
         router: Router | None = None,
-        max_attempts: int = 3,
-        retry_budget: float = 30.0,
+        store: StateStore | None = None,
+        refresher: Callable[[Credential], Awaitable[None]] | None = None,
+        max_attempts: int | None = None,
+        retry_budget: float | None = None,
     ) -> None:
+        """``store`` shares limits, cooldowns and round-robin with other processes (Redis);
+        ``refresher`` is called (in the background) for an OAuth credential an upstream
+        refused; ``max_attempts``/``retry_budget`` override the snapshot's ``routing``."""
         self.runtime = runtime or Runtime()
         self.http = http or HTTPClient()
         self.usage_sink = usage_sink
-        self.router = router or Router()
-        self.max_attempts = max_attempts
-        self.retry_budget = retry_budget
+        self.router = router or Router(store)
+        self.limiter = Limiter(self.router.store, clock=self.router.clock)
+        self.refresher = refresher
+        self._max_attempts = max_attempts
+        self._retry_budget = retry_budget
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def max_attempts(self) -> int:
+        return self._max_attempts if self._max_attempts is not None else self.runtime.routing.max_attempts
+
+    @property
+    def retry_budget(self) -> float:
+        return self._retry_budget if self._retry_budget is not None else self.runtime.routing.retry_budget
 
     def swap(self, runtime: Runtime) -> None:
         """Serve from a new snapshot; in-flight calls keep the one they started with."""
@@ -178,6 +199,7 @@ class Gateway:
             key = self.authenticate(call.api_key, rt)
             if key is not None:
                 att.event.user_id, att.event.key_id, att.event.key_prefix = key.user_id, key.id, key.prefix
+            att.key = key
             body = loads_body(call.body)
             req = _decode(codec, body, call)
             att.request = req
@@ -199,6 +221,9 @@ class Gateway:
         headers = {"content-type": CONTENT_JSON}
         if err.retry_after is not None:
             headers["retry-after"] = str(max(1, int(-(-err.retry_after // 1))))
+        if att.event.attempts:
+            headers["x-llmproxy-provider"] = att.event.provider
+            headers["x-llmproxy-attempts"] = str(att.event.attempts)
         att.event.status_code, att.event.error_type = status, err.code
         self._record(att)
         return Reply(status, dumps(body), headers)
@@ -223,41 +248,61 @@ class Gateway:
         att: _Attempt,
         endpoint: str,
     ) -> Reply | StreamReply:
+        estimate = estimate_tokens(call.body)
+        await self.limiter.admit(att.key, estimate)
+        plan = await self.router.plan(
+            rt.routes[req.model], rt.routing, session=_session(call, req), tokens=estimate, unhealthy=rt.unhealthy
+        )
+        att.plan = plan
         deadline = time.monotonic() + self.retry_budget
-        last: LLMProxyError | None = None
-        cands = self.router.candidates(rt.routes[req.model])
-        for n, cand in enumerate(cands[: self.max_attempts]):
-            if n and time.monotonic() > deadline:
+        last: ProviderError | None = None
+        tried, stopped = 0, False
+        for cand in plan.candidates:
+            if tried >= self.max_attempts or (tried and time.monotonic() > deadline):
+                stopped = True
                 break
-            att.event.attempts = n + 1
+            if await self.router.acquire(plan, cand) > 0:
+                continue  # over a limit or another request holds its trial: skipped, not failed
+            if tried:
+                pause = min(rt.routing.backoff_base * 2 ** (tried - 1), rt.routing.backoff_max) * random.random()
+                await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+            tried += 1
+            att.event.attempts = tried
             _set_route(att.event, cand)
             try:
                 result = await self._attempt(rt, call, codec, body, req, cand, att, endpoint)
             except ProviderError as err:
                 last = err
-                self._after_failure(cand, err)
-                if not err.retryable:
+                if not (await self._after_failure(plan, cand, err)).retry:
                     raise
-                if n + 1 < min(len(cands), self.max_attempts):
-                    await asyncio.sleep(min(0.05 * (2**n), 1.0) * random.random())
                 continue
-            self.router.succeed(cand)
+            await self.router.succeed(plan, cand)
             return result
-        assert last is not None
-        raise last
+        if last is not None and stopped:
+            raise last  # out of attempts or time with candidates left: the upstream's own answer
+        detail = f" (last error: {last.message})" if last is not None else ""
+        raise plan.unavailable(self.router.clock(), detail)
 
-    def _after_failure(self, cand: Candidate, err: ProviderError) -> None:
-        upstream = err.upstream_status if isinstance(err, ProviderHTTPError) else None
-        if upstream == 429:
-            base = cand.route.provider.cooldown
-            seconds = err.retry_after if err.retry_after is not None else base * (2 ** min(self.router.failures(cand), 6))
-            self.router.cool(cand, seconds, rate_limited=True)
-        elif upstream in (401, 403):
-            self.router.cool(cand, 60.0, rate_limited=False)
-        elif upstream == 404:
-            self.router.cool(cand, 300.0, rate_limited=False)
-        elif err.retryable:
-            self.router.cool(cand, min(5.0 * (2 ** min(self.router.failures(cand), 4)), 60.0), rate_limited=False)
+    async def _after_failure(self, plan: Plan, cand: Candidate, err: ProviderError) -> Outcome:
+        outcome = classify(err, cand.route.provider, plan.settings)
+        await self.router.fail(plan, cand, outcome)
+        log.info("attempt on %s failed: %s (%s)", cand.key, err.message, outcome.reason)
+        if outcome.refresh and self.refresher is not None and cand.credential.refresh_token:
+            self._spawn(self.refresher(cand.credential))
+        return outcome
+
+    def _spawn(self, coro: Awaitable[object]) -> None:
+        """Run bookkeeping in the background, keeping a reference until it is done."""
+
+        async def run() -> None:
+            try:
+                await coro
+            except Exception:
+                log.exception("background routing bookkeeping failed")
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _attempt(
         self,
@@ -278,7 +323,10 @@ class Gateway:
             if call.ingress == "gemini":
                 out_body.pop("model", None)
         else:
-            out_body = upstream_codec.encode_request(dataclasses.replace(req, model=cand.route.upstream_model))
+            # ``extra`` holds the ingress dialect's own fields: meaningless to another dialect.
+            out_body = upstream_codec.encode_request(
+                dataclasses.replace(req, model=cand.route.upstream_model, extra={})
+            )
         ureq = executor.build(
             cand.credential,
             out_body,
@@ -290,7 +338,10 @@ class Gateway:
         reply = await self.http.send(ureq)
         if reply.status >= 400:
             data = await reply.read()
-            raise executor.classify(reply.status, reply.headers, data)
+            err = executor.classify(reply.status, reply.headers, data)
+            if reply.status == 429 and err.retry_after is None:
+                err.retry_after = reset_after(reply.headers, data, time.time())
+            raise err
         headers = {"x-request-id": att.event.request_id, "x-llmproxy-provider": cand.route.provider.name,
                    "x-llmproxy-attempts": str(att.event.attempts)}  # fmt: skip
         if not req.stream:
@@ -335,6 +386,13 @@ class Gateway:
             price = cand.route.price
             if price is not None:
                 ev.cost_usd = price.cost(usage.input_tokens, usage.output_tokens, usage.cached_tokens)
+            if att.plan is not None:
+                self._spawn(self._settle_limits(att, cand, usage.input_tokens + usage.output_tokens, ev.cost_usd))
+
+    async def _settle_limits(self, att: _Attempt, cand: Candidate, tokens: int, cost: float | None) -> None:
+        assert att.plan is not None
+        await self.router.settle(att.plan, cand, tokens)
+        await self.limiter.settle(att.key, att.plan.tokens, tokens, cost)
 
     async def _stream(
         self,
@@ -402,6 +460,8 @@ class Gateway:
                         yield out
             except ProviderError as err:
                 status, error = err.status, err.code
+                if att.plan is not None:  # after the first byte: an error event, and the credential cools
+                    gateway._spawn(gateway._after_failure(att.plan, cand, err))
                 yield encoder.error(err)
             except (asyncio.CancelledError, GeneratorExit):
                 status, error = 499, "client_disconnected"
@@ -440,6 +500,20 @@ def _encoder(codec: ModuleType, req: Request, call: Call, request_id: str) -> An
     if call.ingress == "gemini":
         return codec.StreamEncoder(model=req.model, include_usage=True, request_id=request_id, sse=call.sse)
     return codec.StreamEncoder(model=req.model, include_usage=req.include_usage, request_id=request_id)
+
+
+def _session(call: Call, req: Request) -> str | None:
+    """What ties requests of one conversation together, for session affinity."""
+    for name in ("x-llmproxy-session", "x-session-id"):
+        if call.headers.get(name):
+            return call.headers[name]
+    user_id = req.metadata.get("user_id") if isinstance(req.metadata, dict) else None
+    if isinstance(user_id, str) and user_id:
+        return user_id  # Claude Code puts its session id here
+    cache_key = req.extra.get("prompt_cache_key") if isinstance(req.extra, dict) else None
+    if isinstance(cache_key, str) and cache_key:
+        return cache_key
+    return req.user or None
 
 
 def _set_route(ev: UsageEvent, cand: Candidate) -> None:

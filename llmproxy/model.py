@@ -193,6 +193,7 @@ class ThinkingDelta:
     signature: str | None = None
     source: str | None = None
     redacted: bool = False
+    provider_metadata: Metadata | None = None
 
 
 @dataclass(slots=True)
