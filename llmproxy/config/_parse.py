@@ -1,0 +1,302 @@
+"""config.yaml text -> ``Config``: YAML, interpolation, overrides, then validation of every key."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+from ._check import Checker, join
+from ._env import apply_overrides, interpolate
+from ._schema import (
+    AUTH_TYPES,
+    LOG_LEVELS,
+    PROVIDER_TYPES,
+    SECRET_FIELDS,
+    STRATEGIES,
+    Auth,
+    Config,
+    ConfigError,
+    ConfigIssue,
+    CredentialSpec,
+    Logging,
+    Management,
+    ModelSpec,
+    ProviderSpec,
+    RateLimit,
+    Routing,
+    Server,
+)
+
+TOP_KEYS = ("server", "providers", "auth", "management", "logging", "routing", "limits")
+PROVIDER_KEYS = ("type", "enabled", "base_url", "auth_type", "priority", "weight", "cooldown", "rate_limit",
+                 "headers", "options", "credentials", "models")  # fmt: skip
+CREDENTIAL_KEYS = ("name", "api_key", "file", "access_token", "refresh_token", "weight", "enabled")
+MODEL_KEYS = ("name", "upstream", "input_price", "output_price", "cached_input_price", "aliases", "enabled")
+_NAME = re.compile(r"[A-Za-z0-9_-]+")
+#: Prices are stored with 6 decimals and at most 12 digits.
+_MAX_PRICE = 999_999.0
+
+
+def parse(text: str, source: str, env: Mapping[str, str], base_dir: str) -> Config:
+    issues: list[ConfigIssue] = []
+    raw = _yaml(text, issues)
+    if issues:
+        raise ConfigError(issues, source)
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError([ConfigIssue("", "the file must be a mapping of sections (server, providers, ...)")], source)
+    data = interpolate(raw, env, issues)
+    apply_overrides(data, env)
+    check = Checker()
+    check.issues = issues
+    config = _config(check, data, source, base_dir)
+    if check.issues:
+        raise ConfigError(check.issues, source)
+    return dataclasses.replace(config, content_hash=content_hash(text))
+
+
+def content_hash(text: str | bytes) -> str:
+    return hashlib.sha256(text.encode() if isinstance(text, str) else text).hexdigest()
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that reports a key written twice in one mapping instead of keeping the last."""
+
+    duplicates: list[ConfigIssue]
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                hash(key)
+            except TypeError:
+                continue
+            if key in seen:
+                line = key_node.start_mark.line + 1
+                self.duplicates.append(ConfigIssue(f"line {line}", f"key {key!r} is given twice"))
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def _yaml(text: str, issues: list[ConfigIssue]) -> Any:
+    loader = _StrictLoader(text)
+    loader.duplicates = issues
+    try:
+        return loader.get_single_data()
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        issues.append(ConfigIssue(where, f"YAML syntax error: {problem}"))
+        return None
+    finally:
+        loader.dispose()
+
+
+def _config(check: Checker, data: dict[str, Any], source: str, base_dir: str) -> Config:
+    check.mapping(data, "", TOP_KEYS)
+    readers: dict[str, Any] = {
+        "server": _server,
+        "providers": _providers,
+        "auth": _auth,
+        "management": _management,
+        "logging": _logging,
+        "routing": _routing,
+        "limits": _limits,
+    }
+    # In the file's order, so errors read top to bottom.
+    order = [k for k in data if k in readers] + [k for k in readers if k not in data]
+    sections = {key: readers[key](check, data.get(key)) for key in order}
+    return Config(**sections, source=source, base_dir=base_dir)
+
+
+def _providers(check: Checker, value: Any) -> dict[str, ProviderSpec]:
+    providers: dict[str, ProviderSpec] = {}
+    for name, item in check.mapping(value, "providers").items():
+        spec = _provider(check, name, item)
+        if spec is not None:
+            providers[spec.name] = spec
+    return providers
+
+
+def _limits(check: Checker, value: Any) -> dict[str, Any]:
+    limits = check.mapping(value, "limits")
+    for key in limits:
+        if not isinstance(key, str):
+            check.error("limits", f"keys must be strings, got {key!r}")
+    return dict(limits)
+
+
+def _server(check: Checker, value: Any) -> Server:
+    d = check.mapping(value, "server", ("host", "port"))
+    return Server(
+        host=check.string(d, "host", "server", Server().host, required="host" in d),
+        port=check.integer(d, "port", "server", Server().port, minimum=1, maximum=65535),
+    )
+
+
+def _auth(check: Checker, value: Any) -> Auth:
+    d = check.mapping(value, "auth", ("dir",))
+    return Auth(dir=check.string(d, "dir", "auth", Auth().dir, required="dir" in d))
+
+
+def _management(check: Checker, value: Any) -> Management:
+    d = check.mapping(value, "management", ("allow_remote",))
+    return Management(allow_remote=check.boolean(d, "allow_remote", "management", Management().allow_remote))
+
+
+def _logging(check: Checker, value: Any) -> Logging:
+    d = check.mapping(value, "logging", ("level", "request_log"))
+    level = d.get("level")
+    if isinstance(level, str):
+        d = {**d, "level": level.lower()}
+    return Logging(
+        level=check.string(d, "level", "logging", Logging().level, choices=LOG_LEVELS),
+        request_log=check.boolean(d, "request_log", "logging", Logging().request_log),
+    )
+
+
+def _routing(check: Checker, value: Any) -> Routing:
+    d = check.mapping(value, "routing", ("strategy", "max_attempts", "retry_budget", "session_affinity_ttl"))
+    return Routing(
+        strategy=check.string(d, "strategy", "routing", Routing().strategy, choices=STRATEGIES),
+        max_attempts=check.integer(d, "max_attempts", "routing", Routing().max_attempts, minimum=1, maximum=100),
+        retry_budget=check.duration(d, "retry_budget", "routing", Routing().retry_budget),
+        session_affinity_ttl=check.duration(d, "session_affinity_ttl", "routing", Routing().session_affinity_ttl),
+    )
+
+
+def _provider(check: Checker, name: Any, value: Any) -> ProviderSpec | None:
+    path = join("providers", str(name))
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or len(name) > 100:
+        check.error(path, "a provider name is letters, digits, '-' and '_' (at most 100 characters)")
+        return None
+    d = check.mapping(value, path, PROVIDER_KEYS)
+    ptype = check.string(d, "type", path, "", required=True, choices=_known_types())
+    base_url = check.url(d, "base_url", path)
+    if ptype == "openai-compatible" and not base_url and "base_url" not in d:
+        check.error(join(path, "base_url"), "is required for type openai-compatible (no default endpoint)")
+    limit = check.mapping(d.get("rate_limit"), join(path, "rate_limit"), ("rpm", "tpm"))
+    rate_limit = RateLimit(
+        rpm=check.integer(limit, "rpm", join(path, "rate_limit"), None, minimum=0),
+        tpm=check.integer(limit, "tpm", join(path, "rate_limit"), None, minimum=0),
+    )
+    return ProviderSpec(
+        name=name,
+        type=ptype,
+        enabled=check.boolean(d, "enabled", path, True),
+        base_url=base_url,
+        auth_type=check.string(d, "auth_type", path, "api_key", choices=AUTH_TYPES),
+        priority=check.integer(d, "priority", path, 0, minimum=-1_000_000, maximum=1_000_000),
+        weight=check.integer(d, "weight", path, 1, minimum=0, maximum=1_000_000),
+        cooldown=check.duration(d, "cooldown", path, 60.0),
+        rate_limit=rate_limit,
+        headers=_headers(check, d.get("headers"), join(path, "headers")),
+        options=dict(check.mapping(d.get("options"), join(path, "options"))),
+        credentials=_credentials(check, d.get("credentials"), join(path, "credentials")),
+        models=_models(check, d.get("models"), join(path, "models")),
+    )
+
+
+def _known_types() -> tuple[str, ...]:
+    """The built-in types, plus any executor registered by name (custom providers)."""
+    from ..providers import EXECUTORS
+
+    return PROVIDER_TYPES + tuple(sorted(t for t in EXECUTORS if t not in PROVIDER_TYPES))
+
+
+def _headers(check: Checker, value: Any, path: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, item in check.mapping(value, path).items():
+        if isinstance(item, bool) or not isinstance(item, str | int | float):
+            check.error(join(path, str(key)), f"a header value must be a string, got {item!r}")
+            continue
+        out[str(key)] = str(item)
+    return out
+
+
+def _list(check: Checker, value: Any, path: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        check.error(path, "expected a list")
+        return []
+    return value
+
+
+def _credentials(check: Checker, value: Any, path: str) -> tuple[CredentialSpec, ...]:
+    out: list[CredentialSpec] = []
+    names: set[str] = set()
+    for i, item in enumerate(_list(check, value, path)):
+        where = f"{path}[{i}]"
+        d = check.mapping(item, where, CREDENTIAL_KEYS)
+        if not d:
+            if isinstance(item, dict):
+                check.error(where, "a credential needs an api_key, a file or tokens")
+            continue
+        file = check.string(d, "file", where, None) or None
+        default_name = file.rsplit("/", 1)[-1].removesuffix(".json") if file else f"key-{i + 1}"
+        name = check.string(d, "name", where, default_name, required="name" in d, max_len=100)
+        secrets = {k: check.string(d, k, where, None) or None for k in SECRET_FIELDS}
+        if not file and not any(secrets.values()):
+            check.error(where, "a credential needs an api_key, a file or tokens")
+        if name in names:
+            check.error(join(where, "name"), f"credential {name!r} is listed twice")
+        names.add(name)
+        out.append(
+            CredentialSpec(
+                name=name,
+                file=file,
+                weight=check.integer(d, "weight", where, 1, minimum=0, maximum=1_000_000),
+                enabled=check.boolean(d, "enabled", where, True),
+                **secrets,
+            )
+        )
+    return tuple(out)
+
+
+def _models(check: Checker, value: Any, path: str) -> tuple[ModelSpec, ...]:
+    out: list[ModelSpec] = []
+    names: set[str] = set()
+    for i, item in enumerate(_list(check, value, path)):
+        where = f"{path}[{i}]"
+        d = {"name": item} if isinstance(item, str) else check.mapping(item, where, MODEL_KEYS)
+        if not d and not isinstance(item, dict):
+            continue
+        name = check.string(d, "name", where, "", required=True, max_len=200)
+        aliases = tuple(_aliases(check, d.get("aliases"), join(where, "aliases")))
+        for public, at in ((name, where), *((a, join(where, "aliases")) for a in aliases)):
+            if public and public in names:
+                check.error(at, f"model {public!r} is listed twice for this provider")
+            names.add(public)
+        prices = {
+            k: check.number(d, k, where, None, minimum=0, maximum=_MAX_PRICE)
+            for k in ("input_price", "output_price", "cached_input_price")
+        }
+        out.append(
+            ModelSpec(
+                name=name,
+                upstream=check.string(d, "upstream", where, None, max_len=200) or None,
+                aliases=aliases,
+                enabled=check.boolean(d, "enabled", where, True),
+                **prices,
+            )
+        )
+    return tuple(out)
+
+
+def _aliases(check: Checker, value: Any, path: str) -> list[str]:
+    out = []
+    for i, item in enumerate(_list(check, value, path)):
+        if not isinstance(item, str) or not item.strip() or len(item) > 200:
+            check.error(f"{path}[{i}]", f"an alias is a non-empty model name, got {item!r}")
+            continue
+        out.append(item)
+    return out
