@@ -1,0 +1,143 @@
+"""Management API for usage: records, grouped summaries and the CSV export.
+
+Staff see everyone's usage; other callers see their own, whatever filters they send.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from django.http import HttpRequest, StreamingHttpResponse
+from ninja import Field, Query, Router, Schema
+
+from . import reports
+from .api_common import actor
+from .services import ValidationFailed
+
+usage_router = Router(tags=["usage"])
+
+
+class UsageQuery(Schema):
+    user: str | None = Field(None, description="User id or username.")
+    key: str | None = Field(None, description="Key id or prefix.")
+    model: str | None = None
+    provider: str | None = None
+    status_code: int | None = None
+    since: datetime | None = Field(None, description="Inclusive; a date means its midnight UTC.")
+    until: datetime | None = Field(None, description="Exclusive; a date means its midnight UTC.")
+
+
+class Page(Schema):
+    limit: int = Field(100, ge=1, le=1000)
+    offset: int = Field(0, ge=0)
+
+
+class UsageOut(Schema):
+    id: int
+    request_id: str
+    created_at: datetime
+    user: str | None
+    user_id: int | None
+    key_id: int | None
+    key_prefix: str
+    ingress: str
+    model: str
+    upstream_model: str
+    provider: str
+    credential: str
+    stream: bool
+    status_code: int
+    error_type: str
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    reasoning_tokens: int
+    cost_usd: float | None
+    latency_ms: int
+    ttfb_ms: int | None
+    attempts: int
+
+
+class UsagePage(Schema):
+    count: int
+    limit: int
+    offset: int
+    items: list[UsageOut]
+
+
+class SummaryRow(Schema):
+    day: date | None = None
+    user_id: int | None = None
+    username: str | None = None
+    key_id: int | None = None
+    key_prefix: str | None = None
+    key_name: str | None = None
+    model: str | None = None
+    provider: str | None = None
+    requests: int
+    errors: int
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    reasoning_tokens: int
+    cost_usd: float
+
+
+def _filter(request: HttpRequest, q: UsageQuery) -> reports.UsageFilter:
+    """The query as a filter, narrowed to the caller's own usage unless they are staff."""
+    f = reports.UsageFilter(model=q.model, provider=q.provider, status_code=q.status_code,
+                            since=_aware(q.since), until=_aware(q.until))  # fmt: skip
+    if q.user:
+        if q.user.isdigit():
+            f.user_id = int(q.user)
+        else:
+            f.username = q.user
+    if q.key:
+        if q.key.isdigit():
+            f.key_id = int(q.key)
+        else:
+            f.key_prefix = q.key
+    caller = actor(request)
+    if not caller.is_staff:
+        if f.user_id not in (None, caller.pk) or f.username not in (None, caller.username):
+            f.user_id = -1  # someone else's: nothing
+        else:
+            f.user_id, f.username = caller.pk, None
+    return f
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+@usage_router.get("", response=UsagePage)
+def list_usage(request: HttpRequest, q: Query[UsageQuery], page: Query[Page]) -> dict[str, Any]:
+    """Usage records, newest first, ``limit``/``offset`` paginated."""
+    qs = reports.records(_filter(request, q))
+    items = [reports.record_row(r) for r in qs[page.offset : page.offset + page.limit]]
+    return {"count": qs.count(), "limit": page.limit, "offset": page.offset, "items": items}
+
+
+@usage_router.get("/summary", response=list[SummaryRow])
+def usage_summary(request: HttpRequest, q: Query[UsageQuery], group_by: str = "day") -> list[dict[str, Any]]:
+    """Totals grouped by ``group_by``: a comma-separated subset of day, user, key, model, provider.
+
+    Whole past days come from the daily rollups when the rollup job has written them,
+    the rest (today, days not rolled up yet, partial days) from the raw records.
+    """
+    groups = [g.strip() for g in group_by.split(",") if g.strip()]
+    bad = [g for g in groups if g not in reports.GROUPS]
+    if bad or not groups:
+        raise ValidationFailed.one("group_by", f"choose from {', '.join(reports.GROUPS)}; got {group_by!r}")
+    return reports.summary(_filter(request, q), groups)
+
+
+@usage_router.get("/export", response={200: None}, openapi_extra={"responses": {200: {"content": {"text/csv": {}}}}})
+def usage_export(request: HttpRequest, q: Query[UsageQuery]) -> StreamingHttpResponse:
+    """All matching records as CSV, one column per usage field of the contract."""
+    response = StreamingHttpResponse(reports.csv_lines(reports.records(_filter(request, q))), content_type="text/csv")
+    response["Content-Disposition"] = 'attachment; filename="usage.csv"'
+    return response
