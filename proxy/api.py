@@ -16,6 +16,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from ninja import NinjaAPI, Router, Schema, Status
+from ninja.errors import HttpError
 
 from . import probe, services
 from .api_common import AUTH, detail, staff
@@ -393,6 +394,60 @@ def _credential_health(c: Credential) -> dict[str, Any]:
             "state": h.state if h else HealthState.UNKNOWN, "latency_ms": h.latency_ms if h else None,
             "error": h.error if h else "", "consecutive_failures": h.consecutive_failures if h else 0,
             "checked_at": h.checked_at if h else None}  # fmt: skip
+
+
+class ConfigImported(Schema):
+    id: int | None  # the ConfigImport row (None on a dry run)
+    ok: bool
+    changes: dict[str, Any]
+
+
+CONFIG_BODY = {"requestBody": {"required": True, "content": {"application/yaml": {"schema": {"type": "string"}}}}}
+CONFIG_YAML = {"responses": {200: {"description": "config.yaml", "content": {"application/yaml": {}}}}}
+
+
+@ops_router.get("/config", response={200: None}, tags=["config"], openapi_extra=CONFIG_YAML)
+def export_config(request: HttpRequest, with_secrets: bool = False) -> HttpResponse:
+    """The providers, credentials and model routes as config.yaml; secrets redacted unless a superuser asks."""
+    from .actions import export_config
+
+    if with_secrets and not staff(request).is_superuser:
+        raise HttpError(403, "only a superuser may export secrets")
+    staff(request)
+    return HttpResponse(export_config(with_secrets=with_secrets), content_type="application/yaml; charset=utf-8")
+
+
+@ops_router.post("/config", response={200: ConfigImported}, tags=["config"], openapi_extra=CONFIG_BODY)
+def import_config(request: HttpRequest, dry_run: bool = False) -> dict[str, Any]:
+    """Validate a config.yaml (the request body) and apply it in one transaction (``?dry_run=true``: validate only).
+
+    A file with errors changes nothing; each error comes back with its path in the file.
+    """
+    from llmproxy.config import ConfigError, content_hash, loads
+
+    from .actions import apply_config, record_rejection
+
+    text = request.body.decode("utf-8", "replace")
+    source = f"api:{staff(request).username}"
+    try:
+        config = loads(text, source)
+    except ConfigError as exc:
+        if not dry_run:
+            record_rejection(source, exc.issues, content_hash(text))
+        raise _config_errors([(i.path, i.reason) for i in exc.issues]) from None
+    if dry_run:
+        return {"id": None, "ok": True, "changes": {}}
+    result = apply_config(config, source)
+    if not result.ok:
+        raise _config_errors([(e.get("path", ""), e.get("reason", "")) for e in result.errors])
+    return {"id": result.pk, "ok": True, "changes": result.changes}
+
+
+def _config_errors(issues: list[tuple[str, str]]) -> services.ValidationFailed:
+    errors: dict[str, list[str]] = {}
+    for path, reason in issues:
+        errors.setdefault(path or "config", []).append(reason)
+    return services.ValidationFailed(errors)
 
 
 def _mount() -> None:
