@@ -1,0 +1,156 @@
+"""Django views off the LLM hot path: liveness, readiness, metrics, and the users' portal."""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.cache import cache
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_POST
+
+from accounts.actions import create_api_key, revoke_api_key
+from accounts.models import ApiKey, User
+
+from . import metrics, reports
+
+log = logging.getLogger("llmproxy.views")
+LOGIN_URL = "/accounts/login/"
+PORTAL_DAYS = 30
+
+
+@require_GET
+@never_cache
+def healthz(request: HttpRequest) -> JsonResponse:
+    """Alive: the process answers. Checks nothing else, so a slow database never restarts it."""
+    return JsonResponse({"status": "ok"})
+
+
+@require_GET
+@never_cache
+def readyz(request: HttpRequest) -> JsonResponse:
+    """Ready: database, cache and Celery broker reachable; 503 names what failed."""
+    checks: dict[str, str] = {}
+    for name, check in (("database", _check_database), ("cache", _check_cache), ("broker", _check_broker)):
+        try:
+            check()
+            checks[name] = "ok"
+        except Exception as exc:
+            log.warning("readiness check %s failed: %s", name, exc)
+            checks[name] = f"error: {type(exc).__name__}: {exc}"[:300]
+    ok = all(v == "ok" for v in checks.values())
+    return JsonResponse({"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503)
+
+
+def _check_database() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+
+
+def _check_cache() -> None:
+    key = f"llmproxy:readyz:{uuid.uuid4().hex}"
+    cache.set(key, "1", 10)
+    if cache.get(key) != "1":
+        raise RuntimeError("the cache did not return what was just stored")
+    cache.delete(key)
+
+
+def _check_broker() -> None:
+    url: str = settings.CELERY_BROKER_URL
+    if url.startswith("filesystem://"):
+        _check_broker_folders()
+    elif url.startswith(("redis://", "rediss://", "unix://")):
+        import redis
+
+        redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1).ping()
+    else:
+        from kombu import Connection
+
+        with Connection(url, connect_timeout=1) as conn:
+            conn.ensure_connection(max_retries=1)
+
+
+def _check_broker_folders() -> None:
+    """The embedded broker is a folder pair: they must exist (created if missing) and be writable."""
+    options: dict[str, Any] = getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", {})
+    for key in ("data_folder_in", "data_folder_out"):
+        folder = options.get(key)
+        if not folder:
+            continue
+        os.makedirs(folder, exist_ok=True)
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise PermissionError(f"broker folder {folder} is not writable")
+
+
+@require_GET
+@never_cache
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    """Prometheus exposition of this process's counters, plus gauges read from its engine."""
+    from .engine import get_engine
+
+    engine = get_engine()
+    gauges = {
+        "llmproxy_config_version": ("Config version this process serves.", float(engine.gateway.runtime.version)),
+        "llmproxy_usage_buffer_size": ("Usage events waiting to be written.", float(engine.writer.pending())),
+    }
+    return HttpResponse(metrics.render(gauges), content_type=metrics.CONTENT_TYPE)
+
+
+def portal_login_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    return login_required(view, login_url=LOGIN_URL)
+
+
+@portal_login_required
+@require_GET
+def portal(request: HttpRequest) -> HttpResponse:
+    """The signed-in user's keys with their budgets, and their usage of the last 30 days."""
+    user: User = request.user  # type: ignore[assignment]
+    now = timezone.now()
+    keys = [_key_row(k, now) for k in ApiKey.objects.filter(user=user)]
+    since = datetime.combine(now.astimezone(UTC).date() - timedelta(days=PORTAL_DAYS - 1), time(0), tzinfo=UTC)
+    usage = reports.summary(reports.UsageFilter(user_id=user.pk, since=since), ["day", "model"])
+    totals = {m: sum(r[m] for r in usage) for m in ("requests", "errors", "prompt_tokens", "completion_tokens")}
+    totals["cost_usd"] = sum(r["cost_usd"] for r in usage)
+    return render(request, "portal/index.html",
+                  {"keys": keys, "usage": list(reversed(usage)), "totals": totals, "days": PORTAL_DAYS})  # fmt: skip
+
+
+def _key_row(key: ApiKey, now: datetime) -> dict[str, Any]:
+    spend = reports.key_spend(key, now)
+    remaining = None if key.budget_usd is None else max(key.budget_usd - spend, Decimal(0))
+    expired = key.expires_at is not None and key.expires_at <= now
+    return {"key": key, "spend": spend, "remaining": remaining, "expired": expired,
+            "period_start": reports.budget_period_start(key, now)}  # fmt: skip
+
+
+@portal_login_required
+@require_POST
+@never_cache
+def portal_create_key(request: HttpRequest) -> HttpResponse:
+    """Create a key and show its plain value, this once (the page is never cached)."""
+    user: User = request.user  # type: ignore[assignment]
+    name = request.POST.get("name", "").strip()[:100]
+    key, raw = create_api_key(user, name=name)
+    return render(request, "portal/key_created.html", {"key": key, "raw": raw})
+
+
+@portal_login_required
+@require_POST
+def portal_revoke_key(request: HttpRequest, key_id: int) -> HttpResponse:
+    key = get_object_or_404(ApiKey, pk=key_id, user=request.user)
+    revoke_api_key(key)
+    messages.success(request, f"Key {key.prefix}… revoked.")
+    return redirect("portal")

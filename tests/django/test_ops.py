@@ -1,0 +1,97 @@
+"""/healthz, /readyz and /metrics."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from llmproxy.model import Usage
+from llmproxy.usage import UsageEvent
+from proxy import metrics
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def registry() -> Iterator[metrics.Metrics]:
+    metrics.REGISTRY.reset()
+    yield metrics.REGISTRY
+    metrics.REGISTRY.reset()
+
+
+def event(**kw: Any) -> UsageEvent:
+    fields: dict[str, Any] = {"request_id": "r", "created_at": 0.0, "ingress": "openai_chat", "model": "gpt-test",
+                              "provider": "up", "credential": "key-1", "status_code": 200, "latency_ms": 300,
+                              "attempts": 1}  # fmt: skip
+    fields.update(kw)
+    return UsageEvent(**fields)
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """The value of one series in an exposition, whatever the label order."""
+    for line in text.splitlines():
+        m = re.fullmatch(r"(\w+)(?:\{(.*)\})? (\S+)", line)
+        if not m or m.group(1) != name:
+            continue
+        found = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
+        if found == labels:
+            return float(m.group(3))
+    raise AssertionError(f"no sample {name}{labels}")
+
+
+def test_it_answers_healthz(client: Client) -> None:
+    resp = client.get("/healthz")
+    assert resp.status_code == 200 and resp.json() == {"status": "ok"}
+
+
+def test_it_is_ready_on_the_embedded_profile(client: Client, settings: Any, tmp_path: Path) -> None:
+    folder = tmp_path / "broker"
+    settings.CELERY_BROKER_URL = "filesystem://"
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = {"data_folder_in": str(folder), "data_folder_out": str(folder)}
+    resp = client.get("/readyz")
+    assert resp.status_code == 200, resp.content
+    assert resp.json() == {"status": "ok", "checks": {"database": "ok", "cache": "ok", "broker": "ok"}}
+    assert folder.is_dir()
+
+
+def test_it_reports_the_part_that_is_not_ready(client: Client, settings: Any) -> None:
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+    resp = client.get("/readyz")
+    assert resp.status_code == 503
+    checks = resp.json()["checks"]
+    assert checks["database"] == "ok" and checks["cache"] == "ok"
+    assert checks["broker"].startswith("error:")
+
+
+def test_it_exposes_metrics_after_usage_events(client: Client, registry: metrics.Metrics) -> None:
+    metrics.observe(event(usage=Usage(input_tokens=100, output_tokens=20, cached_tokens=40), cost_usd=0.002,
+                          latency_ms=300, ttfb_ms=80, stream=True))  # fmt: skip
+    metrics.observe(event(usage=Usage(input_tokens=50, output_tokens=5), cost_usd=0.001, latency_ms=1500))
+    metrics.observe(event(status_code=503, error_type="upstream_timeout", latency_ms=30000, attempts=3))
+    metrics.observe(event(model='we"ird\nname', provider="", status_code=401, error_type="invalid_api_key"))
+    resp = client.get("/metrics")
+    assert resp.status_code == 200 and resp["Content-Type"].startswith("text/plain; version=0.0.4")
+    text = resp.content.decode()
+    assert sample(text, "llmproxy_requests_total", model="gpt-test", provider="up", status="200") == 2
+    assert sample(text, "llmproxy_requests_total", model="gpt-test", provider="up", status="503") == 1
+    assert sample(text, "llmproxy_requests_total", model='we\\"ird\\nname', provider="", status="401") == 1
+    assert sample(text, "llmproxy_tokens_total", model="gpt-test", provider="up", kind="prompt") == 150
+    assert sample(text, "llmproxy_tokens_total", model="gpt-test", provider="up", kind="cached") == 40
+    assert sample(text, "llmproxy_cost_usd_total", model="gpt-test", provider="up") == pytest.approx(0.003)
+    hist = "llmproxy_request_duration_seconds"
+    assert sample(text, hist + "_bucket", model="gpt-test", provider="up", le="0.5") == 1
+    assert sample(text, hist + "_bucket", model="gpt-test", provider="up", le="2.5") == 2
+    assert sample(text, hist + "_bucket", model="gpt-test", provider="up", le="+Inf") == 3
+    assert sample(text, hist + "_count", model="gpt-test", provider="up") == 3
+    assert sample(text, hist + "_sum", model="gpt-test", provider="up") == pytest.approx(31.8)
+    assert sample(text, "llmproxy_upstream_errors_total", provider="up", error_type="upstream_timeout") == 1
+    assert sample(text, "llmproxy_retries_total", provider="up") == 2
+    assert sample(text, "llmproxy_config_version") >= 0
+    assert sample(text, "llmproxy_usage_buffer_size") >= 0
+    assert "# TYPE llmproxy_request_duration_seconds histogram" in text
+    assert not any(line.startswith('llmproxy_upstream_errors_total{provider=""') for line in text.splitlines())
