@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from ..http import UpstreamRequest
-from .base import Credential, Executor, json_body
+from .base import Credential, Executor, ProviderConfig, json_body
 
 PRESETS: dict[str, dict[str, Any]] = {
     "openai": {"base_url": "https://api.openai.com/v1"},
@@ -21,13 +21,21 @@ PRESETS: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 
 _PATHS = {"chat": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings",
-          "models": "/models", "responses": "/responses"}  # fmt: skip
+          "models": "/models", "responses": "/responses",
+          "responses_input_tokens": "/responses/input_tokens"}  # fmt: skip
 
 
 class OpenAIExecutor(Executor):
+    """OpenAI Chat by default; ``options: {wire: responses}`` talks the Responses API instead."""
+
     dialect = "openai_chat"
     default_base_url: ClassVar[str] = "https://api.openai.com/v1"
     forward_headers: ClassVar[tuple[str, ...]] = ("openai-beta",)
+
+    def __init__(self, provider: ProviderConfig | None = None) -> None:
+        super().__init__(provider)
+        if self.provider.options.get("wire") == "responses":
+            self.dialect = "openai_responses"
 
     @property
     def base_url(self) -> str:
@@ -50,4 +58,8 @@ class OpenAIExecutor(Executor):
         if credential.secret:
             headers["authorization"] = f"Bearer {credential.secret}"
         body["model"] = model
+        if endpoint == "chat" and self.dialect == "openai_responses":
+            endpoint = "responses"
+        if endpoint == "count_tokens":
+            endpoint = "responses_input_tokens"
         return UpstreamRequest("POST", self.base_url + _PATHS[endpoint], headers, json_body(body), stream)
