@@ -44,6 +44,13 @@ class ManagementKeyAuth(HttpBearer):
 
 
 class ActiveSessionAuth(SessionAuth):
+    """A signed-in browser; CSRF is checked only then, so anonymous callers get 401, not 403."""
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if not request.user.is_authenticated:
+            return None
+        return super().__call__(request)
+
     def authenticate(self, request: HttpRequest, key: str | None) -> User | None:
         user = request.user
         if user.is_authenticated and user.is_active:

@@ -71,6 +71,17 @@ def test_it_rejects_unusable_admin_keys(client: Client, change: str) -> None:
     assert client.get(API + "/providers", headers=bearer(raw)).status_code == 401
 
 
+def test_it_checks_csrf_for_browser_sessions_only() -> None:
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(factories.user("root", staff=True))
+    body = {"name": "csrf", "type": "openai"}
+    assert send(browser, "post", "/providers", body).status_code == 403
+    browser.get("/")  # the portal page sets the CSRF cookie
+    token = browser.cookies["csrftoken"].value
+    assert send(browser, "post", "/providers", body, headers={"X-CSRFToken": token}).status_code == 201
+    assert send(Client(enforce_csrf_checks=True), "post", "/providers", body).status_code == 401
+
+
 def test_it_keeps_non_staff_out_of_config_resources(client: Client) -> None:
     _, raw = factories.api_key(factories.user("bob"), admin=True)
     for path in ("/providers", "/credentials", "/models", "/users", "/health"):

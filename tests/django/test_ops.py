@@ -95,3 +95,22 @@ def test_it_exposes_metrics_after_usage_events(client: Client, registry: metrics
     assert sample(text, "llmproxy_usage_buffer_size") >= 0
     assert "# TYPE llmproxy_request_duration_seconds histogram" in text
     assert not any(line.startswith('llmproxy_upstream_errors_total{provider=""') for line in text.splitlines())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_serves_ops_endpoints_and_the_api_through_the_asgi_app(live: Any) -> None:
+    import httpx
+
+    from tests import factories
+
+    _, raw = factories.api_key(factories.user("root", staff=True), admin=True)
+    with httpx.Client(base_url=live.url, timeout=10) as http:
+        assert http.get("/healthz").json() == {"status": "ok"}
+        ready = http.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["checks"] == {"database": "ok", "cache": "ok", "broker": "ok"}
+        assert "llmproxy_config_version" in http.get("/metrics").text
+        created = http.post("/api/v1/providers", json={"name": "live", "type": "openai"},
+                            headers={"Authorization": f"Bearer {raw}"})  # fmt: skip
+        assert created.status_code == 201, created.text
+        assert http.post("/api/v1/providers", json={"name": "x", "type": "openai"}).status_code == 401
