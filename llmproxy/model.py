@@ -21,7 +21,7 @@ need N codecs rather than N x N translators. Invariants:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 Role = Literal["system", "user", "assistant", "tool"]
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error"]
@@ -72,7 +72,7 @@ class ThinkingPart:
     provider_metadata: Metadata | None = None
 
 
-Part = Union[TextPart, ImagePart, ToolCallPart, ToolResultPart, ThinkingPart]
+Part = TextPart | ImagePart | ToolCallPart | ToolResultPart | ThinkingPart
 
 
 @dataclass(slots=True)
@@ -224,6 +224,4 @@ class StreamEnd:
     stop_sequence: str | None = None
 
 
-StreamEvent = Union[
-    StreamStart, TextDelta, ThinkingDelta, ToolCallStart, ToolCallDelta, UsageUpdate, StreamEnd
-]
+StreamEvent = StreamStart | TextDelta | ThinkingDelta | ToolCallStart | ToolCallDelta | UsageUpdate | StreamEnd

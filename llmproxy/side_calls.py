@@ -137,7 +137,9 @@ async def embeddings(gw: Gateway, call: Call) -> Reply:
         return gw._fail(codec, err, att)
 
 
-async def _embed(gw: Gateway, cand: Any, body: dict[str, Any], inputs: list[Any], call: Call) -> tuple[dict[str, Any], Usage]:
+async def _embed(
+    gw: Gateway, cand: Any, body: dict[str, Any], inputs: list[Any], call: Call
+) -> tuple[dict[str, Any], Usage]:
     executor = gw.runtime.executors[cand.route.provider.name]
     model = cand.route.upstream_model
     if executor.dialect == "openai_chat":

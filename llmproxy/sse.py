@@ -17,7 +17,7 @@ class SSEEvent:
 
 
 class SSEParser:
-    __slots__ = ("_buf", "_event", "_data")
+    __slots__ = ("_buf", "_data", "_event")
 
     def __init__(self) -> None:
         self._buf = b""

@@ -57,9 +57,9 @@ class Collector:
             self._calls[event.index] = call
             self.parts.append(call)
         elif isinstance(event, ToolCallDelta):
-            call = self._calls.get(event.index)
-            if call is not None:
-                call.arguments += event.arguments
+            open_call = self._calls.get(event.index)
+            if open_call is not None:
+                open_call.arguments += event.arguments
         elif isinstance(event, UsageUpdate):
             self.usage = event.usage
         elif isinstance(event, StreamStart):

@@ -43,9 +43,7 @@ def count_request(req: Request) -> int:
     for m in req.messages:
         total += PER_MESSAGE + (1 if m.name else 0)
         for p in m.parts:
-            if isinstance(p, TextPart):
-                total += count_text(p.text)
-            elif isinstance(p, ThinkingPart):
+            if isinstance(p, (TextPart, ThinkingPart)):
                 total += count_text(p.text)
             elif isinstance(p, ToolCallPart):
                 total += count_text(p.name) + count_text(p.arguments)

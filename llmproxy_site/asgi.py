@@ -22,7 +22,9 @@ from proxy import routing  # noqa: E402
 from proxy.engine import get_engine  # noqa: E402
 
 django_app = get_asgi_application()
-NOT_FOUND_BODY = b'{"error":{"message":"Unknown endpoint","type":"invalid_request_error","param":null,"code":"not_found"}}'
+NOT_FOUND_BODY = (
+    b'{"error":{"message":"Unknown endpoint","type":"invalid_request_error","param":null,"code":"not_found"}}'
+)
 
 
 async def http_app(scope: dict[str, Any], receive: Any, send: Any) -> None:

@@ -77,7 +77,9 @@ class ModelRoute(models.Model):
     name = models.CharField(max_length=200, help_text="The public model name clients ask for.")
     upstream = models.CharField(max_length=200, blank=True, help_text="Sent to the provider; empty: the public name.")
     enabled = models.BooleanField(default=True)
-    input_price = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True, help_text="USD / 1M tokens")
+    input_price = models.DecimalField(
+        max_digits=12, decimal_places=6, null=True, blank=True, help_text="USD / 1M tokens"
+    )
     output_price = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
     cached_input_price = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
 
@@ -98,7 +100,9 @@ class UsageRecord(models.Model):
 
     request_id = models.CharField(max_length=64, db_index=True)
     created_at = models.DateTimeField(db_index=True)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, db_constraint=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, db_constraint=False
+    )
     key = models.ForeignKey("accounts.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, db_constraint=False)
     key_prefix = models.CharField(max_length=16, blank=True)
     ingress = models.CharField(max_length=32)

@@ -13,13 +13,13 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Sum
 
 from llmproxy.providers.base import Credential as EngineCredential
 from llmproxy.providers.base import ProviderConfig
-from llmproxy.runtime import ApiKeyInfo, Price, Route, Runtime
+from llmproxy.runtime import ApiKeyInfo, Price, Route, RoutingSettings, Runtime
 
-from .models import ConfigVersion, Credential, ModelRoute, Provider
+from .models import ConfigVersion, Credential, HealthState, HealthStatus, ModelRoute, Provider, UsageRecord
 
 log = logging.getLogger("llmproxy.runtime")
 REDIS_VERSION_KEY = "llmproxy:config_version"
@@ -42,7 +42,7 @@ def bump_config_version() -> None:
 def _bump_now() -> None:
     updated = ConfigVersion.objects.filter(pk=1).update(version=F("version") + 1)
     if not updated:
-        obj, created = ConfigVersion.objects.get_or_create(pk=1, defaults={"version": 1})
+        _obj, created = ConfigVersion.objects.get_or_create(pk=1, defaults={"version": 1})
         if not created:
             ConfigVersion.objects.filter(pk=1).update(version=F("version") + 1)
     r = _redis()
@@ -97,6 +97,7 @@ def build_runtime(version: int | None = None) -> Runtime:
                     float(r.cached_input_price) if r.cached_input_price is not None else None,
                 )
             routes.append(Route(r.name, r.upstream_name, pconf, creds, price))
+            routes.extend(_extra_routes(pconf, r.name, r.upstream_name, creds, price))
     keys = [
         ApiKeyInfo(
             key_hash=k.key_hash,
@@ -112,12 +113,53 @@ def build_runtime(version: int | None = None) -> Runtime:
             is_staff=k.user.is_staff,
             rpm=k.rpm,
             tpm=k.tpm,
+            budget_usd=float(k.budget_usd) if k.budget_usd is not None else None,
+            budget_period=k.budget_period,
+            period_started_at=k.period_started_at.timestamp() if k.period_started_at else None,
+            spent_usd=_settled_spend(k) if k.budget_usd is not None else 0.0,
         )
         for k in ApiKey.objects.select_related("user")
     ]
-    return Runtime.build(
-        routes=routes, keys=keys, version=version, max_body_bytes=settings.LLMPROXY["MAX_BODY_BYTES"]
+    unhealthy = frozenset(
+        HealthStatus.objects.filter(state=HealthState.UNHEALTHY).values_list("credential_id", flat=True)
     )
+    return Runtime.build(
+        routes=routes,
+        keys=keys,
+        version=version,
+        max_body_bytes=settings.LLMPROXY["MAX_BODY_BYTES"],
+        routing=routing_settings(),
+        unhealthy=unhealthy,
+    )
+
+
+def routing_settings() -> RoutingSettings:
+    """``settings.LLMPROXY["ROUTING"]`` (the config file's ``routing:`` section), validated."""
+    try:
+        return RoutingSettings.from_mapping(settings.LLMPROXY.get("ROUTING"))
+    except ValueError as exc:
+        log.error("ignoring invalid routing settings, using the defaults: %s", exc)
+        return RoutingSettings()
+
+
+def _extra_routes(
+    pconf: ProviderConfig, name: str, upstream: str, creds: tuple[EngineCredential, ...], price: Price | None
+) -> list[Route]:
+    """Provider options: ``upstreams`` {public name: [upstream, ...]} lets one name fall back
+    over several upstream models; ``aliases`` {alias: public name} gives a route more names."""
+    alts = [u for u in (pconf.options.get("upstreams") or {}).get(name) or () if isinstance(u, str) and u != upstream]
+    aliases = [a for a, target in (pconf.options.get("aliases") or {}).items() if target == name and a != name]
+    out = [Route(name, u, pconf, creds, price) for u in alts]
+    out += [Route(alias, u, pconf, creds, price) for alias in aliases for u in [upstream, *alts]]
+    return out
+
+
+def _settled_spend(key: Any) -> float:
+    """Spend of a key in its current period, as far as the usage table knows (the counter's floor)."""
+    rows = UsageRecord.objects.filter(key_id=key.pk)
+    if key.period_started_at is not None:
+        rows = rows.filter(created_at__gte=key.period_started_at)
+    return float(rows.aggregate(total=Sum("cost_usd"))["total"] or 0)
 
 
 def _credential(c: Credential) -> EngineCredential:

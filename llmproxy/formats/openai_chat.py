@@ -138,7 +138,9 @@ def _decode_message(m: Any, i: int) -> Message:
         return Message("tool", [ToolResultPart(call_id, result)])
     if role == "function":
         return Message("tool", [ToolResultPart(str(m.get("name")), _text_list(content), name=m.get("name"))])
-    raise InvalidRequest(f"{where}.role {role!r} is not one of system, developer, user, assistant, tool", param=f"{where}.role")
+    raise InvalidRequest(
+        f"{where}.role {role!r} is not one of system, developer, user, assistant, tool", param=f"{where}.role"
+    )
 
 
 def _text_list(content: Any) -> list[TextPart | ImagePart]:
@@ -241,9 +243,7 @@ def encode_request(req: Request) -> dict[str, Any]:
         body["tools"] = [_encode_tool(t) for t in req.tools]
     if req.tool_choice is not None:
         tc = req.tool_choice
-        body["tool_choice"] = (
-            {"type": "function", "function": {"name": tc.name}} if tc.mode == "tool" else tc.mode
-        )
+        body["tool_choice"] = {"type": "function", "function": {"name": tc.name}} if tc.mode == "tool" else tc.mode
     if req.parallel_tool_calls is not None and req.tools:
         body["parallel_tool_calls"] = req.parallel_tool_calls
     if req.max_tokens is not None:
@@ -503,7 +503,9 @@ class StreamDecoder:
             raise ProviderError(str(err.get("message") or "upstream error"), code="upstream_stream_error")
         if not self._started:
             self._started = True
-            out.append(StreamStart(str(chunk.get("id") or ""), str(chunk.get("model") or ""), int(chunk.get("created") or 0)))
+            out.append(
+                StreamStart(str(chunk.get("id") or ""), str(chunk.get("model") or ""), int(chunk.get("created") or 0))
+            )
         for choice in chunk.get("choices") or []:
             if choice.get("index", 0) != 0:
                 continue

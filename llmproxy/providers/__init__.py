@@ -42,4 +42,4 @@ def create(config: ProviderConfig) -> Executor:
     return get(config.type)(config)
 
 
-__all__ = ["Credential", "EXECUTORS", "Executor", "ProviderConfig", "create", "get", "register"]
+__all__ = ["EXECUTORS", "Credential", "Executor", "ProviderConfig", "create", "get", "register"]

@@ -11,7 +11,8 @@ import pytest
 
 from proxy.models import UsageRecord
 from tests import factories
-from tests.fakes import FakeUpstream, openai as up
+from tests.fakes import FakeUpstream
+from tests.fakes import openai as up
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -61,8 +62,16 @@ def test_it_streams_with_usage(live: Any, fake: FakeUpstream, key: str) -> None:
 
 
 def test_it_streams_tool_calls_through_the_sdk_helper(live: Any, fake: FakeUpstream, key: str) -> None:
-    fake.queue("/v1/chat/completions", up.stream([], tool_calls=[{"name": "get_weather", "arguments": {"city": "Paris"}},
-                                                                  {"name": "get_time", "arguments": {"tz": "CET"}}]))
+    fake.queue(
+        "/v1/chat/completions",
+        up.stream(
+            [],
+            tool_calls=[
+                {"name": "get_weather", "arguments": {"city": "Paris"}},
+                {"name": "get_time", "arguments": {"tz": "CET"}},
+            ],
+        ),
+    )
     tools: Any = [{"type": "function", "function": {"name": n, "parameters": {"type": "object"}}}
                   for n in ("get_weather", "get_time")]  # fmt: skip
     with client(live, key).chat.completions.stream(
@@ -89,7 +98,9 @@ def test_it_lists_only_models_the_key_may_use(live: Any, fake: FakeUpstream) -> 
         ({"authorization": "Bearer sk-llmp-wrong"}, 401, "invalid_api_key"),
     ],
 )
-def test_it_rejects_bad_keys_in_openai_format(live: Any, key: str, headers: dict[str, str], status: int, code: str) -> None:
+def test_it_rejects_bad_keys_in_openai_format(
+    live: Any, key: str, headers: dict[str, str], status: int, code: str
+) -> None:
     r = httpx.post(live.url + "/v1/chat/completions", json={"model": "gpt-test", "messages": []}, headers=headers)
     assert r.status_code == status
     assert r.json()["error"]["code"] == code

@@ -26,9 +26,7 @@ def test_it_cancels_the_upstream_when_the_client_disconnects(live: Any, fake: Fa
                       headers={"authorization": f"Bearer {key}"}, timeout=10) as r:  # fmt: skip
         assert r.status_code == 200
         rid = r.headers["x-request-id"]
-        seen = 0
-        for _ in r.iter_bytes():
-            seen += 1
+        for seen, _ in enumerate(r.iter_bytes(), start=1):
             if seen >= 3:
                 break
     deadline = time.monotonic() + 5

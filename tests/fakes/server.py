@@ -128,7 +128,9 @@ class FakeUpstream:
             body: Any = json.loads(raw) if raw else None
         except ValueError:
             body = raw
-        rec = Recorded(request.method, request.path, dict(request.query), {k.lower(): v for k, v in request.headers.items()}, body)
+        rec = Recorded(
+            request.method, request.path, dict(request.query), {k.lower(): v for k, v in request.headers.items()}, body
+        )
         self.requests.append(rec)
         script = self._pick(request.path)
         if script is None:

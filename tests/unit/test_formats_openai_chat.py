@@ -70,7 +70,10 @@ def test_openai_chat_decodes_a_full_request() -> None:
         ({"messages": []}, "model"),
         ({"model": "m", "messages": "hi"}, "messages"),
         ({"model": "m", "messages": [{"role": "robot", "content": "x"}]}, "messages[0].role"),
-        ({"model": "m", "messages": [{"role": "tool", "tool_call_id": "nope", "content": "x"}]}, "messages[0].tool_call_id"),
+        (
+            {"model": "m", "messages": [{"role": "tool", "tool_call_id": "nope", "content": "x"}]},
+            "messages[0].tool_call_id",
+        ),
         ({"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": "ten"}, "max_completion_tokens"),
         ({"model": "m", "messages": [{"role": "user", "content": "x"}], "temperature": "hot"}, "temperature"),
     ],

@@ -3,7 +3,7 @@ from llmproxy.sse import SSEParser, frame
 
 def test_sse_parser_handles_split_frames_and_crlf() -> None:
     p = SSEParser()
-    data = b"event: a\r\ndata: {\"x\":1}\r\n\r\ndata: two\n\n: comment\n\ndata: tail"
+    data = b'event: a\r\ndata: {"x":1}\r\n\r\ndata: two\n\n: comment\n\ndata: tail'
     events = []
     for i in range(len(data)):
         events += p.feed(data[i : i + 1])
