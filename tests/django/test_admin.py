@@ -1,0 +1,179 @@
+"""The Django admin: every model listed for staff, secrets never rendered, keys shown once."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Any
+
+import pytest
+from django.contrib import admin
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from accounts.models import ApiKey, User, hash_key
+from proxy.models import ConfigImport, ConfigVersion, Credential, HealthStatus, UsageDaily, UsageRecord
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+SECRET = "sk-upstream-PLAIN-secret-0123456789"
+TOKEN = "at-PLAIN-access-token-9876543210"
+
+
+@pytest.fixture(autouse=True)
+def _fast_passwords(settings: Any) -> None:
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def staff() -> User:
+    return factories.user("sam", staff=True)  # staff, not a superuser
+
+
+@pytest.fixture
+def client(staff: User) -> Client:
+    c = Client()
+    c.force_login(staff)
+    return c
+
+
+@pytest.fixture
+def rows(staff: User) -> dict[str, Any]:
+    provider = factories.provider("up", "http://127.0.0.1:9/v1", api_key=SECRET)
+    provider.headers = {"Authorization": "Bearer sk-header-PLAIN-secret-42", "X-Team": "research"}
+    provider.save()
+    cred = provider.credentials.get()
+    cred.access_token = TOKEN
+    cred.extra = {"copilot_token": "tid-PLAIN-extra-secret-77", "endpoint": "https://x"}
+    cred.save()
+    HealthStatus.objects.create(credential=cred, state="healthy", latency_ms=12, checked_at=timezone.now())
+    key, raw = factories.api_key(staff, name="first")
+    UsageRecord.objects.create(request_id="req-abc123", created_at=timezone.now(), user=staff, key=key,
+                               key_prefix=key.prefix, ingress="openai_chat", model="gpt-test", provider="up",
+                               credential="key-1", status_code=200, prompt_tokens=10, completion_tokens=5)  # fmt: skip
+    UsageDaily.objects.create(day=date.today(), user_id=staff.pk, key_id=key.pk, model="gpt-test", provider="up",
+                              requests=1, prompt_tokens=10, completion_tokens=5)  # fmt: skip
+    ConfigImport.objects.create(source="config.yaml", ok=True, content_hash="a" * 64,
+                                changes={"created": ["provider up"], "updated": [], "deleted": []})  # fmt: skip
+    bad = ConfigImport.objects.create(source="config.yaml", ok=False, content_hash="b" * 64,
+                                      errors=[{"path": "providers.up.type", "reason": "'claud' is not one of: ..."},
+                                              {"path": "server.prot", "reason": "unknown key (did you mean 'port'?)"}])  # fmt: skip
+    ConfigVersion.objects.get_or_create(pk=1)
+    return {"provider": provider, "credential": cred, "key": key, "raw": raw, "bad_import": bad}
+
+
+def test_it_lists_every_registered_model_for_staff(client: Client, rows: dict[str, Any]) -> None:
+    registered = {(m._meta.app_label, m._meta.model_name) for m in admin.site._registry}
+    assert {("proxy", n) for n in ("provider", "credential", "modelroute", "usagerecord", "usagedaily",
+                                   "healthstatus", "configimport", "configversion")} <= registered  # fmt: skip
+    assert {("accounts", "user"), ("accounts", "apikey")} <= registered
+    for app, model in sorted(registered):
+        if app not in ("proxy", "accounts"):
+            continue
+        resp = client.get(reverse(f"admin:{app}_{model}_changelist"))
+        assert resp.status_code == 200, (app, model)
+        model_class = next(m for m in admin.site._registry if m._meta.model_name == model)
+        first = model_class._default_manager.first()
+        if first is not None:
+            assert client.get(reverse(f"admin:{app}_{model}_change", args=[first.pk])).status_code == 200, model
+    assert client.get(reverse("admin:index")).status_code == 200
+    for name in ("proxy_provider", "proxy_credential", "accounts_apikey"):
+        assert client.get(reverse(f"admin:{name}_add")).status_code == 200, name
+
+
+def test_it_keeps_non_staff_out(rows: dict[str, Any]) -> None:
+    c = Client()
+    c.force_login(factories.user("bob"))
+    resp = c.get(reverse("admin:proxy_credential_changelist"))
+    assert resp.status_code == 302 and "/admin/login/" in resp["Location"]
+
+
+def test_it_never_renders_a_credential_secret(client: Client, rows: dict[str, Any]) -> None:
+    cred, provider = rows["credential"], rows["provider"]
+    pages = [
+        reverse("admin:proxy_credential_changelist"),
+        reverse("admin:proxy_credential_change", args=[cred.pk]),
+        reverse("admin:proxy_provider_change", args=[provider.pk]),
+        reverse("admin:proxy_provider_changelist"),
+        reverse("admin:proxy_healthstatus_changelist"),
+    ]
+    for url in pages:
+        html = client.get(url).content.decode()
+        for plain in (SECRET, TOKEN, "sk-header-PLAIN-secret-42", "tid-PLAIN-extra-secret-77"):
+            assert plain not in html, (url, plain)
+    html = client.get(reverse("admin:proxy_credential_change", args=[cred.pk])).content.decode()
+    assert "sk-u…6789" in html  # the mask, enough to recognise
+    assert 'name="api_key"' in html and 'type="password"' in html
+
+
+def credential_form(cred: Credential, **changes: Any) -> dict[str, Any]:
+    data = {"provider": cred.provider_id, "name": cred.name, "enabled": "on", "weight": cred.weight,
+            "api_key": "", "access_token": "", "refresh_token": "", "expires_at_0": "", "expires_at_1": "",
+            "file": ""}  # fmt: skip
+    data.update(changes)
+    return data
+
+
+def test_it_keeps_a_secret_when_the_field_is_left_blank(client: Client, rows: dict[str, Any]) -> None:
+    cred = rows["credential"]
+    url = reverse("admin:proxy_credential_change", args=[cred.pk])
+    resp = client.post(url, credential_form(cred, weight=3))
+    assert resp.status_code == 302, resp.content.decode()[:2000]
+    cred.refresh_from_db()
+    assert (cred.api_key, cred.access_token, cred.weight) == (SECRET, TOKEN, 3)
+    client.post(url, credential_form(cred, api_key="sk-new-key-000000", clear_secrets=["access_token"]))
+    cred.refresh_from_db()
+    assert (cred.api_key, cred.access_token) == ("sk-new-key-000000", "")
+
+
+def test_it_unmasks_provider_headers_sent_back_unchanged(client: Client, rows: dict[str, Any]) -> None:
+    provider = rows["provider"]
+    form = client.get(reverse("admin:proxy_provider_change", args=[provider.pk])).context["adminform"].form
+    assert form.initial["headers"]["Authorization"] == "Bear…t-42"
+    assert "sk-header-PLAIN" not in str(form["headers"])
+
+
+def test_it_shows_a_new_key_once(client: Client, staff: User, rows: dict[str, Any]) -> None:
+    data = {"user": staff.pk, "name": "from admin", "allowed_models": "gpt-test, other", "expires_at_0": "",
+            "expires_at_1": "", "rpm": "", "tpm": "", "budget_usd": "", "budget_period": "none",
+            "period_started_at_0": "", "period_started_at_1": ""}  # fmt: skip
+    resp = client.post(reverse("admin:accounts_apikey_add"), data, follow=True)
+    assert resp.status_code == 200
+    html = resp.content.decode()
+    shown = re.findall(r"sk-llmp-[A-Za-z0-9_\-]{20,}", html)
+    assert len(set(shown)) == 1
+    raw = shown[0]
+    key = ApiKey.objects.get(name="from admin")
+    assert key.key_hash == hash_key(raw) and raw.startswith(key.prefix)
+    assert key.allowed_models == ["gpt-test", "other"]
+    again = client.get(reverse("admin:accounts_apikey_change", args=[key.pk])).content.decode()
+    assert raw not in again and key.key_hash not in again
+    listing = client.get(reverse("admin:accounts_apikey_changelist")).content.decode()
+    assert raw not in listing and key.key_hash not in listing
+
+
+def test_it_revokes_selected_keys(client: Client, rows: dict[str, Any]) -> None:
+    key = rows["key"]
+    resp = client.post(reverse("admin:accounts_apikey_changelist"),
+                       {"action": "revoke_selected", "_selected_action": [key.pk]}, follow=True)  # fmt: skip
+    assert resp.status_code == 200 and "Revoked 1 key." in resp.content.decode()
+    key.refresh_from_db()
+    assert key.revoked
+
+
+def test_it_shows_why_a_config_file_was_rejected(client: Client, rows: dict[str, Any]) -> None:
+    listing = client.get(reverse("admin:proxy_configimport_changelist") + "?ok__exact=0").content.decode()
+    assert "rejected, 2 errors: providers.up.type" in listing
+    page = client.get(reverse("admin:proxy_configimport_change", args=[rows["bad_import"].pk])).content.decode()
+    assert "server.prot: unknown key (did you mean &#x27;port&#x27;?)" in page
+
+
+def test_it_filters_and_searches_usage(client: Client, rows: dict[str, Any]) -> None:
+    url = reverse("admin:proxy_usagerecord_changelist")
+    assert "req-abc123" in client.get(url + "?q=req-abc123").content.decode()
+    assert "req-abc123" not in client.get(url + "?q=req-zzz").content.decode()
+    assert "req-abc123" in client.get(url + "?outcome=ok&stream__exact=0&model=gpt-test").content.decode()
+    assert "req-abc123" not in client.get(url + "?outcome=upstream").content.decode()
+    assert client.get(reverse("admin:proxy_usagerecord_add")).status_code == 403
