@@ -27,6 +27,9 @@ _CONTENT_FILTER = {"SAFETY", "RECITATION", "LANGUAGE", "BLOCKLIST", "PROHIBITED_
                    "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION", "IMAGE_OTHER", "MODEL_ARMOR"}  # fmt: skip
 FINISH_OUT = {"stop": "STOP", "tool_calls": "STOP", "length": "MAX_TOKENS", "content_filter": "SAFETY",
               "error": "OTHER"}  # fmt: skip
+# The keys that say what a part holds (a bare thoughtSignature holds nothing else).
+DATA_KEYS = frozenset({"text", "inlineData", "fileData", "functionCall", "functionResponse", "executableCode",
+                       "codeExecutionResult", "toolCall", "toolResponse"})  # fmt: skip
 _SIG_ID = re.compile(r"^call_[0-9a-f]{12}_ts_([A-Za-z0-9_-]+)$")
 _SAFE_ID = re.compile(r"^[a-zA-Z0-9_-]+$")
 _GENERATION = re.compile(r"gemini-(\d+)")
@@ -175,8 +178,8 @@ def response_part(raw: Any) -> Part | None:
     sig = valid_signature(p.get("thoughtSignature"))
     if p.get("thought") is True:
         return ThinkingPart(str(p.get("text") or ""), signature=sig, source=NAME)
-    if "text" in p:
-        return TextPart(str(p["text"]), meta(thought_signature=sig))
+    if "text" in p or (sig and DATA_KEYS.isdisjoint(p)):  # Gemini 3 may sign an empty part
+        return TextPart(str(p.get("text") or ""), meta(thought_signature=sig))
     if "functionCall" in p:
         fc = norm(p["functionCall"])
         native = fc.get("id") if isinstance(fc.get("id"), str) and fc.get("id") else None

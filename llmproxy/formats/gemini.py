@@ -39,13 +39,14 @@ from . import gemini_schema
 from ._common import field_type
 from ._gemini_stream import StreamDecoder, StreamEncoder
 from ._gemini_wire import (
+    DATA_KEYS,
     FINISH_OUT,
     NAME,
     SKIP_SIGNATURE,
     args_object,
-    camel,
     call_id_with_signature,
     call_signature,
+    camel,
     candidate,
     decode_usage,
     encode_image,
@@ -186,8 +187,8 @@ def _decode_part(raw: Any, where: str, at: tuple[int, int], book: _CallBook) -> 
     sig = p.get("thoughtSignature") if isinstance(p.get("thoughtSignature"), str) else None
     if p.get("thought") is True:
         return ThinkingPart(str(p.get("text") or ""), signature=sig, source=NAME)
-    if "text" in p:
-        return TextPart(str(p["text"]), meta(thought_signature=sig))
+    if "text" in p or (sig and DATA_KEYS.isdisjoint(p)):  # Gemini 3 may sign an empty part
+        return TextPart(str(p.get("text") or ""), meta(thought_signature=sig))
     if "inlineData" in p or "fileData" in p:
         return _decode_media(p, where)
     if "functionCall" in p:

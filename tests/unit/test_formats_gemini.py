@@ -518,6 +518,15 @@ def test_gemini_history_without_signatures_uses_the_documented_sentinel() -> Non
     assert [p.get("thoughtSignature") for p in g2] == [None, None]
 
 
+def test_gemini_keeps_a_signature_on_a_part_with_nothing_else() -> None:
+    body = {"contents": [{"role": "model", "parts": [{"text": "Done."}, {"thoughtSignature": SIG}]}]}
+    req = G.decode_request(body, model="gemini-3-flash")
+    assert req.messages[0].parts[1] == TextPart("", {"gemini": {"thought_signature": SIG}})
+    assert G.encode_request(req)["contents"][0]["parts"][1] == {"text": "", "thoughtSignature": SIG}
+    resp = G.decode_response(fg.body(None, calls=[{"thoughtSignature": SIG}]))
+    assert resp.parts == [TextPart("", {"gemini": {"thought_signature": SIG}})]
+
+
 def test_gemini_reply_drops_signatures_the_sdk_would_reject() -> None:
     resp = Response("r", "m", [
         ThinkingPart("t", signature="EqQBCgIYAhIM+anthropic/sig==", source="anthropic"),
