@@ -24,7 +24,6 @@ from ._schema import (
     AUTH_TYPES,
     PROVIDER_TYPES,
     REDACTED,
-    STRATEGIES,
     Auth,
     Config,
     ConfigError,
@@ -35,7 +34,6 @@ from ._schema import (
     ModelSpec,
     ProviderSpec,
     RateLimit,
-    Routing,
     Server,
 )
 
@@ -66,7 +64,6 @@ __all__ = [
     "AUTH_TYPES",
     "PROVIDER_TYPES",
     "REDACTED",
-    "STRATEGIES",
     "Auth",
     "Config",
     "ConfigError",
@@ -77,7 +74,6 @@ __all__ = [
     "ModelSpec",
     "ProviderSpec",
     "RateLimit",
-    "Routing",
     "Server",
     "TokenFile",
     "build_runtime",

@@ -36,7 +36,7 @@ def to_dict(config: Config, with_secrets: bool = False, *, include_defaults: boo
 
 
 def _section_value(key: str, value: Any) -> Any:
-    return duration(value) if key in ("retry_budget", "session_affinity_ttl") else value
+    return duration(value) if isinstance(value, float) else value
 
 
 def duration(seconds: float) -> str | float:

@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from ..runtime import STRATEGIES, RoutingSettings
 from ._check import Checker, join
 from ._env import apply_overrides, interpolate
 from ._schema import (
@@ -17,7 +18,6 @@ from ._schema import (
     LOG_LEVELS,
     PROVIDER_TYPES,
     SECRET_FIELDS,
-    STRATEGIES,
     Auth,
     Config,
     ConfigError,
@@ -28,7 +28,6 @@ from ._schema import (
     ModelSpec,
     ProviderSpec,
     RateLimit,
-    Routing,
     Server,
 )
 
@@ -163,14 +162,22 @@ def _logging(check: Checker, value: Any) -> Logging:
     )
 
 
-def _routing(check: Checker, value: Any) -> Routing:
-    d = check.mapping(value, "routing", ("strategy", "max_attempts", "retry_budget", "session_affinity_ttl"))
-    return Routing(
-        strategy=check.string(d, "strategy", "routing", Routing().strategy, choices=STRATEGIES),
-        max_attempts=check.integer(d, "max_attempts", "routing", Routing().max_attempts, minimum=1, maximum=100),
-        retry_budget=check.duration(d, "retry_budget", "routing", Routing().retry_budget),
-        session_affinity_ttl=check.duration(d, "session_affinity_ttl", "routing", Routing().session_affinity_ttl),
-    )
+def _routing(check: Checker, value: Any) -> RoutingSettings:
+    """Every field of the engine's RoutingSettings; times as numbers of seconds or durations."""
+    defaults = RoutingSettings()
+    names = [f.name for f in dataclasses.fields(RoutingSettings)]
+    d = check.mapping(value, "routing", names)
+    values: dict[str, Any] = {}
+    for name in names:
+        if name not in d:
+            continue
+        if name == "strategy":
+            values[name] = check.string(d, name, "routing", defaults.strategy, choices=STRATEGIES)
+        elif name == "max_attempts":
+            values[name] = check.integer(d, name, "routing", defaults.max_attempts, minimum=1, maximum=100)
+        else:
+            values[name] = check.duration(d, name, "routing", getattr(defaults, name))
+    return RoutingSettings(**values)
 
 
 def _provider(check: Checker, name: Any, value: Any) -> ProviderSpec | None:

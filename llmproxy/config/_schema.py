@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..runtime import RoutingSettings
+
 PROVIDER_TYPES = (
     "claude",
     "gemini",
@@ -19,7 +21,6 @@ PROVIDER_TYPES = (
     "openai-compatible",
 )
 AUTH_TYPES = ("api_key", "oauth", "device_flow")
-STRATEGIES = ("round-robin", "fill-first")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 SECRET_FIELDS = ("api_key", "access_token", "refresh_token")
 #: What an export without secrets writes in place of one; importing it keeps the stored secret.
@@ -77,23 +78,13 @@ class Logging:
     request_log: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Routing:
-    strategy: str = "round-robin"
-    max_attempts: int = 3
-    #: Seconds a request may spend on retries and failover in total.
-    retry_budget: float = 30.0
-    #: Seconds a session sticks to the credential that served it; 0 turns affinity off.
-    session_affinity_ttl: float = 0.0
-
-
 #: The sections whose scalar keys ``LLMPROXY_<SECTION>_<KEY>`` may override.
 SECTIONS: dict[str, type] = {
     "server": Server,
     "auth": Auth,
     "management": Management,
     "logging": Logging,
-    "routing": Routing,
+    "routing": RoutingSettings,
 }
 
 
@@ -160,7 +151,8 @@ class Config:
     auth: Auth = field(default_factory=Auth)
     management: Management = field(default_factory=Management)
     logging: Logging = field(default_factory=Logging)
-    routing: Routing = field(default_factory=Routing)
+    #: The engine's own settings class: strategy, max_attempts, retry_budget, session_affinity_ttl, ...
+    routing: RoutingSettings = field(default_factory=RoutingSettings)
     #: Key/user limits; validated only as a mapping here, read by ``llmproxy.limits``.
     limits: Mapping[str, Any] = field(default_factory=dict)
     source: str = field(default="<string>", compare=False)

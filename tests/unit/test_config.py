@@ -111,7 +111,7 @@ BAD_CASES = [
     ("compatible needs a URL", "providers:\n  a: {type: openai-compatible}\n", [("providers.a.base_url", "is required")]),
     ("bad provider name", "providers:\n  'a b': {type: openai}\n", [("providers.a b", "a provider name is")]),
     ("port out of range", "server: {port: 70000}\n", [("server.port", "at most 65535")]),
-    ("bad strategy", "routing: {strategy: random}\n", [("routing.strategy", "round-robin, fill-first")]),
+    ("bad strategy", "routing: {strategy: random}\n", [("routing.strategy", "is not one of")]),
     ("bad log level", "logging: {level: loud}\n", [("logging.level", "is not one of")]),
     ("limits not a mapping", "limits: 5\n", [("limits", "expected a mapping")]),
     ("key given twice", "providers:\n  a: {type: openai}\n  a: {type: gemini}\n", [("line 3", "'a' is given twice")]),
@@ -299,3 +299,16 @@ def test_config_and_watcher_import_without_django() -> None:
     code = "import sys, llmproxy.config, llmproxy.watcher; print(any(m.split('.')[0] == 'django' for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_config_routing_is_the_engine_routing_settings(tmp_path: Path) -> None:
+    cfg = config.loads(
+        "routing: {strategy: fill-first, retry_budget: 10s, backoff_max: 500ms, max_attempts: 2}\n", env={}
+    )
+    assert (cfg.routing.strategy, cfg.routing.retry_budget, cfg.routing.backoff_max) == ("fill-first", 10.0, 0.5)
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "routing: {max_attempts: 2}\nproviders:\n  a: {type: openai, credentials: [{api_key: k}], models: [m]}\n"
+    )
+    assert config.load_runtime(path, env={}).routing.max_attempts == 2
+    assert config.loads(config.dump(cfg), env={}) == cfg
