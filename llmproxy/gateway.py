@@ -33,6 +33,7 @@ from .errors import (
     RequestTooLarge,
 )
 from .http import HTTPClient, UpstreamReply
+from .images import inline_images
 from .limits import Limiter, estimate_tokens
 from .model import Request, StreamEnd, UsageUpdate
 from .model import Usage as TokenUsage
@@ -323,6 +324,9 @@ class Gateway:
             if call.ingress == "gemini":
                 out_body.pop("model", None)
         else:
+            if executor.dialect == "gemini":
+                # Gemini takes no image URLs: fetch and inline them (size-capped) once.
+                await inline_images(req, self.http)
             # ``extra`` holds the ingress dialect's own fields: meaningless to another dialect.
             out_body = upstream_codec.encode_request(
                 dataclasses.replace(req, model=cand.route.upstream_model, extra={})
