@@ -7,6 +7,7 @@ vLLM, llama.cpp). Reasoning text has no official field: ``reasoning_content`` an
 
 from __future__ import annotations
 
+import hashlib
 import time
 from typing import Any
 
@@ -273,6 +274,14 @@ def encode_request(req: Request) -> dict[str, Any]:
     return body
 
 
+def short_id(call_id: str) -> str:
+    """OpenAI rejects tool-call ids over 40 characters; ids from other dialects (Gemini's
+    carry a thought signature) are shortened deterministically, calls and results alike."""
+    if len(call_id) <= 40:
+        return call_id
+    return "call_" + hashlib.sha256(call_id.encode()).hexdigest()[:32]
+
+
 def effort_from_budget(budget: int | None) -> str | None:
     if budget is None:
         return None
@@ -293,7 +302,7 @@ def _encode_messages(messages: list[Message]) -> list[dict[str, Any]]:
         if m.role == "tool":
             for p in m.parts:
                 if isinstance(p, ToolResultPart):
-                    out.append({"role": "tool", "tool_call_id": p.tool_call_id, "content": _encode_result(p)})
+                    out.append({"role": "tool", "tool_call_id": short_id(p.tool_call_id), "content": _encode_result(p)})
             continue
         if m.role == "assistant":
             msg: dict[str, Any] = {"role": "assistant"}
@@ -305,7 +314,11 @@ def _encode_messages(messages: list[Message]) -> list[dict[str, Any]]:
                 msg["reasoning_content"] = thinking
             if calls:
                 msg["tool_calls"] = [
-                    {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments or "{}"}}
+                    {
+                        "id": short_id(c.id),
+                        "type": "function",
+                        "function": {"name": c.name, "arguments": c.arguments or "{}"},
+                    }
                     for c in calls
                 ]
             out.append(msg)

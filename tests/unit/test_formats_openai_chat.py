@@ -176,3 +176,14 @@ def test_openai_chat_stream_encoder_error_ends_the_stream() -> None:
     events = SSEParser().feed(out)
     assert json.loads(events[-2].data)["error"]["message"] == "upstream broke"
     assert events[-1].data == "[DONE]"
+
+
+def test_openai_chat_shortens_long_tool_call_ids_consistently() -> None:
+    long_id = "call_abc_ts_" + "A" * 200
+    req = oc.decode_request({"model": "m", "messages": [
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": long_id, "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": long_id, "content": "ok"}]})  # fmt: skip
+    body = oc.encode_request(req)
+    sent_id = body["messages"][0]["tool_calls"][0]["id"]
+    assert len(sent_id) <= 40 and body["messages"][1]["tool_call_id"] == sent_id
