@@ -30,6 +30,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "ninja",
     "django_celery_beat",
     "accounts",
     "proxy",
@@ -48,7 +49,7 @@ MIDDLEWARE = [
 ROOT_URLCONF = "llmproxy_site.urls"
 ASGI_APPLICATION = "llmproxy_site.asgi.application"
 AUTH_USER_MODEL = "accounts.User"
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "/accounts/login/"
 
 TEMPLATES = [
     {
