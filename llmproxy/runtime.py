@@ -74,16 +74,17 @@ class Route:
     price: Price | None = None
 
 
-STRATEGIES = ("weighted", "fill-first")
+#: ``round-robin`` (smooth, weighted) and ``weighted`` are one strategy under two names.
+STRATEGIES = ("round-robin", "weighted", "fill-first")
 
 
 @dataclass(frozen=True, slots=True)
 class RoutingSettings:
     """How the gateway picks and retries upstreams (config key ``routing``)."""
 
-    #: ``weighted``: smooth weighted round-robin inside a priority tier; ``fill-first``:
+    #: ``round-robin``: smooth weighted round-robin inside a priority tier; ``fill-first``:
     #: the first available credential in config order takes everything until it is limited.
-    strategy: str = "weighted"
+    strategy: str = "round-robin"
     #: Upstream attempts per client request (limit-skips do not count).
     max_attempts: int = 3
     #: Seconds after which no new attempt starts.

@@ -18,6 +18,7 @@ from django.db import close_old_connections
 from llmproxy.gateway import Gateway
 from llmproxy.http import HTTPClient
 
+from .resilience import make_state_store, request_refresh
 from .runtime import build_runtime, current_version
 from .usage import UsageWriter
 
@@ -28,7 +29,9 @@ class Engine:
     def __init__(self) -> None:
         conf = settings.LLMPROXY
         self.writer = UsageWriter(interval=conf["USAGE_FLUSH_INTERVAL"])
-        self.gateway = Gateway(http=HTTPClient(), usage_sink=self.writer.add)
+        self.gateway = Gateway(
+            http=HTTPClient(), usage_sink=self.writer.add, store=make_state_store(), refresher=request_refresh
+        )
         self.poll_interval = conf["RELOAD_POLL_INTERVAL"]
         self._started: asyncio.Future[None] | None = None
         self._reloader: asyncio.Task[None] | None = None

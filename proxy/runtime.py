@@ -73,18 +73,7 @@ def build_runtime(version: int | None = None) -> Runtime:
     routes: list[Route] = []
     providers = Provider.objects.filter(enabled=True).prefetch_related("credentials", "routes")
     for p in providers:
-        pconf = ProviderConfig(
-            name=p.name,
-            type=p.type,
-            base_url=p.base_url,
-            headers=dict(p.headers or {}),
-            priority=p.priority,
-            weight=p.weight,
-            cooldown=p.cooldown_seconds,
-            rpm=p.rpm,
-            tpm=p.tpm,
-            options=dict(p.options or {}),
-        )
+        pconf = provider_config(p)
         creds = tuple(_credential(c) for c in p.credentials.all() if c.enabled)
         for r in p.routes.all():
             if not r.enabled:
@@ -160,6 +149,21 @@ def _settled_spend(key: Any) -> float:
     if key.period_started_at is not None:
         rows = rows.filter(created_at__gte=key.period_started_at)
     return float(rows.aggregate(total=Sum("cost_usd"))["total"] or 0)
+
+
+def provider_config(p: Provider) -> ProviderConfig:
+    return ProviderConfig(
+        name=p.name,
+        type=p.type,
+        base_url=p.base_url,
+        headers=dict(p.headers or {}),
+        priority=p.priority,
+        weight=p.weight,
+        cooldown=p.cooldown_seconds,
+        rpm=p.rpm,
+        tpm=p.tpm,
+        options=dict(p.options or {}),
+    )
 
 
 def _credential(c: Credential) -> EngineCredential:

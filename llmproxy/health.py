@@ -1,0 +1,84 @@
+"""Health probes: one cheap request per credential, to tell routing who is alive.
+
+The probe is the provider's models list where it has one (a GET, no tokens spent), else
+a one-token completion of the cheapest route's model. An executor may offer its own
+``health_request(credential)``. What counts as healthy is "reachable, and the credential
+is accepted": a 429 is healthy (the cooldowns deal with limits), a 401 or a 5xx is not.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+
+from . import formats
+from .errors import ProviderError
+from .http import HTTPClient, Timeouts, UpstreamRequest
+from .model import Message, Request, TextPart
+from .providers.base import Credential, Executor
+
+HEALTHY = "healthy"
+UNHEALTHY = "unhealthy"
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    status: str  # healthy | unhealthy
+    latency_ms: int
+    error: str = ""
+    http_status: int | None = None
+
+    @property
+    def healthy(self) -> bool:
+        return self.status == HEALTHY
+
+
+def _verdict(status: int) -> tuple[str, str]:
+    if status < 400 or status == 429:
+        return HEALTHY, "" if status < 400 else "rate limited (reachable)"
+    if status in (400, 422):  # the upstream read the request: reachable and authenticated
+        return HEALTHY, f"HTTP {status} to the probe (reachable)"
+    return UNHEALTHY, f"HTTP {status}"
+
+
+def models_request(executor: Executor, credential: Credential, model: str) -> UpstreamRequest | None:
+    own = getattr(executor, "health_request", None)
+    if callable(own):
+        req: UpstreamRequest | None = own(credential)
+        return req
+    try:
+        built = executor.build(credential, {}, model=model, stream=False, endpoint="models")
+    except (KeyError, ValueError, NotImplementedError):
+        return None
+    return replace(built, method="GET", body=None, headers={k: v for k, v in built.headers.items()
+                                                            if k.lower() != "content-type"})  # fmt: skip
+
+
+def completion_request(executor: Executor, credential: Credential, model: str) -> UpstreamRequest:
+    req = Request(model=model, messages=[Message("user", [TextPart("ping")])], max_tokens=1)
+    body = formats.get(executor.dialect).encode_request(req)
+    return executor.build(credential, body, model=model, stream=False)
+
+
+async def _send(http: HTTPClient, req: UpstreamRequest, timeout: float) -> int:
+    reply = await http.send(req, timeouts=Timeouts(connect=timeout, first_byte=timeout, read=timeout))
+    await reply.read()
+    return reply.status
+
+
+async def probe(
+    executor: Executor, credential: Credential, http: HTTPClient, *, model: str = "", timeout: float = 10.0
+) -> ProbeResult:
+    """Probe one credential; never raises for the upstream's faults."""
+    started = time.monotonic()
+    try:
+        req = models_request(executor, credential, model)
+        status = await _send(http, req, timeout) if req is not None else None
+        if (status is None or status in (404, 405)) and model:
+            status = await _send(http, completion_request(executor, credential, model), timeout)
+        if status is None:
+            return ProbeResult(HEALTHY, 0, "no cheap probe for this provider: not checked")
+    except ProviderError as err:
+        return ProbeResult(UNHEALTHY, int((time.monotonic() - started) * 1000), err.message)
+    verdict, error = _verdict(status)
+    return ProbeResult(verdict, int((time.monotonic() - started) * 1000), error, status)
