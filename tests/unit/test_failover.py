@@ -302,3 +302,77 @@ async def test_gateway_enforces_a_budget(gw: Gateway, fake: FakeUpstream, script
                                                                period_started_at=clock())],
                     price=Price(input=100.0, output=100.0)))  # fmt: skip
     assert (await ask(gw, key="sk-llmp-test")).status == 200  # a new period, a new counter
+
+
+async def test_gateway_keeps_a_session_on_its_credential(gw: Gateway, fake: FakeUpstream, script: ByKey) -> None:
+    gw.swap(runtime(fake, ("claude", 0, ["A", "B", "C"]), routing=Routing(session_affinity_ttl=60)))
+    for _ in range(4):
+        body = {"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]}
+        await gw.handle(Call("openai_chat", json.dumps(body).encode(), headers={"x-session-id": "conv-9"}))
+    assert len(set(script.seen)) == 1
+    for _ in range(3):
+        await ask(gw)  # no session: the rotation goes on
+    assert set(script.seen) == {"A", "B", "C"}
+
+
+class Probed:
+    """GET /models per credential; POST (the one-token fallback) always answers."""
+
+    def __init__(self, models: dict[str, int]) -> None:
+        self.models = models
+        self.calls: list[tuple[str, str]] = []
+
+    def __call__(self, rec: Recorded) -> Script:
+        cred = rec.headers.get("authorization", "").removeprefix("Bearer sk-")
+        self.calls.append((rec.method, cred))
+        if rec.method == "GET":
+            status = self.models.get(cred, 200)
+            return FakeReply({"object": "list", "data": []}) if status == 200 else up.error(status)
+        return up.completion("pong")
+
+
+@pytest.mark.parametrize(("status", "healthy"), [(200, True), (429, True), (401, False), (403, False), (500, False)])
+async def test_probe_judges_a_credential_by_the_models_list(fake: FakeUpstream, status: int, healthy: bool) -> None:
+    from llmproxy.health import probe
+    from llmproxy.providers import create
+
+    fake.default("*", Probed({"A": status}))
+    p = ProviderConfig(name="up", type="openai-compatible", base_url=f"{fake.url}/v1")
+    http = HTTPClient()
+    try:
+        result = await probe(create(p), Credential("A", "up", api_key="sk-A"), http, model="gpt-up")
+    finally:
+        await http.close()
+    assert result.healthy is healthy and result.http_status == status
+    assert fake.requests[-1].method == "GET" and fake.requests[-1].path == "/v1/models"
+    assert fake.requests[-1].body is None
+
+
+async def test_probe_falls_back_to_a_one_token_completion(fake: FakeUpstream) -> None:
+    from llmproxy.health import probe
+    from llmproxy.providers import create
+
+    probed = Probed({"A": 404})
+    fake.default("*", probed)
+    http = HTTPClient()
+    p = ProviderConfig(name="up", type="openai-compatible", base_url=f"{fake.url}/v1")
+    try:
+        result = await probe(create(p), Credential("A", "up", api_key="sk-A"), http, model="gpt-up")
+    finally:
+        await http.close()
+    assert result.healthy and probed.calls == [("GET", "A"), ("POST", "A")]
+    sent = fake.requests[-1].body
+    assert sent["model"] == "gpt-up" and sent.get("max_completion_tokens", sent.get("max_tokens")) == 1
+
+
+async def test_probe_reports_an_unreachable_upstream() -> None:
+    from llmproxy.health import probe
+    from llmproxy.providers import create
+
+    p = ProviderConfig(name="up", type="openai-compatible", base_url=f"http://127.0.0.1:{closed_port()}/v1")
+    http = HTTPClient()
+    try:
+        result = await probe(create(p), Credential("A", "up", api_key="sk-A"), http, timeout=1.0)
+    finally:
+        await http.close()
+    assert not result.healthy and "reach" in result.error
