@@ -18,7 +18,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 from . import formats
 from ._json import dumps, loads, loads_body
@@ -45,6 +45,7 @@ from .state import StateStore
 from .usage import UsageEvent, UsageSink, discard
 
 log = logging.getLogger("llmproxy.gateway")
+_T = TypeVar("_T")
 
 
 @dataclass(slots=True)
@@ -251,9 +252,31 @@ class Gateway:
     ) -> Reply | StreamReply:
         estimate = estimate_tokens(call.body)
         await self.limiter.admit(att.key, estimate)
-        plan = await self.router.plan(
-            rt.routes[req.model], rt.routing, session=_session(call, req), tokens=estimate, unhealthy=rt.unhealthy
-        )
+
+        async def attempt(cand: Candidate) -> Reply | StreamReply:
+            return await self._attempt(rt, call, codec, body, req, cand, att, endpoint)
+
+        return await self.failover(rt, req.model, att, attempt, tokens=estimate, session=_session(call, req))
+
+    async def failover(
+        self,
+        rt: Runtime,
+        model: str,
+        att: _Attempt,
+        attempt: Callable[[Candidate], Awaitable[_T]],
+        *,
+        tokens: int = 0,
+        session: str | None = None,
+    ) -> _T:
+        """Run ``attempt`` on the candidates for ``model`` until one succeeds.
+
+        Candidates in cooldown or over a limit are skipped; a retryable ``ProviderError``
+        cools its candidate and moves on after a jittered backoff, within the attempt
+        count and time budget. Raises the last error, or ``NoRouteAvailable`` (429/503 with
+        the soonest recovery) when no candidate is left. Side endpoints use it too.
+        """
+        plan = await self.router.plan(rt.routes[model], rt.routing, session=session, tokens=tokens,
+                                      unhealthy=rt.unhealthy)  # fmt: skip
         att.plan = plan
         deadline = time.monotonic() + self.retry_budget
         last: ProviderError | None = None
@@ -271,7 +294,7 @@ class Gateway:
             att.event.attempts = tried
             _set_route(att.event, cand)
             try:
-                result = await self._attempt(rt, call, codec, body, req, cand, att, endpoint)
+                result = await attempt(cand)
             except ProviderError as err:
                 last = err
                 if not (await self._after_failure(plan, cand, err)).retry:
