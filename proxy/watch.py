@@ -14,12 +14,14 @@ import logging
 import os
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 
 from llmproxy.config import Config, ConfigError, load
 from llmproxy.watcher import ConfigWatcher
@@ -131,7 +133,7 @@ class WatchService:
                 self._stop.wait(self.retry_seconds)
         finally:
             self._resign()
-            close_old_connections()
+            connections.close_all()
 
     def _lead(self) -> None:
         log.info("this process applies changes to %s", self.config_path or self.auth_dir)
@@ -177,27 +179,37 @@ class WatchService:
 
     def _catch_up(self, watcher: ConfigWatcher) -> None:
         """Apply the file if its content is not what was last imported (changed while nobody watched)."""
-        close_old_connections()
-        last = ConfigImport.objects.order_by("-created_at", "-pk").values_list("content_hash", flat=True).first()
-        watcher.config_hash = last or None
+        with _db():
+            last = ConfigImport.objects.order_by("-created_at", "-pk").values_list("content_hash", flat=True).first()
+            watcher.config_hash = last or None
         watcher.check_config()
         watcher.check_auth()
 
     def _apply(self, config: Config) -> None:
-        close_old_connections()
-        record = actions.apply_config(config, config.source)
+        with _db():
+            record = actions.apply_config(config, config.source)
         log.info("config file applied: %s", record.changes if record.ok else record.errors)
 
     def _reject(self, error: ConfigError) -> None:
-        close_old_connections()
         digest = self.watcher.config_hash if self.watcher is not None else ""
-        actions.record_rejection(error.source, error.issues, digest or "")
+        with _db():
+            actions.record_rejection(error.source, error.issues, digest or "")
 
     def _sync_tokens(self, paths: list[Path]) -> None:
-        close_old_connections()
-        for path in paths:
-            if path.exists():
-                actions.sync_token_file(path)
+        with _db():
+            for path in paths:
+                if path.exists():
+                    actions.sync_token_file(path)
+
+
+@contextmanager
+def _db() -> Iterator[None]:
+    """Database work in a watcher thread: a fresh connection, closed after (changes are rare)."""
+    close_old_connections()
+    try:
+        yield
+    finally:
+        connections.close_all()
 
 
 _service: WatchService | None = None
