@@ -248,7 +248,7 @@ def _credentials(check: Checker, value: Any, path: str) -> tuple[CredentialSpec,
             if isinstance(item, dict):
                 check.error(where, "a credential needs an api_key, a file or tokens")
             continue
-        file = check.string(d, "file", where, None) or None
+        file = check.string(d, "file", where, None, max_len=255) or None
         default_name = file.rsplit("/", 1)[-1].removesuffix(".json") if file else f"key-{i + 1}"
         name = check.string(d, "name", where, default_name, required="name" in d, max_len=100)
         secrets = {k: check.string(d, k, where, None) or None for k in SECRET_FIELDS}

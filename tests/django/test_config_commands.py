@@ -27,7 +27,7 @@ providers:
     priority: 10
     cooldown: 60s
     rate_limit: {rpm: 600, tpm: 2000000}
-    headers: {anthropic-beta: tools-2024}
+    headers: {anthropic-beta: tools-2024, X-Api-Key: hdr-PLAIN-secret}
     credentials:
       - {name: key-1, api_key: "${TEST_ANTHROPIC_KEY}", weight: 2}
       - {name: key-2, api_key: sk-ant-two}
@@ -84,7 +84,7 @@ def test_it_imports_providers_credentials_and_routes(tmp_path: Path) -> None:
         2000000,
         True,
     )
-    assert p.headers == {"anthropic-beta": "tools-2024"}
+    assert p.headers == {"anthropic-beta": "tools-2024", "X-Api-Key": "hdr-PLAIN-secret"}
     k1 = p.credentials.get(name="key-1")
     assert (k1.api_key, k1.weight) == ("sk-ant-one-secret", 2)
     route = p.routes.get(name="claude-sonnet-4")
@@ -161,12 +161,14 @@ def test_it_exports_what_imports_back_without_a_change(tmp_path: Path) -> None:
     actions.import_config_file(write(tmp_path, CONFIG))
     before = snapshot()
     text = actions.export_config()
-    assert "sk-ant-one-secret" not in text and "sk-backup" not in text and "<redacted>" in text
+    assert "sk-ant-one-secret" not in text and "sk-backup" not in text and "hdr-PLAIN-secret" not in text
+    assert "X-Api-Key: <redacted>" in text and "anthropic-beta: tools-2024" in text
     record = actions.import_config_text(text, "export")
     assert record.ok, record.errors
     assert (record.changes["created"], record.changes["updated"], record.changes["deleted"]) == ([], [], [])
     assert snapshot() == before
     assert Credential.objects.get(name="key-1").api_key == "sk-ant-one-secret"
+    assert Provider.objects.get(name="anthropic-main").headers["X-Api-Key"] == "hdr-PLAIN-secret"
 
     full = actions.export_config(with_secrets=True)
     assert "sk-ant-one-secret" in full
