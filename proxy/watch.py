@@ -28,6 +28,7 @@ from llmproxy.watcher import ConfigWatcher
 
 from . import actions
 from .models import ConfigImport
+from .runtime import bump_config_version
 
 log = logging.getLogger("llmproxy.watch")
 LEASE_KEY = "llmproxy:config-watcher"
@@ -110,6 +111,7 @@ class WatchService:
         self.debounce_ms = debounce_ms
         self.retry_seconds = retry_seconds
         self.watcher: ConfigWatcher | None = None
+        self._sections: tuple[Any, ...] | None = None
         self.leading = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -188,6 +190,12 @@ class WatchService:
     def _apply(self, config: Config) -> None:
         with _db():
             record = actions.apply_config(config, config.source)
+            # routing/limits live in the file, not in rows: a change there saves nothing, so
+            # bump the version explicitly for the processes to rebuild their snapshots.
+            sections = (config.routing, dict(config.limits))
+            if record.ok and sections != self._sections:
+                bump_config_version()
+                self._sections = sections
         log.info("config file applied: %s", record.changes if record.ok else record.errors)
 
     def _reject(self, error: ConfigError) -> None:

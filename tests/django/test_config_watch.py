@@ -137,3 +137,16 @@ def test_only_the_lease_holder_watches(tmp_path: Path) -> None:
     finally:
         first.stop()
         second.stop()
+
+
+def test_it_bumps_the_version_when_only_the_routing_section_changes(
+    service: tuple[Path, watch.WatchService],
+) -> None:
+    path, svc = service
+    eventually(lambda: ConfigImport.objects.count() == 1)
+    assert svc.watcher is not None and svc.watcher.wait_ready(5)
+    version = ConfigVersion.objects.get(pk=1).version
+    path.write_text(V1 + "routing: {max_attempts: 5}\n")
+    eventually(lambda: ConfigImport.objects.count() == 2)
+    eventually(lambda: ConfigVersion.objects.get(pk=1).version > version)
+    assert ConfigImport.objects.order_by("-pk").first().changes["updated"] == []  # type: ignore[union-attr]
