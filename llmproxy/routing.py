@@ -206,7 +206,13 @@ class Router:
 
     async def fail(self, plan: Plan, cand: Candidate, outcome: Outcome) -> Cooldown | None:
         """Cool what failed (per ``outcome``); a trial that fails cools for twice as long."""
-        if outcome.scope is None:
+        if outcome.scope is None:  # the client's fault: the upstream answered, so a trial passed
+            ended = plan.trials.get(cand.key)
+            try:
+                if ended:
+                    await self.store.clear(ended)
+            except StoreError as exc:
+                log.warning("routing store unavailable after a client error on %s: %s", cand.key, exc)
             return None
         key = cand.credential_key if outcome.scope == "credential" else cand.key
         try:

@@ -173,6 +173,7 @@ class MemoryStateStore(StateStore):
         self._cooldowns: dict[str, tuple[Cooldown, float]] = {}  # key -> (record, expires_at)
         self._rr: dict[str, dict[str, float]] = {}
         self._values: dict[str, tuple[str, float]] = {}
+        self._sweep_at = 1024
         self._spend: dict[str, tuple[float, float]] = {}
 
     async def take(self, costs: Sequence[tuple[Bucket, float]], now: float) -> float:
@@ -243,7 +244,11 @@ class MemoryStateStore(StateStore):
 
     async def put(self, key: str, value: str, ttl: float) -> None:
         with self._lock:
-            self._values[key] = (value, self._clock() + ttl)
+            now = self._clock()
+            if len(self._values) >= self._sweep_at:  # one entry per session: drop the expired ones
+                self._values = {k: v for k, v in self._values.items() if v[1] > now}
+                self._sweep_at = max(1024, 2 * len(self._values))
+            self._values[key] = (value, now + ttl)
 
     async def add_spend(self, key: str, amount: float, *, floor: float = 0.0, ttl: float) -> float:
         with self._lock:

@@ -299,3 +299,14 @@ def test_reset_after_reads_every_provider_dialect() -> None:
     assert reset_after({}, gemini, now) == 37
     assert reset_after({}, b"{}", now) is None
     assert math.isclose(reset_after({"x-ratelimit-reset-requests": "garbage"}, b"", now) or -1, -1)
+
+
+async def test_router_a_client_error_passes_a_trial(router: Router, clock: Clock) -> None:
+    routes = [route(provider("a"), 1)]
+    plan = await router.plan(routes, S)
+    await router.fail(plan, plan.candidates[0], ERROR)
+    clock.advance(6)
+    trial = await router.plan(routes, S)
+    assert await router.acquire(trial, trial.candidates[0]) == 0
+    assert await router.fail(trial, trial.candidates[0], Outcome("client", None, False)) is None
+    assert router.store.list_cooldowns() == {}

@@ -163,3 +163,12 @@ async def test_store_reset_forgets_everything(store: StateStore, clock: Clock) -
     store.reset()
     assert await store.take([(b, 1)], clock()) == 0
     assert store.list_cooldowns() == {}
+
+
+async def test_memory_store_forgets_expired_sessions(clock: Clock) -> None:
+    store = MemoryStateStore(clock)
+    for i in range(1024):
+        await store.put(f"aff:m:{i}", "a/k1/m", ttl=1)
+    clock.advance(2)
+    await store.put("aff:m:new", "a/k1/m", ttl=60)
+    assert len(store._values) == 1 and await store.get("aff:m:new") == "a/k1/m"
