@@ -122,6 +122,16 @@ class UserAdmin(StaffAccess, DjangoUserAdmin):  # type: ignore[type-arg]
     def n_keys(self, obj: User) -> int:
         return obj.api_keys.count()  # type: ignore[attr-defined, no-any-return]
 
+    def _guards_superuser(self, request: HttpRequest, obj: Any) -> bool:
+        """Only a superuser may change or delete a superuser (else staff could take one over)."""
+        return obj is not None and obj.is_superuser and not request.user.is_superuser
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return super().has_change_permission(request, obj) and not self._guards_superuser(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return super().has_delete_permission(request, obj) and not self._guards_superuser(request, obj)
+
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         fields = list(super().get_readonly_fields(request, obj))
         if not request.user.is_superuser:  # only a superuser grants superuser or permissions

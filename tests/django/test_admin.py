@@ -177,3 +177,20 @@ def test_it_filters_and_searches_usage(client: Client, rows: dict[str, Any]) -> 
     assert "req-abc123" in client.get(url + "?outcome=ok&stream__exact=0&model=gpt-test").content.decode()
     assert "req-abc123" not in client.get(url + "?outcome=upstream").content.decode()
     assert client.get(reverse("admin:proxy_usagerecord_add")).status_code == 403
+
+
+def test_it_lets_only_a_superuser_change_a_superuser(client: Client, rows: dict[str, Any]) -> None:
+    root = User.objects.create_superuser("root", password="pw-root")
+    assert client.get(reverse("admin:accounts_user_change", args=[root.pk])).status_code == 200  # view only
+    resp = client.post(reverse("admin:auth_user_password_change", args=[root.pk]),
+                       {"password1": "taken-over-123", "password2": "taken-over-123"})  # fmt: skip
+    assert resp.status_code == 403
+    root.refresh_from_db()
+    assert root.check_password("pw-root")
+    bob = factories.user("bob")
+    resp = client.post(reverse("admin:accounts_user_change", args=[bob.pk]), {"username": "bob", "is_superuser": "on",
+                       "is_active": "on", "is_staff": "on", "date_joined_0": "2024-01-01",
+                       "date_joined_1": "00:00:00", "api_keys-TOTAL_FORMS": "0", "api_keys-INITIAL_FORMS": "0"})  # fmt: skip
+    assert resp.status_code == 302
+    bob.refresh_from_db()
+    assert bob.is_staff and not bob.is_superuser
