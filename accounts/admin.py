@@ -91,6 +91,15 @@ class ApiKeyAdmin(StaffAccess, admin.ModelAdmin):  # type: ignore[type-arg]
     )
     actions = ("revoke_selected",)
 
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "user" and not request.user.is_superuser:
+            kwargs["queryset"] = User.objects.filter(is_superuser=False)  # a key acts with its owner's role
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        owner_is_root = obj is not None and obj.user.is_superuser
+        return super().has_change_permission(request, obj) and (request.user.is_superuser or not owner_is_root)
+
     @admin.display(description="key", ordering="prefix")
     def prefix_shown(self, obj: ApiKey) -> str:
         return f"{obj.prefix}…"

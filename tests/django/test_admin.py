@@ -194,3 +194,11 @@ def test_it_lets_only_a_superuser_change_a_superuser(client: Client, rows: dict[
     assert resp.status_code == 302
     bob.refresh_from_db()
     assert bob.is_staff and not bob.is_superuser
+
+
+def test_it_keeps_staff_from_making_keys_for_a_superuser(client: Client, rows: dict[str, Any]) -> None:
+    root = User.objects.create_superuser("root", password="pw-root")
+    data = {"user": root.pk, "name": "sneaky", "allowed_models": "", "is_admin": "on", "budget_period": "none"}
+    resp = client.post(reverse("admin:accounts_apikey_add"), data)
+    assert resp.status_code == 200 and "user" in resp.context["adminform"].form.errors
+    assert not ApiKey.objects.filter(name="sneaky").exists()
