@@ -47,7 +47,7 @@ class UpstreamReply:
             assert self._resp is not None
             try:
                 self._body = await self._resp.read()
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise ProviderTimeout("upstream timed out while sending its reply") from None
             except aiohttp.ClientError as exc:
                 raise ProviderConnectionError(f"upstream connection failed: {type(exc).__name__}") from None
@@ -63,7 +63,7 @@ class UpstreamReply:
         try:
             async for chunk in self._resp.content.iter_any():
                 yield chunk
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise ProviderTimeout("upstream stream stalled") from None
         except aiohttp.ClientError as exc:
             raise ProviderConnectionError(f"upstream stream broke: {type(exc).__name__}") from None
@@ -82,6 +82,7 @@ class HTTPClient:
         self.timeouts = timeouts or Timeouts()
         self._limit = limit
         self._session: aiohttp.ClientSession | None = None
+        self._timeouts: dict[tuple[float, float], aiohttp.ClientTimeout] = {}
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -93,20 +94,26 @@ class HTTPClient:
 
     async def send(self, req: UpstreamRequest, *, timeouts: Timeouts | None = None) -> UpstreamReply:
         t = timeouts or self.timeouts
-        timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=t.connect, sock_read=t.read if req.stream else t.first_byte
-        )
         session = self._get_session()
         try:
-            resp = await asyncio.wait_for(
-                session.request(req.method, req.url, headers=req.headers, data=req.body, timeout=timeout),
-                timeout=t.connect + t.first_byte,
-            )
-        except asyncio.TimeoutError:
+            # asyncio.timeout, not wait_for: wait_for wraps every request in a new Task.
+            async with asyncio.timeout(t.connect + t.first_byte):
+                resp = await session.request(
+                    req.method, req.url, headers=req.headers, data=req.body, timeout=self._timeout(t, req.stream)
+                )
+        except TimeoutError:
             raise ProviderTimeout("upstream did not answer in time") from None
         except aiohttp.ClientError as exc:
             raise ProviderConnectionError(f"could not reach upstream: {type(exc).__name__}") from None
         return UpstreamReply(resp.status, resp.headers, resp)
+
+    def _timeout(self, t: Timeouts, stream: bool) -> aiohttp.ClientTimeout:
+        """aiohttp's per-request timeout, built once per (timeouts, stream) rather than per request."""
+        key = (t.connect, t.read if stream else t.first_byte)
+        timeout = self._timeouts.get(key)
+        if timeout is None:
+            timeout = self._timeouts[key] = aiohttp.ClientTimeout(total=None, sock_connect=key[0], sock_read=key[1])
+        return timeout
 
     async def close(self) -> None:
         if self._session is not None:
