@@ -1,0 +1,101 @@
+"""The bench's own config rows in its throwaway database, and the config bumper for scenario E.
+
+Run by ``bench.run`` in a subprocess whose environment points ``DATABASE_URL`` and
+``LLMPROXY_VAR_DIR`` at ``var/bench/``; never against the real database.
+
+    python -m bench.fixtures setup --upstream http://127.0.0.1:18001   -> prints {"key": ...}
+    python -m bench.fixtures bump --interval 0.5 --duration 10          -> prints the bump count
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+import time
+from decimal import Decimal
+
+import orjson
+
+#: public model -> (provider, upstream model). The upstream model name is the fake's script.
+OPENAI_MODELS = {
+    "bench-chat": "m-1-0",
+    "bench-stream-50": "m-50-0",
+    "bench-paced": "m-20-25",
+    "bench-hold": "m-30-1000",
+}
+ANTHROPIC_MODELS = {"bench-claude": "m-1-0", "bench-claude-50": "m-50-0"}
+
+
+def _django() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "llmproxy_site.settings")
+    if "bench" not in os.environ.get("DATABASE_URL", "") or "bench" not in os.environ.get("LLMPROXY_VAR_DIR", ""):
+        sys.exit("bench.fixtures refuses to run outside the bench database (DATABASE_URL, LLMPROXY_VAR_DIR)")
+    import django
+
+    django.setup()
+
+
+def anthropic_available() -> bool:
+    return importlib.util.find_spec("llmproxy.providers.anthropic") is not None and (
+        importlib.util.find_spec("llmproxy.formats.anthropic") is not None
+    )
+
+
+def setup(upstream: str) -> dict[str, object]:
+    _django()
+    from accounts.actions import create_api_key
+    from accounts.models import User
+    from proxy.models import Credential, ModelRoute, Provider
+
+    def provider(name: str, type_: str, base_url: str, models: dict[str, str]) -> None:
+        p = Provider.objects.create(name=name, type=type_, base_url=base_url)
+        Credential.objects.create(provider=p, name="bench", api_key="sk-bench-upstream")
+        for public, upstream_model in models.items():
+            ModelRoute.objects.create(provider=p, name=public, upstream=upstream_model,
+                                      input_price=Decimal("3"), output_price=Decimal("15"))  # fmt: skip
+
+    provider("bench-openai", "openai-compatible", upstream + "/v1", OPENAI_MODELS)
+    models = list(OPENAI_MODELS)
+    if anthropic_available():
+        provider("bench-anthropic", "anthropic", upstream, ANTHROPIC_MODELS)
+        models += list(ANTHROPIC_MODELS)
+    user = User.objects.create_user(username="bench", password="bench-not-a-secret")
+    _, raw = create_api_key(user, name="bench")
+    return {"key": raw, "models": models, "anthropic": anthropic_available()}
+
+
+def bump(interval: float, duration: float) -> int:
+    """Bump the shared config version by saving a row, as an admin edit would."""
+    _django()
+    from proxy.models import Provider
+
+    provider = Provider.objects.get(name="bench-openai")
+    n = 0
+    end = time.monotonic() + duration
+    while time.monotonic() < end:
+        provider.weight = 1 + n % 2
+        provider.save(update_fields=["weight", "updated_at"])
+        n += 1
+        time.sleep(interval)
+    return n
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("setup")
+    s.add_argument("--upstream", required=True)
+    b = sub.add_parser("bump")
+    b.add_argument("--interval", type=float, default=0.5)
+    b.add_argument("--duration", type=float, default=10.0)
+    args = parser.parse_args()
+    if args.cmd == "setup":
+        sys.stdout.write(orjson.dumps(setup(args.upstream)).decode() + "\n")
+    else:
+        sys.stdout.write(f"{bump(args.interval, args.duration)}\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,445 @@
+"""``make bench``: every scenario against the fake upstream directly and through the gateway.
+
+Layout on a 2-core machine: the gateway alone on core 0; the load generator (wrk or the
+stream client) and the fake upstream share core 1, so load never steals the gateway's
+core. "direct" runs hit the same upstream on the same core with the same client, so the
+ratio compares like with like. Each scenario prints one line; the whole run goes to
+``var/bench/results.json`` and ``docs/benchmarks.md`` (bench.report).
+
+    python -m bench.run                 # everything (about 8 minutes)
+    python -m bench.run --only A,B      # some scenarios
+    python -m bench.run --quick         # shorter runs, 10x fewer requests in D (a smoke test)
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from . import micro, report
+from .fixtures import OPENAI_MODELS
+from .load import LoadResult, ensure_wrk, wrk
+from .procs import PY, ROOT, VAR, Proc, bench_env, free_port, wait_ok, wait_port
+
+CHAT_PATH = "/v1/chat/completions"
+MESSAGES = [
+    {"role": "system", "content": "You are a concise assistant. Answer in one short paragraph."},
+    {"role": "user", "content": "Explain in two sentences why the sky looks blue during the day and red at sunset."},
+]
+ALL = "F,A,B,C,G,E,D,W,S,T"
+DESCRIPTIONS = {
+    "A": "OpenAI chat, non-stream passthrough, 64 connections",
+    "B": "the same, 1 connection (added latency)",
+    "C": "streams of 50 chunks, 1 connection (translated and passthrough)",
+    "G": "1,000 concurrent paced streams (20 chunks over 0.5 s)",
+    "E": "hot reload under load (a config save every 0.5 s)",
+    "D": "memory: RSS after start, 100k and 1M requests, 5,000 open streams",
+    "F": "cold start of manage.py serve to the first 200",
+    "W": "whole machine: 2 workers, everything sharing both cores",
+    "S": "ASGI servers: uvicorn vs daphne vs granian (full pipeline)",
+    "T": "bare relays: transports and Channels vs plain ASGI vs Django view",
+}
+
+
+def chat_body(model: str, stream: bool = False) -> bytes:
+    body: dict[str, Any] = {"model": model, "messages": MESSAGES, "max_tokens": 256, "temperature": 0.2}
+    if stream:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    return orjson.dumps(body)
+
+
+def anthropic_body(model: str, stream: bool = True) -> bytes:
+    return orjson.dumps({"model": model, "max_tokens": 256, "system": MESSAGES[0]["content"],
+                         "messages": [MESSAGES[1]], "stream": stream})  # fmt: skip
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.quick: bool = args.quick
+        ncpu = os.cpu_count() or 1
+        self.gw_cpus: str | None = "0" if ncpu >= 2 else None
+        self.load_cpus: str | None = "1" if ncpu >= 2 else None
+        self.procs: list[Proc] = []
+        self.results: dict[str, Any] = {"scenarios": {}, "lines": {}}
+        self.key = ""
+        self.up_port = 0
+        self.anthropic = False
+
+    # -- processes ---------------------------------------------------------------------
+    def spawn(self, name: str, cmd: list[str], cpus: str | None, env: dict[str, str] | None = None) -> Proc:
+        proc = Proc(name, cmd, cpus=cpus, env=env).start()
+        self.procs.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for p in reversed(self.procs):
+            p.stop()
+        self.procs.clear()
+
+    def stop(self, proc: Proc) -> None:
+        proc.stop()
+        if proc in self.procs:
+            self.procs.remove(proc)
+
+    def secs(self, full: float) -> float:
+        return max(1.0, full / 3) if self.quick else full
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+    def prepare(self) -> None:
+        shutil.rmtree(VAR, ignore_errors=True)
+        VAR.mkdir(parents=True)
+        ensure_wrk()
+        env = bench_env()
+        subprocess.run([PY, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
+        self.up_port = free_port()
+        up = self.spawn("upstream", [PY, "-m", "bench.upstream", "--port", str(self.up_port)], self.load_cpus)
+        wait_port(self.up_port, proc=up)
+        out = subprocess.run([PY, "-m", "bench.fixtures", "setup", "--upstream", f"http://127.0.0.1:{self.up_port}"],
+                             cwd=ROOT, env=env, check=True, capture_output=True)  # fmt: skip
+        fx = orjson.loads(out.stdout.strip().splitlines()[-1])
+        self.key, self.anthropic = fx["key"], fx["anthropic"]
+
+    def gateway(self, name: str = "gateway", *, server: str = "uvicorn", workers: int = 1,
+                cpus: str | None = "gw", extra: list[str] | None = None) -> tuple[Proc, int, float]:  # fmt: skip
+        """Start ``manage.py serve`` and wait for its first 200; return it, its port, the seconds it took."""
+        port = free_port()
+        cmd = [PY, "manage.py", "serve", "--no-jobs", "--port", str(port), "--server", server,
+               "--workers", str(workers), *(extra or [])]  # fmt: skip
+        proc = self.spawn(name, cmd, self.gw_cpus if cpus == "gw" else cpus)
+        ready = wait_ok(port, CHAT_PATH, chat_body("bench-chat"), self.auth, proc=proc, timeout=60)
+        return proc, port, ready
+
+    # -- measuring ------------------------------------------------------------------------
+    def wrk_direct(self, connections: int, seconds: float, cpus: str | None = "load") -> LoadResult:
+        return wrk(f"http://127.0.0.1:{self.up_port}", CHAT_PATH, chat_body(OPENAI_MODELS["bench-chat"]),
+                   connections=connections, seconds=seconds,
+                   cpus=self.load_cpus if cpus == "load" else cpus)  # fmt: skip
+
+    def wrk_gateway(self, port: int, connections: int, seconds: float, cpus: str | None = "load",
+                    proc: Proc | None = None) -> LoadResult:  # fmt: skip
+        cpu0 = proc.cpu_seconds() if proc is not None else 0.0
+        r = wrk(f"http://127.0.0.1:{port}", CHAT_PATH, chat_body("bench-chat"), headers=self.auth,
+                connections=connections, seconds=seconds,
+                cpus=self.load_cpus if cpus == "load" else cpus)  # fmt: skip
+        if proc is not None and r.requests:
+            r.cpu_us = round((proc.cpu_seconds() - cpu0) / r.requests * 1e6, 1)
+        return r
+
+    def streams(self, port: int, path: str, body: bytes, *, conns: int = 1, seconds: float = 5.0, count: int = 0,
+                headers: dict[str, str] | None = None, hold: bool = False, rss_pid: int = 0) -> dict[str, Any]:  # fmt: skip
+        body_file = VAR / "stream-body.json"
+        body_file.write_bytes(body)
+        cmd = [PY, "-m", "bench.streams", "--port", str(port), "--path", path, "--body-file", str(body_file),
+               "--conns", str(conns), "--seconds", f"{seconds:g}", "--count", str(count)]  # fmt: skip
+        for k, v in (headers or {}).items():
+            cmd += ["--header", f"{k}: {v}"]
+        if hold:
+            cmd += ["--hold", "--rss-pid", str(rss_pid)]
+        if self.load_cpus:
+            cmd = ["taskset", "-c", self.load_cpus, *cmd]
+        out = subprocess.run(cmd, cwd=ROOT, env=bench_env(), capture_output=True, timeout=seconds + 180)
+        lines = out.stdout.strip().splitlines()
+        if out.returncode != 0 or not lines:
+            raise RuntimeError(f"stream client failed: {out.stderr[-800:].decode(errors='replace')}")
+        result: dict[str, Any] = orjson.loads(lines[-1])
+        return result
+
+    def line(self, key: str, text: str, data: dict[str, Any]) -> None:
+        self.results["scenarios"][key] = data
+        self.results["lines"][key] = text
+        print(f"{key}: {text}", flush=True)
+        self.save()
+
+    def save(self) -> None:
+        (VAR / "results.json").write_bytes(orjson.dumps(self.results, option=orjson.OPT_INDENT_2))
+
+    # -- scenarios ------------------------------------------------------------------------
+    def scenario_F(self) -> None:
+        times = []
+        for i in range(1 if self.quick else 3):
+            proc, _, ready = self.gateway(f"cold-{i}")
+            times.append(ready)
+            self.stop(proc)
+        times.sort()
+        med = times[len(times) // 2]
+        self.line(
+            "F",
+            f"cold start to first 200: median {med:.2f} s, max {times[-1]:.2f} s (target <= 3 s)",
+            {"median_s": round(med, 3), "max_s": round(times[-1], 3), "runs": [round(t, 3) for t in times]},
+        )
+
+    def scenario_A(self, port: int, proc: Proc) -> None:
+        secs = self.secs(8)
+        self.wrk_gateway(port, 64, 2)  # warm-up: pools, caches, JIT-free Python still likes warm dicts
+        direct = self.wrk_direct(64, self.secs(4))
+        gw = self.wrk_gateway(port, 64, secs, proc=proc)
+        ratio = gw.rps / direct.rps if direct.rps else 0
+        self.line("A", f"{gw.rps:,.0f} req/s through the gateway (p50 {gw.p50_ms:.2f} ms, p99 {gw.p99_ms:.2f} ms, "
+                       f"{gw.cpu_us:.0f} µs CPU/request = {1e6 / gw.cpu_us if gw.cpu_us else 0:,.0f} req/s per core); "
+                       f"direct {direct.rps:,.0f} req/s (p50 {direct.p50_ms:.2f}, p99 {direct.p99_ms:.2f}); "
+                       f"ratio {ratio:.2f}; errors {gw.errors + gw.non_2xx} (target >= 3,000 req/s)",
+                  {"gateway": gw.as_dict(), "direct": direct.as_dict(), "ratio": round(ratio, 3)})  # fmt: skip
+
+    def scenario_B(self, port: int, proc: Proc) -> None:
+        direct = self.wrk_direct(1, self.secs(4))
+        gw = self.wrk_gateway(port, 1, self.secs(6), proc=proc)
+        add50, add99 = gw.p50_ms - direct.p50_ms, gw.p99_ms - direct.p99_ms
+        self.line("B", f"added latency p50 {add50:.3f} ms, p99 {add99:.3f} ms (gateway p50 {gw.p50_ms:.3f} / "
+                       f"p99 {gw.p99_ms:.3f} ms, direct {direct.p50_ms:.3f} / {direct.p99_ms:.3f} ms; "
+                       f"{gw.rps:,.0f} vs {direct.rps:,.0f} req/s sequential) (target p50 <= 0.5, p99 <= 2 ms)",
+                  {"gateway": gw.as_dict(), "direct": direct.as_dict(), "added_p50_ms": round(add50, 3),
+                   "added_p99_ms": round(add99, 3)})  # fmt: skip
+
+    def _stream_pair(self, port: int, gw_model: str, up_model: str, up_path: str, up_body: Callable[[str], bytes],
+                     n: int) -> dict[str, Any]:  # fmt: skip
+        """One connection, ``n`` streams each: direct to the upstream and through the gateway."""
+        direct = self.streams(self.up_port, up_path, up_body(up_model), count=n, seconds=60)
+        gw = self.streams(port, CHAT_PATH, chat_body(gw_model, stream=True), count=n, seconds=60, headers=self.auth)
+        return {"direct": direct, "gateway": gw}
+
+    def scenario_C(self, port: int, proc: Proc) -> None:
+        n = 100 if self.quick else 400
+        out: dict[str, Any] = {}
+        pairs = {"passthrough": ("bench-stream-50", "bench-chat", CHAT_PATH, lambda m: chat_body(m, stream=True))}
+        if self.anthropic:
+            pairs["translated"] = ("bench-claude-50", "bench-claude", "/v1/messages", anthropic_body)
+        for kind, (m50, m1, path, body) in pairs.items():
+            self.streams(port, CHAT_PATH, chat_body(m50, stream=True), count=50, seconds=30, headers=self.auth)
+            s50 = self._stream_pair(port, m50, "m-50-0", path, body, n)
+            s1 = self._stream_pair(port, m1, "m-1-0", path, body, n)
+            d50, g50, d1, g1 = s50["direct"], s50["gateway"], s1["direct"], s1["gateway"]
+            add_ttfb = g50["ttfb_p50_ms"] - d50["ttfb_p50_ms"]
+            add_total = g50["total_p50_ms"] - d50["total_p50_ms"]
+            # What 49 more chunks cost the gateway beyond what they cost the upstream and client.
+            per_chunk_us = (
+                ((g50["total_p50_ms"] - g1["total_p50_ms"]) - (d50["total_p50_ms"] - d1["total_p50_ms"])) / 49 * 1000
+            )
+            out[kind] = {"s50": s50, "s1": s1, "added_ttfb_ms": round(add_ttfb, 3), "added_total_ms": round(add_total, 3),
+                         "per_chunk_us": round(per_chunk_us, 1)}  # fmt: skip
+        codec = micro.codec_chunk_cost() if self.anthropic else {}
+        out["codec"] = codec
+        parts = []
+        for kind in ("translated", "passthrough"):
+            if kind in out:
+                o = out[kind]
+                parts.append(f"{kind}: added TTFB {o['added_ttfb_ms']:.3f} ms, total {o['s50']['gateway']['total_p50_ms']:.2f} "
+                             f"ms vs {o['s50']['direct']['total_p50_ms']:.2f} direct, {o['per_chunk_us']:.1f} µs/chunk")  # fmt: skip
+        if not self.anthropic:
+            parts.insert(0, "translated: skipped (no Anthropic codec/executor yet)")
+        if codec:
+            parts.append(f"codec alone {codec['us_per_chunk']:.1f} µs/chunk")
+        self.line("C", "; ".join(parts) + " (target TTFB <= 1 ms, <= 20 µs/translated chunk)", out)
+
+    def scenario_G(self, port: int, proc: Proc) -> None:
+        conns = 200 if self.quick else 1000
+        secs = self.secs(10)
+        direct = self.streams(self.up_port, CHAT_PATH, chat_body(OPENAI_MODELS["bench-paced"], stream=True),
+                              conns=conns, seconds=secs)  # fmt: skip
+        gw = self.streams(port, CHAT_PATH, chat_body("bench-paced", stream=True), conns=conns, seconds=secs,
+                          headers=self.auth)  # fmt: skip
+        add = gw["ttfb_p50_ms"] - direct["ttfb_p50_ms"]
+        self.line("G", f"{conns} concurrent paced streams: {gw['streams_per_s']:,.0f} streams/s held "
+                       f"(direct {direct['streams_per_s']:,.0f}), added TTFB p50 {add:.2f} ms "
+                       f"(gateway p50 {gw['ttfb_p50_ms']:.2f} / p99 {gw['ttfb_p99_ms']:.2f} ms), "
+                       f"errors {gw['errors']} (target added TTFB p50 <= 5 ms)",
+                  {"conns": conns, "direct": direct, "gateway": gw, "added_ttfb_p50_ms": round(add, 3)})  # fmt: skip
+
+    def scenario_E(self, port: int, gw: Proc) -> None:
+        secs = self.secs(10)
+        before = self.wrk_gateway(port, 64, secs)
+        reloads0 = gw.tail(10**7).count("serving config version")
+        bumper = self.spawn("bumper", [PY, "-m", "bench.fixtures", "bump", "--interval", "0.5", "--duration",
+                                       f"{secs:g}"], self.load_cpus)  # fmt: skip
+        during = self.wrk_gateway(port, 64, secs)
+        bumper.popen.wait(30) if bumper.popen else None  # type: ignore[func-returns-value]
+        self.stop(bumper)
+        time.sleep(0.6)
+        reloads = gw.tail(10**7).count("serving config version") - reloads0
+        blip = during.p99_ms - before.p99_ms
+        self.line("E", f"{reloads} reloads in {secs:g} s under 64 connections: p99 {during.p99_ms:.2f} ms vs "
+                       f"{before.p99_ms:.2f} ms without (blip {blip:+.2f} ms), max {during.max_ms:.1f} ms, "
+                       f"{during.rps:,.0f} vs {before.rps:,.0f} req/s, errors {during.errors + during.non_2xx}",
+                  {"reloads": reloads, "before": before.as_dict(), "during": during.as_dict(),
+                   "p99_blip_ms": round(blip, 3)})  # fmt: skip
+
+    def scenario_D(self) -> None:
+        gw, port, _ = self.gateway("gateway-memory")
+        rss: dict[str, float] = {"start": gw.rss_mb()}
+        done = 0
+        rate = 0.0
+        for label, target in (("100k", 100_000), ("1M", 1_000_000)):
+            target = target // 10 if self.quick else target
+            while done < target:
+                want = target - done
+                secs = min(60.0, max(2.0, want / rate * 1.02)) if rate else 5.0
+                r = self.wrk_gateway(port, 64, secs)
+                done += r.requests
+                rate = r.rps or 1000.0
+            rss[label] = gw.rss_mb()
+        holds = 1000 if self.quick else 5000
+        held = self.streams(port, CHAT_PATH, chat_body("bench-hold", stream=True), conns=holds, headers=self.auth,
+                            hold=True, rss_pid=gw.pid)  # fmt: skip
+        rss["streams"] = held["rss_mb"]
+        time.sleep(1.0)
+        rss["after_streams"] = gw.rss_mb()
+        self.stop(gw)
+        label_1m = "1M" if not self.quick else "100k (quick)"
+        growth = rss["1M"] - rss["100k"]
+        self.line("D", f"RSS {rss['start']:.0f} MB after start, {rss['100k']:.0f} MB after {'100k' if not self.quick else '10k'}, "
+                       f"{rss['1M']:.0f} MB after {label_1m} requests ({growth:+.0f} MB), {rss['streams']:.0f} MB with "
+                       f"{held['opened']}/{holds} streams open (target <= 150 MB, flat)",
+                  {"rss_mb": rss, "requests": done, "holds": held, "quick": self.quick})  # fmt: skip
+
+    def scenario_W(self) -> None:
+        secs = self.secs(6)
+        direct = self.wrk_direct(64, self.secs(4), cpus=None)
+        out: dict[str, Any] = {"direct": direct.as_dict()}
+        texts = []
+        for workers in (1, 2):
+            gw, port, _ = self.gateway(f"gateway-w{workers}", workers=workers, cpus=None)
+            self.wrk_gateway(port, 64, 2, cpus=None)
+            r = self.wrk_gateway(port, 64, secs, cpus=None)
+            out[f"workers_{workers}"] = r.as_dict()
+            out[f"rss_workers_{workers}"] = [gw.rss_mb()] + [proc_rss(c) for c in gw.children()]
+            texts.append(f"{workers} worker(s) {r.rps:,.0f} req/s (p99 {r.p99_ms:.1f} ms)")
+            self.stop(gw)
+        self.line("W", "unpinned, wrk and upstream on the same 2 cores: " + ", ".join(texts)
+                  + f"; direct {direct.rps:,.0f} req/s", out)  # fmt: skip
+
+    def scenario_S(self) -> None:
+        secs = self.secs(5)
+        out: dict[str, Any] = {}
+        for server in ("uvicorn", "granian", "daphne"):
+            try:
+                gw, port, ready = self.gateway(f"gateway-{server}", server=server)
+            except RuntimeError as exc:
+                out[server] = {"error": str(exc)[:300]}
+                continue
+            self.wrk_gateway(port, 64, 2)
+            r = self.wrk_gateway(port, 64, secs)
+            c1 = self.wrk_gateway(port, 1, self.secs(3))
+            out[server] = {"c64": r.as_dict(), "c1": c1.as_dict(), "ready_s": round(ready, 2), "rss_mb": gw.rss_mb()}
+            self.stop(gw)
+        text = ", ".join(f"{s} {v['c64']['rps']:,.0f} req/s (c1 p50 {v['c1']['p50_ms']:.2f} ms)" if "c64" in v
+                         else f"{s} failed" for s, v in out.items())  # fmt: skip
+        self.line("S", "full pipeline, one core: " + text, out)
+
+    def scenario_T(self) -> None:
+        from .relays import VARIANTS
+
+        secs = self.secs(4)
+        out: dict[str, Any] = {}
+        for name, (server, _desc) in VARIANTS.items():
+            port = free_port()
+            env = bench_env(BENCH_RELAY=name, BENCH_UPSTREAM=f"http://127.0.0.1:{self.up_port}")
+            proc = self.spawn(f"relay-{name}", [PY, "-m", "bench.relays", "--server", server, "--port", str(port)],
+                              self.gw_cpus, env)  # fmt: skip
+            try:
+                wait_ok(port, CHAT_PATH, chat_body("m-1-0"), {}, proc=proc, timeout=60)
+                wrk(f"http://127.0.0.1:{port}", CHAT_PATH, chat_body("m-1-0"), connections=64, seconds=1,
+                    cpus=self.load_cpus)  # fmt: skip
+                r = wrk(f"http://127.0.0.1:{port}", CHAT_PATH, chat_body("m-1-0"), connections=64, seconds=secs,
+                        cpus=self.load_cpus)  # fmt: skip
+                out[name] = r.as_dict()
+            except RuntimeError as exc:
+                out[name] = {"error": str(exc)[:300]}
+            self.stop(proc)
+        out["json"] = micro.json_costs()
+        text = ", ".join(f"{k} {v['rps']:,.0f}" for k, v in out.items() if isinstance(v, dict) and "rps" in v)
+        self.line("T", f"bare relays, one core, req/s: {text}; JSON orjson vs json "
+                       f"{out['json']['orjson_us']:.1f} vs {out['json']['json_us']:.1f} µs per request+reply", out)  # fmt: skip
+
+    # -- the run ----------------------------------------------------------------------------
+    def run(self, only: list[str]) -> None:
+        started = time.monotonic()
+        self.results["machine"] = machine()
+        self.results["started"] = time.strftime("%Y-%m-%d %H:%M:%S")
+        self.prepare()
+        if "F" in only:
+            self.scenario_F()
+        shared = [s for s in ("A", "B", "C", "G", "E") if s in only]
+        if shared:
+            gw, port, _ = self.gateway()
+            for s in shared:
+                getattr(self, f"scenario_{s}")(port, gw)
+            self.stop(gw)
+        for s in ("D", "W", "S", "T"):
+            if s in only:
+                getattr(self, f"scenario_{s}")()
+        self.results["seconds"] = round(time.monotonic() - started, 1)
+        self.save()
+        print(f"bench: done in {self.results['seconds']:.0f} s", flush=True)
+
+
+def proc_rss(pid: int) -> float:
+    from .procs import rss_mb
+
+    return rss_mb(pid)
+
+
+def machine() -> dict[str, Any]:
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions: dict[str, str] = {}
+    from importlib.metadata import PackageNotFoundError, version
+
+    for pkg in ("Django", "channels", "uvicorn", "uvloop", "httptools", "daphne", "granian", "aiohttp", "httpx",
+                "httpx-aiohttp", "orjson"):  # fmt: skip
+        try:
+            versions[pkg] = version(pkg)
+        except PackageNotFoundError:
+            versions[pkg] = "-"
+    wrk_v = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines()
+    git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "kernel": platform.release(),
+            "versions": versions, "wrk": wrk_v[0] if wrk_v else "", "commit": git.strip(),
+            "load_before": os.getloadavg()[0]}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default=ALL, help=f"comma-separated scenarios (default {ALL})")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--no-report", action="store_true", help="do not rewrite docs/benchmarks.md")
+    args = parser.parse_args()
+    only = [s.strip().upper() for s in args.only.split(",") if s.strip()]
+    bench = Bench(args)
+    atexit.register(bench.stop_all)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    for key in ("A", "B", "C", "G", "E", "D", "F", "W", "S", "T"):
+        if key in only:
+            print(f"  {key}: {DESCRIPTIONS[key]}", flush=True)
+    try:
+        bench.run(only)
+    finally:
+        bench.stop_all()
+    if not args.no_report and not args.quick:
+        report.write(bench.results)
+        print("bench: wrote docs/benchmarks.md", flush=True)
+
+
+if __name__ == "__main__":
+    main()
