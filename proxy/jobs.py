@@ -1,0 +1,371 @@
+"""The background jobs' services: token refresh, usage rollups and retention, budget periods.
+
+Plain functions, safe to run twice or in two processes at once; ``proxy.tasks`` wraps
+them for Celery. Times are UTC.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models import Count, Max, Min, Q, Sum
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from .models import Credential, UsageDaily, UsageRecord
+from .refresh import RefreshedTokens, refresher_for
+
+log = logging.getLogger("llmproxy.jobs")
+
+LOCK_PREFIX = "llmproxy:job:"
+
+
+# -- locks --------------------------------------------------------------------------------
+
+
+def claim(name: str, ttl: float) -> bool:
+    """Claim job ``name`` for ``ttl`` seconds; False when another run claimed it first.
+
+    ``cache.add`` is atomic (Redis ``SET NX`` in production, shared by every process).
+    A claim is kept after the run succeeds, so a duplicate sent by a second beat within
+    the window is skipped; it is released when the run fails, so a retry may run.
+    """
+    return bool(cache.add(LOCK_PREFIX + name, uuid.uuid4().hex, timeout=max(1, int(ttl))))
+
+
+def release(name: str) -> None:
+    cache.delete(LOCK_PREFIX + name)
+
+
+# -- token refresh -----------------------------------------------------------------------
+
+REFRESH_AHEAD = timedelta(minutes=10)
+REFRESH_LOCK_TTL = 120
+
+
+def credentials_due(now: datetime | None = None, ahead: timedelta = REFRESH_AHEAD) -> list[int]:
+    """Ids of enabled credentials that expire within ``ahead`` and have a refresher."""
+    from .refresh import REFRESHERS
+
+    now = now or timezone.now()
+    qs = Credential.objects.filter(
+        enabled=True, expires_at__isnull=False, expires_at__lte=now + ahead, provider__type__in=list(REFRESHERS)
+    )
+    return list(qs.order_by("expires_at").values_list("id", flat=True))
+
+
+def refresh_credential(credential_id: int, *, force: bool = False, now: datetime | None = None,
+                       ahead: timedelta = REFRESH_AHEAD) -> str:  # fmt: skip
+    """Refresh one credential and save the new tokens; returns what happened.
+
+    ``refreshed``, ``not_due`` (someone else refreshed it meanwhile), ``no_refresher``,
+    ``busy`` (another process is refreshing it), ``missing`` or ``failed``. Saving bumps
+    the config version, so every serving process picks up the new token.
+    """
+    lock = f"refresh:{credential_id}"
+    if not claim(lock, REFRESH_LOCK_TTL):
+        return "busy"
+    try:
+        cred = Credential.objects.select_related("provider").filter(pk=credential_id).first()
+        if cred is None:
+            return "missing"
+        refresher = refresher_for(cred.provider.type)
+        if refresher is None:
+            return "no_refresher"
+        now = now or timezone.now()
+        if not force and (cred.expires_at is None or cred.expires_at > now + ahead):
+            return "not_due"
+        try:
+            result = refresher(cred)
+            tokens: RefreshedTokens = async_to_sync(_awaited)(result) if _is_awaitable(result) else result  # type: ignore[assignment]
+        except Exception as exc:
+            log.warning("token refresh failed for %s: %s: %s", cred, type(exc).__name__, exc)
+            return "failed"
+        _save_tokens(cred.pk, tokens)
+        log.info("refreshed the token of %s (expires %s)", cred, tokens.expires_at)
+        return "refreshed"
+    finally:
+        release(lock)
+
+
+def _is_awaitable(value: object) -> bool:
+    return hasattr(value, "__await__")
+
+
+async def _awaited(value: Any) -> Any:
+    return await value
+
+
+@transaction.atomic
+def _save_tokens(credential_id: int, tokens: RefreshedTokens) -> None:
+    cred = Credential.objects.select_for_update().get(pk=credential_id)
+    cred.access_token = tokens.access_token
+    cred.expires_at = tokens.expires_at
+    fields = ["access_token", "expires_at", "updated_at"]
+    if tokens.refresh_token is not None:
+        cred.refresh_token = tokens.refresh_token
+        fields.append("refresh_token")
+    if tokens.extra:
+        cred.extra = {**(cred.extra or {}), **tokens.extra}
+        fields.append("extra")
+    cred.save(update_fields=fields)
+
+
+@dataclass
+class RefreshSummary:
+    due: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, int]:
+        return {"due": self.due, **self.outcomes}
+
+
+def refresh_due_credentials(now: datetime | None = None, ahead: timedelta = REFRESH_AHEAD) -> RefreshSummary:
+    """Refresh every credential that expires within ``ahead``; one failure never stops the rest."""
+    summary = RefreshSummary()
+    for cid in credentials_due(now, ahead):
+        summary.due += 1
+        try:
+            outcome = refresh_credential(cid, now=now, ahead=ahead)
+        except Exception:
+            log.exception("token refresh of credential %s crashed", cid)
+            outcome = "failed"
+        summary.outcomes[outcome] = summary.outcomes.get(outcome, 0) + 1
+    return summary
+
+
+# -- usage rollups -----------------------------------------------------------------------
+
+WATERMARK_KEY = "llmproxy:usage_rollup:watermark"
+#: Rows younger than this may still be in flight (bulk inserts commit out of id order).
+SETTLE = timedelta(minutes=10)
+_SUMS = ("prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens")
+_COST_PLACES = Decimal("0.00000001")
+
+
+def day_bounds(day: date) -> tuple[datetime, datetime]:
+    start = datetime.combine(day, time.min, tzinfo=UTC)
+    return start, start + timedelta(days=1)
+
+
+def rollup_day(day: date) -> int:
+    """Recompute one day's rollup rows from the raw rows; returns how many groups it has.
+
+    Upserts every group and deletes groups that no longer exist, in one transaction, so a
+    report never sees half a day and running it twice changes nothing.
+    """
+    start, end = day_bounds(day)
+    groups = (
+        UsageRecord.objects.filter(created_at__gte=start, created_at__lt=end)
+        .order_by()
+        .values("user_id", "key_id", "model", "provider")
+        .annotate(
+            n=Count("id"),
+            n_errors=Count("id", filter=Q(status_code__gte=400)),
+            cost=Sum("cost_usd"),
+            **{f"sum_{f}": Sum(f) for f in _SUMS},
+        )
+    )
+    rows: dict[tuple[int, int, str, str], UsageDaily] = {}
+    for g in groups:
+        dims = (g["user_id"] or 0, g["key_id"] or 0, g["model"], g["provider"])
+        row = rows.get(dims)
+        if row is None:
+            row = rows[dims] = UsageDaily(day=day, user_id=dims[0], key_id=dims[1], model=dims[2], provider=dims[3],
+                                          cost_usd=Decimal(0))  # fmt: skip
+        row.requests += g["n"]
+        row.errors += g["n_errors"]
+        row.cost_usd = (row.cost_usd + Decimal(g["cost"] or 0)).quantize(_COST_PLACES)
+        for f in _SUMS:
+            setattr(row, f, getattr(row, f) + (g[f"sum_{f}"] or 0))
+    with transaction.atomic():
+        existing = UsageDaily.objects.filter(day=day).values_list("id", "user_id", "key_id", "model", "provider")
+        stale = [pk for pk, *dims in existing if tuple(dims) not in rows]
+        if stale:
+            UsageDaily.objects.filter(pk__in=stale).delete()
+        if rows:
+            UsageDaily.objects.bulk_create(
+                list(rows.values()),
+                batch_size=500,
+                update_conflicts=True,
+                unique_fields=["day", "user_id", "key_id", "model", "provider"],
+                update_fields=["requests", "errors", "cost_usd", *_SUMS],
+            )
+    return len(rows)
+
+
+def _days_between(first: date, last: date) -> list[date]:
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def _touched_days(after_id: int, upto_id: int) -> set[date]:
+    qs = UsageRecord.objects.filter(id__gt=after_id, id__lte=upto_id).order_by()
+    return set(qs.annotate(d=TruncDate("created_at")).values_list("d", flat=True).distinct())
+
+
+def rollup_usage(now: datetime | None = None, *, retention: int | None = None) -> list[date]:
+    """Recompute the daily rollups of every day that got raw rows since the last run.
+
+    The watermark (in the cache, which is Redis in production) holds the highest row id
+    of the last two runs; rows after the older one are looked at again, which catches
+    rows that committed out of id order. Without a watermark (first run, cache lost)
+    every day that has raw rows is recomputed. Days before the retention cutoff are only
+    recomputed when they have no rollup yet: their raw rows may be partly purged.
+    Returns the days recomputed.
+    """
+    now = now or timezone.now()
+    top = UsageRecord.objects.aggregate(m=Max("id"))["m"] or 0
+    state = cache.get(WATERMARK_KEY)
+    if isinstance(state, (list, tuple)) and len(state) == 2 and 0 <= state[0] <= state[1] <= top:
+        days = _touched_days(int(state[0]), top)
+        next_state = [int(state[1]), top]
+    else:
+        span = UsageRecord.objects.filter(id__lte=top).aggregate(first=Min("created_at"), last=Max("created_at"))
+        days = set()
+        if span["first"] is not None:
+            days = set(_days_between(span["first"].astimezone(UTC).date(), span["last"].astimezone(UTC).date()))
+        settled = UsageRecord.objects.filter(id__lte=top, created_at__lt=now - SETTLE).aggregate(m=Max("id"))["m"]
+        next_state = [min(settled or 0, top), top]
+    cutoff = retention_cutoff(now, retention)
+    if cutoff is not None:
+        old = {d for d in days if d < cutoff.date()}
+        if old:
+            rolled = set(UsageDaily.objects.filter(day__in=old).values_list("day", flat=True).distinct())
+            days -= rolled
+    done = sorted(days)
+    for d in done:
+        rollup_day(d)
+    cache.set(WATERMARK_KEY, next_state, timeout=None)
+    return done
+
+
+# -- retention -----------------------------------------------------------------------------
+
+DEFAULT_RETENTION_DAYS = 90
+
+
+def retention_days() -> int:
+    """``LLMPROXY_USAGE_RETENTION_DAYS`` (default 90); 0 or less keeps raw rows forever."""
+    raw = os.environ.get("LLMPROXY_USAGE_RETENTION_DAYS")
+    if raw is None:
+        raw = str(getattr(settings, "LLMPROXY", {}).get("USAGE_RETENTION_DAYS", DEFAULT_RETENTION_DAYS))
+    try:
+        return int(raw)
+    except ValueError:
+        log.warning("LLMPROXY_USAGE_RETENTION_DAYS=%r is not a number; using %d", raw, DEFAULT_RETENTION_DAYS)
+        return DEFAULT_RETENTION_DAYS
+
+
+def retention_cutoff(now: datetime | None = None, days: int | None = None) -> datetime | None:
+    """Midnight (UTC) before which raw rows go: whole days only, so a day is all there or all gone."""
+    days = retention_days() if days is None else days
+    if days <= 0:
+        return None
+    today = (now or timezone.now()).astimezone(UTC).date()
+    return day_bounds(today - timedelta(days=days))[0]
+
+
+def purge_usage(now: datetime | None = None, days: int | None = None, batch: int = 5000) -> int:
+    """Delete raw usage rows older than the retention, after rolling them up; returns the count.
+
+    Deletes in batches so SQLite's single writer (the usage flush) never waits long.
+    """
+    cutoff = retention_cutoff(now, days)
+    if cutoff is None:
+        return 0
+    now = now or timezone.now()
+    rollup_usage(now, retention=days)
+    unrolled = (
+        UsageRecord.objects.filter(created_at__lt=cutoff)
+        .order_by()
+        .annotate(d=TruncDate("created_at"))
+        .values_list("d", flat=True)
+        .distinct()
+    )
+    rolled = set(UsageDaily.objects.filter(day__lt=cutoff.date()).values_list("day", flat=True).distinct())
+    for d in sorted(set(unrolled) - rolled):
+        rollup_day(d)
+    deleted = 0
+    while True:
+        ids = list(UsageRecord.objects.filter(created_at__lt=cutoff).order_by().values_list("id", flat=True)[:batch])
+        if not ids:
+            break
+        deleted += UsageRecord.objects.filter(id__in=ids).delete()[0]
+    if deleted:
+        log.info("purged %d usage rows older than %s", deleted, cutoff.date())
+    return deleted
+
+
+# -- budget periods --------------------------------------------------------------------------
+
+PERIODS = ("daily", "weekly", "monthly")
+
+#: Called with a key id when its budget period advanced. ``llmproxy.limits`` keys its spend
+#: counters by (key id, period start), so a new start is already a fresh counter; add a
+#: hook here for anything else that keeps per-period state.
+BUDGET_RESET_HOOKS: list[Callable[[int], None]] = []
+
+
+def period_start(period: str, at: datetime) -> datetime:
+    """The calendar start (UTC) of the daily/weekly (Monday)/monthly period containing ``at``."""
+    midnight = datetime.combine(at.astimezone(UTC).date(), time.min, tzinfo=UTC)
+    if period == "daily":
+        return midnight
+    if period == "weekly":
+        return midnight - timedelta(days=midnight.weekday())
+    if period == "monthly":
+        return midnight.replace(day=1)
+    raise ValueError(f"not a budget period: {period!r}")
+
+
+def _reset_hooks() -> Iterable[Callable[[int], None]]:
+    yield from BUDGET_RESET_HOOKS
+    try:
+        from proxy.limits import reset_budget_period  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return
+    yield reset_budget_period
+
+
+def advance_budget_periods(now: datetime | None = None) -> list[int]:
+    """Move ``period_started_at`` to the current period's start for keys whose period ended.
+
+    Keys with a period but no start yet get the current period's start. Each move is a
+    conditional update (only if nobody moved it meanwhile), so two runs never reset a
+    key twice. Returns the ids of keys that moved; the snapshot is rebuilt once after.
+    """
+    from accounts.models import ApiKey
+
+    from .runtime import bump_config_version
+
+    now = now or timezone.now()
+    moved: list[int] = []
+    keys = ApiKey.objects.filter(budget_period__in=PERIODS).values_list("id", "budget_period", "period_started_at")
+    for key_id, period, started in keys:
+        current = period_start(period, now)
+        if started is not None and started >= current:
+            continue
+        if not ApiKey.objects.filter(pk=key_id, period_started_at=started).update(period_started_at=current):
+            continue
+        moved.append(key_id)
+        if started is not None:
+            for hook in _reset_hooks():
+                try:
+                    hook(key_id)
+                except Exception:
+                    log.exception("budget reset hook %r failed for key %s", hook, key_id)
+    if moved:
+        bump_config_version()
+        log.info("advanced the budget period of %d key(s)", len(moved))
+    return moved
