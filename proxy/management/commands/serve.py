@@ -8,14 +8,20 @@ beat as their own processes (docker-compose.yml) and serve with ``--no-jobs``.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
-import sys
+import threading
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 ASGI_APP = "llmproxy_site.asgi:application"
+
+
+def _exit_quietly(signum: int, frame: Any) -> None:
+    raise SystemExit(0)
 
 
 class Command(BaseCommand):
@@ -67,17 +73,27 @@ class Command(BaseCommand):
         host, port = server_address()
         return opts["host"] or host, opts["port"] or port
 
-    def _start_jobs(self) -> subprocess.Popen[bytes] | None:
+    def _start_jobs(self) -> Any:
+        """The embedded profile's Celery worker + beat (children that die with serve), or None.
+
+        With an external broker, worker and beat are their own processes (docker-compose.yml).
+        Returns an object with ``terminate()``, ``wait(timeout)`` and ``kill()``.
+        """
         if not settings.CELERY_EMBEDDED_BROKER:
             self.stdout.write("Background jobs: run 'celery -A llmproxy_site worker' and 'beat' (broker is external).")
             return None
-        for key in ("data_folder_in", "processed_folder"):
-            os.makedirs(settings.CELERY_BROKER_TRANSPORT_OPTIONS.get(key, "var"), exist_ok=True)
-        cmd = [sys.executable, "-m", "celery", "-A", "llmproxy_site", "worker", "--beat", "--loglevel", "WARNING",
-               "--concurrency", "1", "--pool", "solo",
-               "--schedule", str(settings.VAR_DIR / "celerybeat-schedule") if hasattr(settings, "VAR_DIR") else ""]
-        cmd = [c for c in cmd if c]
-        return subprocess.Popen(cmd)
+        from llmproxy_site.celery import EmbeddedJobs
+        from proxy.schedules import setup_schedules
+
+        setup_schedules()
+        jobs = EmbeddedJobs.start(Path(settings.VAR_DIR))
+        if jobs is None:
+            self.stdout.write("Background jobs: already run by another serve on this var/ directory.")
+        elif threading.current_thread() is threading.main_thread():
+            # uvicorn shuts down on SIGTERM, restores this handler and re-raises the signal; exiting
+            # through SystemExit (not the default, an instant death) lets ``handle`` stop the jobs.
+            signal.signal(signal.SIGTERM, _exit_quietly)
+        return jobs
 
     def _daphne(self, host: str, port: int) -> None:
         from daphne.cli import CommandLineInterface
