@@ -1,0 +1,77 @@
+"""Tasks on a real Celery worker process: the filesystem broker, or Redis when REDIS_URL is set."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.core.cache import cache
+from django.utils import timezone
+
+from llmproxy_site.celery import app
+from proxy import jobs
+from proxy.models import UsageDaily, UsageRecord
+
+from .conftest import Child, child_env, until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def seed_usage(now: datetime) -> None:
+    rows = []
+    for i in range(40):
+        at = now - timedelta(hours=7 * i)
+        rows.append(UsageRecord(
+            request_id=f"w-{i}", created_at=at, user_id=(i % 3) or None, key_id=(i % 3) or None,
+            ingress="openai_chat", model=("gpt-test", "claude-x")[i % 2], provider=("up", "anthropic")[i % 2],
+            status_code=(200, 200, 429, 500)[i % 4], prompt_tokens=10 * i, completion_tokens=i, cached_tokens=i % 5,
+            reasoning_tokens=i % 7, cost_usd=None if i % 5 == 0 else Decimal(i) / Decimal(3000),
+        ))  # fmt: skip
+    UsageRecord.objects.bulk_create(rows)
+
+
+def sums_of_raw_rows() -> dict[tuple[Any, ...], tuple[Any, ...]]:
+    out: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, 0, 0, 0, 0, 0, Decimal(0)])
+    for r in UsageRecord.objects.all():
+        row = out[(r.created_at.astimezone(UTC).date(), r.user_id or 0, r.key_id or 0, r.model, r.provider)]
+        for i, v in enumerate((1, int(r.status_code >= 400), r.prompt_tokens, r.completion_tokens, r.cached_tokens,
+                               r.reasoning_tokens, (r.cost_usd or Decimal(0)).quantize(Decimal("1e-8")))):  # fmt: skip
+            row[i] += v
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def rollups() -> dict[tuple[Any, ...], tuple[Any, ...]]:
+    return {
+        (d.day, d.user_id, d.key_id, d.model, d.provider): (
+            d.requests, d.errors, d.prompt_tokens, d.completion_tokens, d.cached_tokens, d.reasoning_tokens,
+            d.cost_usd,
+        )
+        for d in UsageDaily.objects.all()
+    }  # fmt: skip
+
+
+def test_it_rolls_usage_up_on_a_real_worker() -> None:
+    seed_usage(timezone.now())
+    expected = sums_of_raw_rows()
+    assert len({k[0] for k in expected}) >= 10  # many days, several groups each
+    cache.delete_many([jobs.WATERMARK_KEY, jobs.LOCK_PREFIX + "rollup_usage"])  # shared with the worker on Redis
+    queue = f"llmproxy-test-{uuid.uuid4().hex[:12]}"  # nobody else's worker takes our message
+    worker = Child([sys.executable, "-m", "celery", "-A", "llmproxy_site", "worker", "--pool", "solo", "-Q", queue,
+                    "--hostname", f"{queue}@%h", "--loglevel", "WARNING", "--without-mingle", "--without-gossip",
+                    "--without-heartbeat"], child_env()).start()  # fmt: skip
+    try:
+        app.send_task("proxy.tasks.rollup_usage", queue=queue)
+        try:
+            until(lambda: UsageDaily.objects.count() == len(expected), 45, every=0.2, what="rollups by the worker")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{worker.output()}") from None
+        assert rollups() == expected
+        assert worker.alive(), worker.output()
+    finally:
+        worker.stop()
+    assert "Traceback" not in worker.output()
