@@ -29,22 +29,28 @@ GEMINI_ACTIONS: dict[str, dict[str, Any]] = {
     "countTokens": {"consumer": LLMConsumer, "ingress": "gemini", "endpoint": "count_tokens"},
 }
 
-_apps: dict[tuple[type[LLMConsumer], tuple[tuple[str, Any], ...]], Any] = {}
+_apps: dict[tuple[str, str], Any] = {}
 
 
 def _app(consumer: type[LLMConsumer], kwargs: dict[str, Any]) -> Any:
-    key = (consumer, tuple(sorted(kwargs.items())))
-    app = _apps.get(key)
-    if app is None:
-        app = _apps[key] = consumer.as_asgi(**kwargs)
-    return app
+    return consumer.as_asgi(**kwargs)
 
 
 def resolve(method: str, path: str) -> Any | None:
-    """The ASGI app for an LLM route, or None (then Django answers)."""
-    hit = EXACT.get((method, path.rstrip("/") if len(path) > 1 else path))
+    """The ASGI app for an LLM route, or None (then Django answers).
+
+    Exact routes are built once and then found with one dict lookup. Gemini's model-in-path
+    routes get a fresh app per request: caching them by model would let any client grow
+    this process's memory with made-up model names.
+    """
+    key = (method, path.rstrip("/") if len(path) > 1 else path)
+    app = _apps.get(key)
+    if app is not None:
+        return app
+    hit = EXACT.get(key)
     if hit is not None:
-        return _app(*hit)
+        app = _apps[key] = _app(*hit)
+        return app
     if method == "POST" and path.startswith("/v1beta/models/") and ":" in path:
         model, _, action = path[len("/v1beta/models/") :].rpartition(":")
         spec = GEMINI_ACTIONS.get(action)
