@@ -76,5 +76,5 @@ def setup_schedules(using: str = "default") -> int:
         log.exception("could not set up the periodic job schedules")
         return 0
     if created:
-        log.info("created %d periodic job schedule(s)", created)
+        log.debug("created %d periodic job schedule(s)", created)
     return created
