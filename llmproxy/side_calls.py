@@ -15,8 +15,10 @@ from typing import Any
 from . import formats
 from ._json import dumps, loads, loads_body
 from .errors import InvalidRequest, LLMProxyError, ModelNotFound, PermissionDenied, ProviderError, ProviderProtocolError
-from .gateway import CONTENT_JSON, Call, Gateway, Reply, _Attempt, _decode, _set_route
+from .gateway import CONTENT_JSON, Call, Gateway, Reply, _Attempt, _decode
+from .limits import estimate_tokens
 from .model import Usage
+from .routing import Candidate
 from .tokens import count_request, count_text
 from .usage import UsageEvent
 
@@ -46,7 +48,8 @@ async def count_tokens(gw: Gateway, call: Call) -> Reply:
         if not routes:
             raise ModelNotFound(f"model {req.model!r} does not exist or is not served here", param="model")
         tokens = None
-        for cand in gw.router.candidates(routes)[:1]:
+        plan = await gw.router.plan(routes, rt.routing, unhealthy=rt.unhealthy)
+        for cand in plan.candidates[:1]:
             tokens = await _upstream_count(gw, cand, req, body, call)
         if tokens is None:
             tokens = count_request(req)
@@ -110,29 +113,23 @@ async def embeddings(gw: Gateway, call: Call) -> Reply:
             inputs = [inputs]
         if not isinstance(inputs, list) or not inputs:
             raise InvalidRequest("'input' must be a string or a non-empty array", param="input")
-        att.event.model = model
+        att.event.model, att.key = model, key
         if key is not None and not key.allows(model):
             raise PermissionDenied(f"this API key may not use model {model!r}")
-        routes = rt.routes.get(model)
-        if not routes:
+        if not rt.routes.get(model):
             raise ModelNotFound(f"model {model!r} does not exist or is not served here", param="model")
-        last: LLMProxyError | None = None
-        for n, cand in enumerate(gw.router.candidates(routes)[: gw.max_attempts]):
-            att.event.attempts = n + 1
-            _set_route(att.event, cand)
-            try:
-                out, usage = await _embed(gw, cand, body, inputs, call)
-            except ProviderError as err:
-                last = err
-                if not err.retryable:
-                    raise
-                continue
-            out["model"] = model
-            gw._settle(att, usage, cand, 200, "")
-            gw._record(att)
-            return _reply(out, att.event.request_id)
-        assert last is not None
-        raise last
+        estimate = estimate_tokens(call.body)
+        await gw.limiter.admit(key, estimate)
+
+        async def attempt(cand: Candidate) -> tuple[dict[str, Any], Usage, Candidate]:
+            out, usage = await _embed(gw, cand, body, inputs, call)
+            return out, usage, cand
+
+        out, usage, cand = await gw.failover(rt, model, att, attempt, tokens=estimate)
+        out["model"] = model
+        gw._settle(att, usage, cand, 200, "")
+        gw._record(att)
+        return _reply(out, att.event.request_id)
     except LLMProxyError as err:
         return gw._fail(codec, err, att)
 

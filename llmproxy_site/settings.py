@@ -117,7 +117,11 @@ LLMPROXY = {
     # How often each serving process checks the shared config version (seconds).
     "RELOAD_POLL_INTERVAL": float(os.environ.get("LLMPROXY_RELOAD_POLL_INTERVAL", "0.25")),
     "USAGE_FLUSH_INTERVAL": float(os.environ.get("LLMPROXY_USAGE_FLUSH_INTERVAL", "1.0")),
+    "WATCH_DEBOUNCE_MS": int(os.environ.get("LLMPROXY_WATCH_DEBOUNCE_MS", "500")),
 }
+
+# The one-time plain API key travels in a message: keep it server-side, not in a cookie.
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 
 LOGGING = {
     "version": 1,

@@ -1,9 +1,14 @@
 """The serving process's gateway: one per process, kept current by a background reloader.
 
-``start()`` runs inside the server's event loop (ASGI lifespan, or lazily on the first
-request where the server has no lifespan, as with daphne). It builds the first snapshot,
-then polls the shared config version every ``RELOAD_POLL_INTERVAL`` seconds and swaps in
-a rebuilt snapshot when it moved. The request path only ever reads ``gateway.runtime``.
+``ensure_started()`` runs inside the server's event loop (ASGI lifespan, or lazily on
+the first request where the server has no lifespan, as with daphne). It builds the
+first snapshot, then polls the shared config version every ``RELOAD_POLL_INTERVAL``
+seconds and swaps in a rebuilt snapshot when it moved. The request path only ever reads
+``gateway.runtime``.
+
+All of the engine's database work (version polls, snapshot builds, usage flushes) runs
+on one dedicated thread: it keeps one connection per process instead of one per worker
+thread, and shutdown can close that connection deterministically.
 """
 
 from __future__ import annotations
@@ -11,31 +16,56 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import connections
 
 from llmproxy.gateway import Gateway
 from llmproxy.http import HTTPClient
+from llmproxy.runtime import Runtime
+from llmproxy.usage import UsageEvent
 
+from . import metrics
 from .resilience import make_state_store, request_refresh
 from .runtime import build_runtime, current_version
 from .usage import UsageWriter
 
 log = logging.getLogger("llmproxy.engine")
+_T = TypeVar("_T")
+
+
+def _guarded(fn: Callable[[], _T]) -> _T:
+    """Run ``fn``; after a database error drop the connection so the next call reconnects."""
+    try:
+        return fn()
+    except Exception:
+        connections.close_all()
+        raise
 
 
 class Engine:
     def __init__(self) -> None:
         conf = settings.LLMPROXY
-        self.writer = UsageWriter(interval=conf["USAGE_FLUSH_INTERVAL"])
+        self.db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmproxy-db")
+        self.writer = UsageWriter(interval=conf["USAGE_FLUSH_INTERVAL"], run=self.run_db)
         self.gateway = Gateway(
-            http=HTTPClient(), usage_sink=self.writer.add, store=make_state_store(), refresher=request_refresh
+            http=HTTPClient(), usage_sink=self._on_usage, store=make_state_store(), refresher=request_refresh
         )
         self.poll_interval = conf["RELOAD_POLL_INTERVAL"]
         self._started: asyncio.Future[None] | None = None
         self._reloader: asyncio.Task[None] | None = None
         atexit.register(self.writer.flush)
+
+    def _on_usage(self, event: UsageEvent) -> None:
+        self.writer.add(event)
+        metrics.observe(event)
+
+    async def run_db(self, fn: Callable[[], _T]) -> _T:
+        """Run blocking database work on the engine's database thread."""
+        return await asyncio.get_running_loop().run_in_executor(self.db, _guarded, fn)
 
     async def ensure_started(self) -> None:
         if self._started is None:
@@ -43,6 +73,9 @@ class Engine:
             try:
                 await self.reload(force=True)
                 self.writer.start()
+                from .watch import start_watcher
+
+                start_watcher()  # returns at once; only one process holds the lease and applies
                 self._reloader = asyncio.get_running_loop().create_task(self._poll())
                 self._started.set_result(None)
             except BaseException as exc:
@@ -53,19 +86,21 @@ class Engine:
             await asyncio.shield(self._started)
 
     async def reload(self, *, force: bool = False) -> bool:
-        def _check_and_build() -> object:
-            close_old_connections()
+        def _check_and_build() -> Runtime | None:
             version = current_version()
             if not force and version == self.gateway.runtime.version:
                 return None
             return build_runtime(version)
 
-        runtime = await asyncio.to_thread(_check_and_build)
+        runtime = await self.run_db(_check_and_build)
         if runtime is None:
             return False
-        self.gateway.swap(runtime)  # type: ignore[arg-type]
-        log.info("serving config version %s", self.gateway.runtime.version)
+        self.gateway.swap(runtime)
+        log.info("serving config version %s", runtime.version)
         return True
+
+    async def flush_usage(self) -> int:
+        return await self.run_db(self.writer.flush)
 
     async def _poll(self) -> None:
         while True:
@@ -76,10 +111,15 @@ class Engine:
                 log.exception("config reload failed; still serving version %s", self.gateway.runtime.version)
 
     async def shutdown(self) -> None:
+        from .watch import stop_watcher
+
+        stop_watcher()
         if self._reloader is not None:
             self._reloader.cancel()
+            self._reloader = None
         await self.writer.stop()
         await self.gateway.http.close()
+        await self.run_db(connections.close_all)
         self._started = None
 
 

@@ -123,7 +123,16 @@ def build_runtime(version: int | None = None) -> Runtime:
 
 
 def routing_settings() -> RoutingSettings:
-    """``settings.LLMPROXY["ROUTING"]`` (the config file's ``routing:`` section), validated."""
+    """The ``routing:`` section of ``LLMPROXY_CONFIG`` (re-read at every snapshot build, so
+    editing it hot-reloads), else ``settings.LLMPROXY["ROUTING"]``, else the defaults."""
+    path = settings.LLMPROXY.get("CONFIG")
+    if path:
+        from llmproxy.config import ConfigError, load
+
+        try:
+            return load(path).routing
+        except (ConfigError, OSError) as exc:
+            log.error("routing settings from %s not applied, keeping the defaults: %s", path, exc)
     try:
         return RoutingSettings.from_mapping(settings.LLMPROXY.get("ROUTING"))
     except ValueError as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -49,13 +50,19 @@ def to_record(ev: UsageEvent) -> UsageRecord:
 
 
 class UsageWriter:
-    def __init__(self, interval: float = 1.0, batch_size: int = 2000) -> None:
+    def __init__(
+        self,
+        interval: float = 1.0,
+        batch_size: int = 2000,
+        run: Callable[[Callable[[], int]], Awaitable[int]] | None = None,
+    ) -> None:
+        """``run`` executes the blocking flush off the event loop (default: a worker thread)."""
         self.interval = interval
+        self._run_blocking = run or asyncio.to_thread
         self.batch_size = batch_size
         self._buffer: list[UsageEvent] = []
         self._lock = threading.Lock()
         self._task: asyncio.Task[None] | None = None
-        self.listeners: list[object] = []
 
     def add(self, event: UsageEvent) -> None:
         with self._lock:
@@ -69,17 +76,17 @@ class UsageWriter:
 
     def flush(self) -> int:
         """Write what is buffered now (synchronously; call from a thread or at exit)."""
-        from django.db import close_old_connections
+        from django.db import connection
 
         with self._lock:
             batch, self._buffer = self._buffer, []
         if not batch:
             return 0
-        close_old_connections()
         try:
             UsageRecord.objects.bulk_create([to_record(ev) for ev in batch], batch_size=self.batch_size)
         except Exception:
             log.exception("usage flush of %d records failed; will retry", len(batch))
+            connection.close()  # a broken connection must not poison the next attempt
             with self._lock:
                 self._buffer[:0] = batch
             return 0
@@ -93,10 +100,10 @@ class UsageWriter:
         while True:
             await asyncio.sleep(self.interval)
             if self._buffer:
-                await asyncio.to_thread(self.flush)
+                await self._run_blocking(self.flush)
 
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
             self._task = None
-        await asyncio.to_thread(self.flush)
+        await self._run_blocking(self.flush)

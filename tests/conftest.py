@@ -81,7 +81,7 @@ class LiveServer:
     def flush_usage(self) -> int:
         """Write buffered usage now (waits for streams to settle first)."""
         self.call(asyncio.sleep(0.05))
-        return int(self.call(asyncio.to_thread(self.engine.writer.flush)))
+        return int(self.call(self.engine.flush_usage()))
 
 
 @pytest.fixture(scope="session")
