@@ -78,6 +78,7 @@ class Bench:
         self.key = ""
         self.up_port = 0
         self.anthropic = False
+        self._mark = time.monotonic()
 
     # -- processes ---------------------------------------------------------------------
     def spawn(self, name: str, cmd: list[str], cpus: str | None, env: dict[str, str] | None = None) -> Proc:
@@ -143,7 +144,9 @@ class Bench:
         return r
 
     def streams(self, port: int, path: str, body: bytes, *, conns: int = 1, seconds: float = 5.0, count: int = 0,
-                headers: dict[str, str] | None = None, hold: bool = False, rss_pid: int = 0) -> dict[str, Any]:  # fmt: skip
+                headers: dict[str, str] | None = None, hold: bool = False, rss_pid: int = 0,
+                proc: Proc | None = None) -> dict[str, Any]:  # fmt: skip
+        cpu0 = proc.cpu_seconds() if proc is not None else 0.0
         body_file = VAR / "stream-body.json"
         body_file.write_bytes(body)
         cmd = [PY, "-m", "bench.streams", "--port", str(port), "--path", path, "--body-file", str(body_file),
@@ -159,12 +162,18 @@ class Bench:
         if out.returncode != 0 or not lines:
             raise RuntimeError(f"stream client failed: {out.stderr[-800:].decode(errors='replace')}")
         result: dict[str, Any] = orjson.loads(lines[-1])
+        if proc is not None and result.get("streams"):
+            result["cpu_us_per_stream"] = round((proc.cpu_seconds() - cpu0) / result["streams"] * 1e6, 1)
         return result
 
     def line(self, key: str, text: str, data: dict[str, Any]) -> None:
+        now = time.monotonic()
+        data["elapsed_s"] = round(now - self._mark, 1)
+        data["load_avg"] = round(os.getloadavg()[0], 2)
+        self._mark = now
         self.results["scenarios"][key] = data
         self.results["lines"][key] = text
-        print(f"{key}: {text}", flush=True)
+        print(f"{key}: {text} [{data['elapsed_s']:.0f} s, load {data['load_avg']:.1f}]", flush=True)
         self.save()
 
     def save(self) -> None:
@@ -208,10 +217,11 @@ class Bench:
                    "added_p99_ms": round(add99, 3)})  # fmt: skip
 
     def _stream_pair(self, port: int, gw_model: str, up_model: str, up_path: str, up_body: Callable[[str], bytes],
-                     n: int) -> dict[str, Any]:  # fmt: skip
+                     n: int, proc: Proc) -> dict[str, Any]:  # fmt: skip
         """One connection, ``n`` streams each: direct to the upstream and through the gateway."""
         direct = self.streams(self.up_port, up_path, up_body(up_model), count=n, seconds=60)
-        gw = self.streams(port, CHAT_PATH, chat_body(gw_model, stream=True), count=n, seconds=60, headers=self.auth)
+        gw = self.streams(port, CHAT_PATH, chat_body(gw_model, stream=True), count=n, seconds=60, headers=self.auth,
+                          proc=proc)  # fmt: skip
         return {"direct": direct, "gateway": gw}
 
     def scenario_C(self, port: int, proc: Proc) -> None:
@@ -222,8 +232,8 @@ class Bench:
             pairs["translated"] = ("bench-claude-50", "bench-claude", "/v1/messages", anthropic_body)
         for kind, (m50, m1, path, body) in pairs.items():
             self.streams(port, CHAT_PATH, chat_body(m50, stream=True), count=50, seconds=30, headers=self.auth)
-            s50 = self._stream_pair(port, m50, "m-50-0", path, body, n)
-            s1 = self._stream_pair(port, m1, "m-1-0", path, body, n)
+            s50 = self._stream_pair(port, m50, "m-50-0", path, body, n, proc)
+            s1 = self._stream_pair(port, m1, "m-1-0", path, body, n, proc)
             d50, g50, d1, g1 = s50["direct"], s50["gateway"], s1["direct"], s1["gateway"]
             add_ttfb = g50["ttfb_p50_ms"] - d50["ttfb_p50_ms"]
             add_total = g50["total_p50_ms"] - d50["total_p50_ms"]
@@ -231,7 +241,9 @@ class Bench:
             per_chunk_us = (
                 ((g50["total_p50_ms"] - g1["total_p50_ms"]) - (d50["total_p50_ms"] - d1["total_p50_ms"])) / 49 * 1000
             )
-            out[kind] = {"s50": s50, "s1": s1, "added_ttfb_ms": round(add_ttfb, 3), "added_total_ms": round(add_total, 3),
+            cpu_chunk = (g50.get("cpu_us_per_stream", 0) - g1.get("cpu_us_per_stream", 0)) / 49
+            out[kind] = {"s50": s50, "s1": s1, "cpu_us_per_chunk": round(cpu_chunk, 1),
+                         "cpu_us_per_stream": g50.get("cpu_us_per_stream", 0), "added_ttfb_ms": round(add_ttfb, 3), "added_total_ms": round(add_total, 3),
                          "per_chunk_us": round(per_chunk_us, 1)}  # fmt: skip
         codec = micro.codec_chunk_cost() if self.anthropic else {}
         out["codec"] = codec
@@ -240,7 +252,8 @@ class Bench:
             if kind in out:
                 o = out[kind]
                 parts.append(f"{kind}: added TTFB {o['added_ttfb_ms']:.3f} ms, total {o['s50']['gateway']['total_p50_ms']:.2f} "
-                             f"ms vs {o['s50']['direct']['total_p50_ms']:.2f} direct, {o['per_chunk_us']:.1f} µs/chunk")  # fmt: skip
+                             f"ms vs {o['s50']['direct']['total_p50_ms']:.2f} direct, {o['per_chunk_us']:.1f} µs/chunk wall, "
+                             f"{o['cpu_us_per_chunk']:.1f} µs CPU/chunk, {o['cpu_us_per_stream']:.0f} µs CPU/stream")  # fmt: skip
         if not self.anthropic:
             parts.insert(0, "translated: skipped (no Anthropic codec/executor yet)")
         if codec:
@@ -253,21 +266,22 @@ class Bench:
         direct = self.streams(self.up_port, CHAT_PATH, chat_body(OPENAI_MODELS["bench-paced"], stream=True),
                               conns=conns, seconds=secs)  # fmt: skip
         gw = self.streams(port, CHAT_PATH, chat_body("bench-paced", stream=True), conns=conns, seconds=secs,
-                          headers=self.auth)  # fmt: skip
+                          headers=self.auth, proc=proc)  # fmt: skip
         add = gw["ttfb_p50_ms"] - direct["ttfb_p50_ms"]
         self.line("G", f"{conns} concurrent paced streams: {gw['streams_per_s']:,.0f} streams/s held "
                        f"(direct {direct['streams_per_s']:,.0f}), added TTFB p50 {add:.2f} ms "
                        f"(gateway p50 {gw['ttfb_p50_ms']:.2f} / p99 {gw['ttfb_p99_ms']:.2f} ms), "
-                       f"errors {gw['errors']} (target added TTFB p50 <= 5 ms)",
+                       f"{gw.get('cpu_us_per_stream', 0):.0f} µs CPU/stream, errors {gw['errors']} "
+                       "(target added TTFB p50 <= 5 ms)",
                   {"conns": conns, "direct": direct, "gateway": gw, "added_ttfb_p50_ms": round(add, 3)})  # fmt: skip
 
     def scenario_E(self, port: int, gw: Proc) -> None:
         secs = self.secs(10)
-        before = self.wrk_gateway(port, 64, secs)
+        before = self.wrk_gateway(port, 64, secs, proc=gw)
         reloads0 = gw.tail(10**7).count("serving config version")
         bumper = self.spawn("bumper", [PY, "-m", "bench.fixtures", "bump", "--interval", "0.5", "--duration",
                                        f"{secs:g}"], self.load_cpus)  # fmt: skip
-        during = self.wrk_gateway(port, 64, secs)
+        during = self.wrk_gateway(port, 64, secs, proc=gw)
         bumper.popen.wait(30) if bumper.popen else None  # type: ignore[func-returns-value]
         self.stop(bumper)
         time.sleep(0.6)
@@ -282,17 +296,21 @@ class Bench:
     def scenario_D(self) -> None:
         gw, port, _ = self.gateway("gateway-memory")
         rss: dict[str, float] = {"start": gw.rss_mb()}
-        done = 0
-        rate = 0.0
-        for label, target in (("100k", 100_000), ("1M", 1_000_000)):
-            target = target // 10 if self.quick else target
-            while done < target:
-                want = target - done
-                secs = min(60.0, max(2.0, want / rate * 1.02)) if rate else 5.0
-                r = self.wrk_gateway(port, 64, secs)
-                done += r.requests
-                rate = r.rps or 1000.0
-            rss[label] = gw.rss_mb()
+        series: list[tuple[int, float]] = [(0, rss["start"])]
+        done, first_mark = 0, 10_000 if self.quick else 100_000
+        goal = 100_000 if self.quick else 1_000_000
+        budget = time.monotonic() + (25 if self.quick else 170)  # keeps make bench under 10 minutes
+        cpu0 = gw.cpu_seconds()
+        while done < goal and time.monotonic() < budget:
+            r = self.wrk_gateway(port, 64, min(20.0, max(2.0, budget - time.monotonic())))
+            done += r.requests
+            series.append((done, gw.rss_mb()))
+            if "mark" not in rss and done >= first_mark:
+                rss["mark"], rss["mark_requests"] = series[-1][1], done
+        cpu_us = (gw.cpu_seconds() - cpu0) / done * 1e6 if done else 0.0
+        rss.setdefault("mark", series[-1][1])
+        rss.setdefault("mark_requests", done)
+        rss["end"], rss["end_requests"] = series[-1][1], done
         holds = 1000 if self.quick else 5000
         held = self.streams(port, CHAT_PATH, chat_body("bench-hold", stream=True), conns=holds, headers=self.auth,
                             hold=True, rss_pid=gw.pid)  # fmt: skip
@@ -300,12 +318,14 @@ class Bench:
         time.sleep(1.0)
         rss["after_streams"] = gw.rss_mb()
         self.stop(gw)
-        label_1m = "1M" if not self.quick else "100k (quick)"
-        growth = rss["1M"] - rss["100k"]
-        self.line("D", f"RSS {rss['start']:.0f} MB after start, {rss['100k']:.0f} MB after {'100k' if not self.quick else '10k'}, "
-                       f"{rss['1M']:.0f} MB after {label_1m} requests ({growth:+.0f} MB), {rss['streams']:.0f} MB with "
-                       f"{held['opened']}/{holds} streams open (target <= 150 MB, flat)",
-                  {"rss_mb": rss, "requests": done, "holds": held, "quick": self.quick})  # fmt: skip
+        span = rss["end_requests"] - rss["mark_requests"]
+        per_100k = (rss["end"] - rss["mark"]) / span * 100_000 if span > 0 else 0.0
+        self.line("D", f"RSS {rss['start']:.0f} MB after start, {rss['mark']:.0f} MB after {rss['mark_requests']:,} "
+                       f"requests, {rss['end']:.0f} MB after {done:,} ({per_100k:+.1f} MB per 100k); "
+                       f"{rss['streams']:.0f} MB with {held['opened']:,}/{holds:,} streams open; "
+                       f"{cpu_us:.0f} µs CPU/request (target <= 150 MB, flat to 1M)",
+                  {"rss_mb": rss, "requests": done, "series": series, "mb_per_100k": round(per_100k, 2),
+                   "holds": held, "quick": self.quick, "cpu_us": round(cpu_us, 1)})  # fmt: skip
 
     def scenario_W(self) -> None:
         secs = self.secs(6)
@@ -315,10 +335,10 @@ class Bench:
         for workers in (1, 2):
             gw, port, _ = self.gateway(f"gateway-w{workers}", workers=workers, cpus=None)
             self.wrk_gateway(port, 64, 2, cpus=None)
-            r = self.wrk_gateway(port, 64, secs, cpus=None)
+            r = self.wrk_gateway(port, 64, secs, cpus=None, proc=gw)
             out[f"workers_{workers}"] = r.as_dict()
             out[f"rss_workers_{workers}"] = [gw.rss_mb()] + [proc_rss(c) for c in gw.children()]
-            texts.append(f"{workers} worker(s) {r.rps:,.0f} req/s (p99 {r.p99_ms:.1f} ms)")
+            texts.append(f"{workers} worker(s) {r.rps:,.0f} req/s (p99 {r.p99_ms:.1f} ms, {r.cpu_us:.0f} µs CPU/req)")
             self.stop(gw)
         self.line("W", "unpinned, wrk and upstream on the same 2 cores: " + ", ".join(texts)
                   + f"; direct {direct.rps:,.0f} req/s", out)  # fmt: skip
@@ -333,11 +353,12 @@ class Bench:
                 out[server] = {"error": str(exc)[:300]}
                 continue
             self.wrk_gateway(port, 64, 2)
-            r = self.wrk_gateway(port, 64, secs)
-            c1 = self.wrk_gateway(port, 1, self.secs(3))
+            r = self.wrk_gateway(port, 64, secs, proc=gw)
+            c1 = self.wrk_gateway(port, 1, self.secs(3), proc=gw)
             out[server] = {"c64": r.as_dict(), "c1": c1.as_dict(), "ready_s": round(ready, 2), "rss_mb": gw.rss_mb()}
             self.stop(gw)
-        text = ", ".join(f"{s} {v['c64']['rps']:,.0f} req/s (c1 p50 {v['c1']['p50_ms']:.2f} ms)" if "c64" in v
+        text = ", ".join(f"{s} {v['c64']['rps']:,.0f} req/s ({v['c64']['cpu_us']:.0f} µs CPU/req, c1 p50 "
+                         f"{v['c1']['p50_ms']:.2f} ms)" if "c64" in v
                          else f"{s} failed" for s, v in out.items())  # fmt: skip
         self.line("S", "full pipeline, one core: " + text, out)
 
@@ -355,16 +376,25 @@ class Bench:
                 wait_ok(port, CHAT_PATH, chat_body("m-1-0"), {}, proc=proc, timeout=60)
                 wrk(f"http://127.0.0.1:{port}", CHAT_PATH, chat_body("m-1-0"), connections=64, seconds=1,
                     cpus=self.load_cpus)  # fmt: skip
+                cpu0 = proc.cpu_seconds()
                 r = wrk(f"http://127.0.0.1:{port}", CHAT_PATH, chat_body("m-1-0"), connections=64, seconds=secs,
                         cpus=self.load_cpus)  # fmt: skip
+                r.cpu_us = round((proc.cpu_seconds() - cpu0) / max(1, r.requests) * 1e6, 1)
                 out[name] = r.as_dict()
             except RuntimeError as exc:
                 out[name] = {"error": str(exc)[:300]}
             self.stop(proc)
         out["json"] = micro.json_costs()
-        text = ", ".join(f"{k} {v['rps']:,.0f}" for k, v in out.items() if isinstance(v, dict) and "rps" in v)
-        self.line("T", f"bare relays, one core, req/s: {text}; JSON orjson vs json "
-                       f"{out['json']['orjson_us']:.1f} vs {out['json']['json_us']:.1f} µs per request+reply", out)  # fmt: skip
+        cost = subprocess.run([PY, "-m", "bench.fixtures", "usage-cost"], cwd=ROOT, env=bench_env(),
+                              capture_output=True, check=False)  # fmt: skip
+        if cost.returncode == 0 and cost.stdout.strip():
+            out["usage_rows"] = orjson.loads(cost.stdout.strip().splitlines()[-1])
+        text = ", ".join(f"{k} {v['rps']:,.0f} ({v['cpu_us']:.0f} µs)" for k, v in out.items()
+                         if isinstance(v, dict) and "rps" in v)  # fmt: skip
+        self.line("T", f"bare relays, one core, req/s (CPU/req): {text}; JSON orjson vs json "
+                       f"{out['json']['orjson_us']:.1f} vs {out['json']['json_us']:.1f} µs per request+reply; usage row via ORM "
+                       f"{out.get('usage_rows', {}).get('orm_us_per_row', 0):.0f} µs vs executemany "
+                       f"{out.get('usage_rows', {}).get('executemany_us_per_row', 0):.0f} µs", out)  # fmt: skip
 
     # -- the run ----------------------------------------------------------------------------
     def run(self, only: list[str]) -> None:

@@ -1,4 +1,8 @@
-"""``serve``: the ASGI server (uvicorn by default, daphne on request) plus background jobs.
+"""``serve``: the ASGI server (uvicorn by default; granian or daphne on request) plus background jobs.
+
+uvicorn (uvloop + httptools) is the default because it measured fastest for the full
+pipeline on one core (docs/benchmarks.md); granian is offered for those who want it
+(``pip install granian``), daphne stays supported but is a fraction of the speed.
 
 The embedded profile also starts a Celery worker with beat against the embedded broker,
 unless ``--no-jobs``; with ``REDIS_URL``/``CELERY_BROKER_URL`` set, run the worker and
@@ -30,8 +34,10 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default=None)
         parser.add_argument("--port", type=int, default=None)
-        parser.add_argument("--workers", type=int, default=1)
-        parser.add_argument("--server", choices=["uvicorn", "daphne"], default="uvicorn")
+        parser.add_argument(
+            "--workers", type=int, default=1, help="Server processes (uvicorn, granian); one per core is the rule."
+        )
+        parser.add_argument("--server", choices=["uvicorn", "granian", "daphne"], default="uvicorn")
         parser.add_argument("--no-jobs", action="store_true", help="Do not start the Celery worker and beat.")
 
     def handle(self, *args: Any, **opts: Any) -> None:
@@ -44,6 +50,8 @@ class Command(BaseCommand):
         try:
             if opts["server"] == "daphne":
                 self._daphne(host, port)
+            elif opts["server"] == "granian":
+                self._granian(host, port, opts["workers"])
             else:
                 import uvicorn
 
@@ -94,6 +102,18 @@ class Command(BaseCommand):
             # through SystemExit (not the default, an instant death) lets ``handle`` stop the jobs.
             signal.signal(signal.SIGTERM, _exit_quietly)
         return jobs
+
+    def _granian(self, host: str, port: int, workers: int) -> None:
+        try:
+            from granian import Granian
+            from granian.constants import Interfaces, Loops
+            from granian.log import LogLevels
+        except ImportError:
+            from django.core.management.base import CommandError
+
+            raise CommandError("granian is not installed: pip install granian") from None
+        Granian(ASGI_APP, address=host, port=port, interface=Interfaces.ASGI, workers=max(1, workers),
+                loop=Loops.auto, log_level=LogLevels.warning, backlog=2048).serve()  # fmt: skip
 
     def _daphne(self, host: str, port: int) -> None:
         from daphne.cli import CommandLineInterface
