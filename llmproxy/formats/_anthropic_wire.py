@@ -1,0 +1,120 @@
+"""Anthropic wire facts shared by the request, response and stream halves of the codec.
+
+Usage: Anthropic's ``input_tokens`` excludes cache reads and writes, the canonical
+``input_tokens`` includes both. Signatures: thinking that did not come from Anthropic
+gets a gateway signature (``llmproxy:`` + a digest of the text) so Anthropic clients
+accept it; ``thinking_source`` recognises it when the client sends the block back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from ..errors import LLMProxyError, ProviderHTTPError
+from ..model import FinishReason, Usage
+
+NAME = "anthropic"
+SIGNATURE_PREFIX = "llmproxy:"
+#: ``ThinkingPart.source`` of a block whose signature the gateway minted.
+GATEWAY_SOURCE = "llmproxy"
+
+_FINISH_IN: dict[str, FinishReason] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+_FINISH_OUT = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
+               "content_filter": "refusal", "error": "end_turn"}  # fmt: skip
+
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+#: An ``event: error`` type -> the HTTP status Anthropic would have answered with.
+_ERROR_STATUS = {v: k for k, v in _ERROR_TYPES.items() if k != 503} | {"api_error": 500, "timeout_error": 504}
+
+
+def finish_in(stop_reason: Any) -> FinishReason:
+    return _FINISH_IN.get(str(stop_reason), "stop")
+
+
+def stop_reason_out(finish: FinishReason, *, tool_calls: bool, stop_sequence: str | None) -> str:
+    if finish == "stop" and tool_calls:
+        return "tool_use"
+    if finish == "stop" and stop_sequence:
+        return "stop_sequence"
+    return _FINISH_OUT[finish]
+
+
+def _count(u: dict[str, Any], name: str) -> int:
+    value = u.get(name)
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
+
+
+def decode_usage(u: Any) -> Usage:
+    if not isinstance(u, dict):
+        return Usage()
+    read, write = _count(u, "cache_read_input_tokens"), _count(u, "cache_creation_input_tokens")
+    details = u.get("output_tokens_details")
+    return Usage(
+        input_tokens=_count(u, "input_tokens") + read + write,
+        output_tokens=_count(u, "output_tokens"),
+        cached_tokens=read,
+        cache_write_tokens=write,
+        reasoning_tokens=_count(details, "thinking_tokens") if isinstance(details, dict) else 0,
+    )
+
+
+def encode_usage(u: Usage) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "input_tokens": max(0, u.input_tokens - u.cached_tokens - u.cache_write_tokens),
+        "output_tokens": u.output_tokens,
+        "cache_creation_input_tokens": u.cache_write_tokens,
+        "cache_read_input_tokens": u.cached_tokens,
+    }
+    if u.reasoning_tokens:
+        out["output_tokens_details"] = {"thinking_tokens": u.reasoning_tokens}
+    return out
+
+
+def gateway_signature(text: str) -> str:
+    """A stand-in signature for thinking Anthropic did not sign: stable for the same text."""
+    return SIGNATURE_PREFIX + hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def thinking_source(signature: str | None) -> str:
+    if signature is not None and signature.startswith(SIGNATURE_PREFIX):
+        return GATEWAY_SOURCE
+    return NAME
+
+
+def error_type(status: int) -> str:
+    return _ERROR_TYPES.get(status, "api_error")
+
+
+def error_body(err: LLMProxyError) -> tuple[int, dict[str, Any]]:
+    return err.status, {"type": "error", "error": {"type": error_type(err.status), "message": err.message}}
+
+
+def stream_error(data: Any) -> ProviderHTTPError:
+    """An ``event: error`` from upstream, as the HTTP error it stands for (overloaded is retryable)."""
+    err = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(err, dict):
+        err = {}
+    kind = str(err.get("type") or "api_error")
+    message = str(err.get("message") or "upstream stream error")
+    return ProviderHTTPError(f"{kind}: {message}", upstream_status=_ERROR_STATUS.get(kind, 500),
+                             code="upstream_stream_error")  # fmt: skip
