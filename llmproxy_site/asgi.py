@@ -16,12 +16,15 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "llmproxy_site.settings")
 django.setup()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.core.asgi import get_asgi_application  # noqa: E402
 
 from proxy import routing  # noqa: E402
 from proxy.engine import get_engine  # noqa: E402
 
-django_app = get_asgi_application()
+# The admin's and portal's CSS/JS, straight from the apps' static folders: no web server
+# in front is needed, in the embedded profile or in the containers.
+django_app = ASGIStaticFilesHandler(get_asgi_application())
 NOT_FOUND_BODY = (
     b'{"error":{"message":"Unknown endpoint","type":"invalid_request_error","param":null,"code":"not_found"}}'
 )

@@ -113,3 +113,9 @@ def test_it_flushes_buffered_usage_on_graceful_shutdown(served: tuple[str, str],
     code = f"from proxy.models import UsageRecord as U; print(U.objects.filter(request_id='{rid}', status_code=404).count())"
     out = manage(env, "shell", "--no-imports", "-c", code)
     assert out.stdout.strip() == "1", out.stderr
+
+
+def test_it_serves_the_admins_static_files(served: tuple[str, str]) -> None:
+    url, _ = served
+    r = httpx.get(url + "/static/admin/css/base.css")
+    assert r.status_code == 200 and "text/css" in r.headers["content-type"]
