@@ -305,6 +305,8 @@ def _decode_tool_result(block: dict[str, Any], where: str) -> ToolResultPart:
     elif isinstance(content, list):
         for k, b in enumerate(_blocks(content, where)):
             w = f"{where}.content.{k}"
+            if b["type"] == "text" and b.get("text") == "":
+                continue  # harmless inside a result; not worth failing a passthrough request over
             parts.append(_decode_text(b, w) if b["type"] == "text" else _decode_image(b, w) if b["type"] == "image"
                          else _opaque(b))  # fmt: skip
     elif content is not None:

@@ -59,6 +59,7 @@ class AnthropicExecutor(Executor):
             betas = _betas(",".join(betas), OAUTH_BETA)
         elif credential.api_key:
             headers["x-api-key"] = credential.api_key
+            betas = [b for b in betas if b != OAUTH_BETA]  # a subscription client's beta means nothing to a key
         if betas:
             headers["anthropic-beta"] = ",".join(betas)
         body["model"] = model

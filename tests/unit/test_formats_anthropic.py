@@ -317,7 +317,7 @@ def test_anthropic_user_turn_with_tool_results_becomes_a_tool_message_then_a_use
     answer = user([
         {"type": "text", "text": "here you go"},
         {"type": "tool_result", "tool_use_id": "toolu_1", "is_error": True,
-         "content": [{"type": "text", "text": "timeout"},
+         "content": [{"type": "text", "text": ""}, {"type": "text", "text": "timeout"},
                      {"type": "image", "source": {"type": "url", "url": "https://x.test/a.png"}}]},
         {"type": "image", "source": {"type": "base64", "media_type": "image/jpeg", "data": "/9j/"}},
     ])  # fmt: skip

@@ -81,7 +81,8 @@ def test_anthropic_executor_api_key_headers() -> None:
 
 
 def test_anthropic_executor_forwards_the_clients_version_and_betas() -> None:
-    client = {"anthropic-version": "2026-10-21", "anthropic-beta": "context-1m-2025-08-07", "x-api-key": "client"}
+    client = {"anthropic-version": "2026-10-21", "anthropic-beta": "context-1m-2025-08-07,oauth-2025-04-20",
+              "x-api-key": "client"}  # fmt: skip
     req = executor(headers={"anthropic-beta": "fine-grained-tool-streaming-2025-05-14"}).build(
         KEY, {}, model="m", stream=True, client_headers=client
     )
