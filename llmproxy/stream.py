@@ -43,7 +43,9 @@ class Collector:
                 self.parts.append(TextPart(event.text))
         elif isinstance(event, ThinkingDelta):
             last = self.parts[-1] if self.parts else None
-            if isinstance(last, ThinkingPart) and not last.redacted and not event.redacted:
+            # A signature closes a thinking block: text after it starts the next block.
+            continues = isinstance(last, ThinkingPart) and not (last.signature and event.text)
+            if continues and isinstance(last, ThinkingPart) and not last.redacted and not event.redacted:
                 last.text += event.text
                 if event.signature:
                     last.signature = (last.signature or "") + event.signature
