@@ -452,6 +452,7 @@ class Gateway:
         async def relay() -> AsyncIterator[bytes]:
             usage: TokenUsage | None = None
             status, error, ttfb = 200, "", None
+            relayed: ProviderError | None = None  # the upstream's own error event, passed through as is
             try:
                 pending: list[bytes] = [first] if first else []
                 while True:
@@ -461,7 +462,7 @@ class Gateway:
                         except ProviderError as err:
                             if not passthrough:
                                 raise
-                            events, status, error = [], 502, err.code
+                            events, status, error, relayed = [], 502, err.code, relayed or err
                         if passthrough:
                             out = _rename(chunk, up_model, req.model) if rename else chunk
                         else:
@@ -477,6 +478,11 @@ class Gateway:
                         pending = [await chunks.__anext__()]
                     except StopAsyncIteration:
                         break
+                if relayed is not None:
+                    # The client already holds the upstream's error event: another would end the stream twice.
+                    if att.plan is not None:
+                        gateway._spawn(gateway._after_failure(att.plan, cand, relayed))
+                    return
                 tail = decoder.close()
                 for e in tail:
                     if isinstance(e, (UsageUpdate, StreamEnd)) and e.usage is not None:
