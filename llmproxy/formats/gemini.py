@@ -216,7 +216,9 @@ def _decode_media(p: dict[str, Any], where: str) -> ImagePart:
         blob = norm(p["inlineData"])
         if not isinstance(blob.get("data"), str):
             raise InvalidRequest(f"{where}.inlineData.data must be a base64 string", param=where)
-        return ImagePart(data=blob["data"], media_type=blob.get("mimeType"))
+        # google-genai sends URL-safe base64; the canonical (and every other dialect's) alphabet is standard.
+        data = blob["data"].replace("-", "+").replace("_", "/")
+        return ImagePart(data=data + "=" * (-len(data) % 4), media_type=blob.get("mimeType"))
     fd = norm(p["fileData"])
     if not isinstance(fd.get("fileUri"), str):
         raise InvalidRequest(f"{where}.fileData.fileUri is required", param=where)
