@@ -1,0 +1,233 @@
+"""The raw HTTP/1.1 upstream client against scripted loopback servers."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from llmproxy.errors import ProviderConnectionError, ProviderProtocolError, ProviderTimeout
+from llmproxy.http import HTTPClient, Timeouts, UpstreamRequest
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
+
+
+async def read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    return head, await reader.readexactly(length)
+
+
+class Server:
+    """A loopback server; ``handler(reader, writer, n)`` answers the n-th request of a connection."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.connections = 0
+        self.requests: list[tuple[bytes, bytes]] = []
+        self.server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> Server:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/v1/chat/completions"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        n = 0
+        try:
+            while True:
+                self.requests.append(await read_request(reader))
+                await self.handler(reader, writer, n)
+                n += 1
+                if writer.is_closing():
+                    return
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+def reply(body: bytes, *, status: int = 200, headers: str = "") -> bytes:
+    return f"HTTP/1.1 {status} X\r\ncontent-length: {len(body)}\r\n{headers}\r\n".encode() + body
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[HTTPClient]:
+    c = HTTPClient(timeouts=Timeouts(connect=2, first_byte=2, read=2))
+    yield c
+    await c.close()
+
+
+def post(
+    url: str, body: bytes = b'{"a":1}', *, stream: bool = False, headers: dict[str, str] | None = None
+) -> UpstreamRequest:
+    return UpstreamRequest("POST", url, headers or {"content-type": "application/json"}, body, stream)
+
+
+async def test_http_reuses_one_connection_for_sequential_requests(client: HTTPClient) -> None:
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, n: int) -> None:
+        w.write(reply(b'{"n":%d}' % n, headers="x-upstream: yes\r\n"))
+
+    async with Server(handler) as srv:
+        for i in range(3):
+            res = await client.send(post(srv.url))
+            assert (res.status, await res.read()) == (200, b'{"n":%d}' % i)
+            assert res.headers["X-Upstream"] == "yes" and res.headers.get("x-upstream") == "yes"
+    assert srv.connections == 1
+    head, body = srv.requests[0]
+    assert head.startswith(b"POST /v1/chat/completions HTTP/1.1\r\n") and body == b'{"a":1}'
+    assert b"content-length: 7\r\n" in head and b"content-type: application/json\r\n" in head
+
+
+async def test_http_streams_chunked_bodies_as_they_arrive(client: HTTPClient) -> None:
+    release = asyncio.Event()
+
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, n: int) -> None:
+        w.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n6\r\ndata: \r\n")
+        await w.drain()
+        await release.wait()
+        w.write(b"3\r\nabc\r\n0\r\n\r\n")
+
+    async with Server(handler) as srv:
+        res = await client.send(post(srv.url, stream=True))
+        chunks = res.iter_chunks()
+        assert await chunks.__anext__() == b"data: "
+        release.set()
+        assert [c async for c in chunks] == [b"abc"]
+
+
+async def test_http_decompresses_gzip(client: HTTPClient) -> None:
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, n: int) -> None:
+        w.write(reply(gzip.compress(b'{"ok":true}'), headers="content-encoding: gzip\r\n"))
+
+    async with Server(handler) as srv:
+        res = await client.send(post(srv.url))
+        assert await res.read() == b'{"ok":true}'
+    assert b"accept-encoding: gzip, deflate" in srv.requests[0][0]
+
+
+async def test_http_reads_a_body_delimited_by_the_close(client: HTTPClient) -> None:
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, n: int) -> None:
+        w.write(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nall of it")
+        await w.drain()
+        w.close()
+
+    async with Server(handler) as srv:
+        res = await client.send(post(srv.url))
+        assert await res.read() == b"all of it"
+
+
+async def test_http_retries_once_when_a_kept_alive_connection_was_closed(client: HTTPClient) -> None:
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, n: int) -> None:
+        w.write(reply(b"ok"))
+        await w.drain()
+        w.close()  # keep-alive promised, then dropped: the next request must go on a new connection
+
+    async with Server(handler) as srv:
+        assert await (await client.send(post(srv.url))).read() == b"ok"
+        await asyncio.sleep(0.05)
+        assert await (await client.send(post(srv.url))).read() == b"ok"
+    assert srv.connections == 2
+
+
+async def test_http_times_out_waiting_for_the_head() -> None:
+    client = HTTPClient(timeouts=Timeouts(connect=0.2, first_byte=0.2, read=0.2))
+
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, n: int) -> None:
+        await asyncio.sleep(5)
+
+    async with Server(handler) as srv:
+        with pytest.raises(ProviderTimeout):
+            await client.send(post(srv.url))
+    await client.close()
+
+
+async def test_http_times_out_when_a_stream_goes_silent() -> None:
+    client = HTTPClient(timeouts=Timeouts(connect=1, first_byte=1, read=0.2))
+
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, n: int) -> None:
+        w.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nhi\r\n")
+        await w.drain()
+        await asyncio.sleep(5)
+
+    async with Server(handler) as srv:
+        res = await client.send(post(srv.url, stream=True))
+        chunks = res.iter_chunks()
+        assert await chunks.__anext__() == b"hi"
+        with pytest.raises(ProviderTimeout):
+            await chunks.__anext__()
+    await client.close()
+
+
+async def test_http_reports_a_reply_cut_mid_body(client: HTTPClient) -> None:
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, n: int) -> None:
+        w.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly this")
+        await w.drain()
+        w.close()
+
+    async with Server(handler) as srv:
+        res = await client.send(post(srv.url))
+        with pytest.raises(ProviderConnectionError):
+            await res.read()
+
+
+async def test_http_rejects_malformed_replies(client: HTTPClient) -> None:
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, n: int) -> None:
+        w.write(b"NOT HTTP AT ALL\r\n\r\n")
+
+    async with Server(handler) as srv:
+        with pytest.raises(ProviderProtocolError):
+            await client.send(post(srv.url))
+
+
+async def test_http_refuses_header_injection(client: HTTPClient) -> None:
+    with pytest.raises(ProviderProtocolError):
+        await client.send(post("http://127.0.0.1:9/x", headers={"x-evil": "a\r\nx-injected: 1"}))
+
+
+async def test_http_skips_interim_responses(client: HTTPClient) -> None:
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, n: int) -> None:
+        w.write(b"HTTP/1.1 100 Continue\r\n\r\n" + reply(b"final", status=201))
+
+    async with Server(handler) as srv:
+        res = await client.send(post(srv.url))
+        assert (res.status, await res.read()) == (201, b"final")
+
+
+async def test_http_closing_an_unfinished_stream_drops_its_connection(client: HTTPClient) -> None:
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, n: int) -> None:
+        w.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nhi\r\n")
+        if len(srv.requests) > 1:  # the first reply never ends
+            w.write(b"0\r\n\r\n")
+
+    srv = Server(handler)
+    async with srv:
+        res = await client.send(post(srv.url, stream=True))
+        assert await res.iter_chunks().__anext__() == b"hi"
+        res.close()
+        res2 = await client.send(post(srv.url, stream=True))
+        assert [c async for c in res2.iter_chunks()] == [b"hi"]
+    assert srv.connections == 2
+
+
+async def test_http_refused_connection_is_a_connection_error(client: HTTPClient) -> None:
+    srv = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = srv.sockets[0].getsockname()[1]
+    srv.close()
+    await srv.wait_closed()
+    with pytest.raises(ProviderConnectionError):
+        await client.send(post(f"http://127.0.0.1:{port}/v1"))
