@@ -15,6 +15,7 @@ from typing import Any
 
 #: variant -> (server, what it shows)
 VARIANTS: dict[str, tuple[str, str]] = {
+    "asgi-raw": ("uvicorn", "plain ASGI + llmproxy.http's raw HTTP/1.1 client, uvicorn (uvloop, httptools)"),
     "asgi-aiohttp": ("uvicorn", "plain ASGI + aiohttp, uvicorn (uvloop, httptools)"),
     "asgi-aiohttp-h11": ("uvicorn-h11", "plain ASGI + aiohttp, uvicorn (asyncio loop, h11)"),
     "asgi-aiohttp-granian": ("granian", "plain ASGI + aiohttp, granian"),
@@ -40,6 +41,13 @@ class Client:
     async def post(self, body: bytes) -> tuple[int, bytes]:
         if self.client is None:
             self.client = self._make()
+        if self.kind == "raw":
+            from llmproxy.http import UpstreamRequest
+
+            reply = await self.client.send(
+                UpstreamRequest("POST", UPSTREAM, {"content-type": "application/json"}, body)
+            )
+            return reply.status, await reply.read()
         if self.kind == "aiohttp":
             async with self.client.post(UPSTREAM, data=body, headers={"content-type": "application/json"}) as r:
                 return r.status, await r.read()
@@ -47,6 +55,10 @@ class Client:
         return r.status_code, r.content
 
     def _make(self) -> Any:
+        if self.kind == "raw":
+            from llmproxy.http import HTTPClient
+
+            return HTTPClient()
         if self.kind == "aiohttp":
             import aiohttp
 
@@ -153,7 +165,9 @@ relay_view.csrf_exempt = True  # type: ignore[attr-defined]
 
 
 def build(variant: str) -> Any:
-    transport = {"asgi-httpx": "httpx", "asgi-httpx-aiohttp": "httpx-aiohttp"}.get(variant, "aiohttp")
+    transport = {"asgi-httpx": "httpx", "asgi-httpx-aiohttp": "httpx-aiohttp", "asgi-raw": "raw"}.get(
+        variant, "aiohttp"
+    )
     client = Client(transport)
     if variant.startswith("channels"):
         return channels_app(client, lean="lean" in variant)

@@ -134,6 +134,22 @@ def choices(s: dict[str, Any]) -> list[str]:
     return out
 
 
+def profiles(results: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    names = {"A": "A (non-stream passthrough, 64 connections)", "C": "C (streams of 50 chunks, 8 connections)"}
+    for key, prof in results.get("profiles", {}).items():
+        if not prof:
+            continue
+        out += ["", f"py-spy profile of {names.get(key, key)}, {prof['samples']:,} samples of the GIL holder:", "",
+                "| self time by package | % | | project function (inclusive) | % |", "| --- | --- | --- | --- | --- |"]  # fmt: skip
+        pk, own = prof["self_by_package"], prof["own_inclusive"]
+        for i in range(max(len(pk), len(own))):
+            a = pk[i] if i < len(pk) else ("", "")
+            b = own[i] if i < len(own) else ("", "")
+            out.append(f"| {a[0]} | {a[1]} | | `{b[0]}` | {b[1]} |" if b[0] else f"| {a[0]} | {a[1]} | | | |")
+    return out
+
+
 def render(results: dict[str, Any]) -> str:
     m = results.get("machine", {})
     s = results.get("scenarios", {})
@@ -150,6 +166,7 @@ def render(results: dict[str, Any]) -> str:
         "",
         *main_table(s),
         *choices(s),
+        *profiles(results),
         "",
         "One line per scenario, as printed:",
         "",

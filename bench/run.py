@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from . import micro, report
+from . import micro, profile, report
 from .fixtures import OPENAI_MODELS
 from .load import LoadResult, ensure_wrk, wrk
 from .procs import PY, ROOT, VAR, Proc, bench_env, free_port, wait_ok, wait_port
@@ -107,6 +107,7 @@ class Bench:
         shutil.rmtree(VAR, ignore_errors=True)
         VAR.mkdir(parents=True)
         ensure_wrk()
+        ensure_python_tools()
         env = bench_env()
         subprocess.run([PY, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
         self.up_port = free_port()
@@ -166,14 +167,31 @@ class Bench:
             result["cpu_us_per_stream"] = round((proc.cpu_seconds() - cpu0) / result["streams"] * 1e6, 1)
         return result
 
+    def profiled(self, key: str, proc: Proc, load: Callable[[float], object], seconds: float = 6.0) -> None:
+        """Sample ``proc`` with py-spy while ``load(seconds + 2)`` keeps it busy (after the measured run)."""
+        if self.quick or profile.py_spy() is None:
+            return
+        import threading
+
+        worker = threading.Thread(target=load, args=(seconds + 2,))
+        worker.start()
+        time.sleep(1.0)
+        raw = VAR / f"profile-{key}.txt"
+        ok = profile.record(proc.pid, seconds, raw, self.load_cpus)
+        worker.join()
+        if ok:
+            self.results.setdefault("profiles", {})[key] = profile.summarise(raw)
+            self.save()
+
     def line(self, key: str, text: str, data: dict[str, Any]) -> None:
         now = time.monotonic()
-        data["elapsed_s"] = round(now - self._mark, 1)
-        data["load_avg"] = round(os.getloadavg()[0], 2)
+        timing = {"seconds": round(now - self._mark, 1), "load_avg": round(os.getloadavg()[0], 2)}
         self._mark = now
         self.results["scenarios"][key] = data
+        self.results.setdefault("timing", {})[key] = timing
+        text += f" [{timing['seconds']:.0f} s, load {timing['load_avg']:.1f}]"
         self.results["lines"][key] = text
-        print(f"{key}: {text} [{data['elapsed_s']:.0f} s, load {data['load_avg']:.1f}]", flush=True)
+        print(f"{key}: {text}", flush=True)
         self.save()
 
     def save(self) -> None:
@@ -205,6 +223,7 @@ class Bench:
                        f"direct {direct.rps:,.0f} req/s (p50 {direct.p50_ms:.2f}, p99 {direct.p99_ms:.2f}); "
                        f"ratio {ratio:.2f}; errors {gw.errors + gw.non_2xx} (target >= 3,000 req/s)",
                   {"gateway": gw.as_dict(), "direct": direct.as_dict(), "ratio": round(ratio, 3)})  # fmt: skip
+        self.profiled("A", proc, lambda secs: self.wrk_gateway(port, 64, secs))
 
     def scenario_B(self, port: int, proc: Proc) -> None:
         direct = self.wrk_direct(1, self.secs(4))
@@ -245,6 +264,9 @@ class Bench:
             out[kind] = {"s50": s50, "s1": s1, "cpu_us_per_chunk": round(cpu_chunk, 1),
                          "cpu_us_per_stream": g50.get("cpu_us_per_stream", 0), "added_ttfb_ms": round(add_ttfb, 3), "added_total_ms": round(add_total, 3),
                          "per_chunk_us": round(per_chunk_us, 1)}  # fmt: skip
+        model = "bench-claude-50" if self.anthropic else "bench-stream-50"
+        self.profiled("C", proc, lambda secs: self.streams(port, CHAT_PATH, chat_body(model, stream=True), conns=8,
+                                                           seconds=secs, headers=self.auth))  # fmt: skip
         codec = micro.codec_chunk_cost() if self.anthropic else {}
         out["codec"] = codec
         parts = []
@@ -416,6 +438,17 @@ class Bench:
         self.results["seconds"] = round(time.monotonic() - started, 1)
         self.save()
         print(f"bench: done in {self.results['seconds']:.0f} s", flush=True)
+
+
+def ensure_python_tools() -> None:
+    """granian (scenario S) and py-spy (profiles) into this venv, from the bench's own step only."""
+    import importlib.util
+
+    missing = [pkg for pkg, ok in (("granian", importlib.util.find_spec("granian") is not None),
+                                   ("py-spy", profile.py_spy() is not None)) if not ok]  # fmt: skip
+    if missing:
+        print(f"bench: installing {', '.join(missing)} into {sys.prefix}", flush=True)
+        subprocess.run([PY, "-m", "pip", "install", "-q", *missing], check=False)
 
 
 def proc_rss(pid: int) -> float:
