@@ -121,7 +121,11 @@ class HTTPClient:
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self._limit, limit_per_host=0, ttl_dns_cache=300)
+            # A context made now (not aiohttp's import-time one) so both transports trust the
+            # same CAs, SSL_CERT_FILE / SSL_CERT_DIR included.
+            connector = aiohttp.TCPConnector(
+                limit=self._limit, limit_per_host=0, ttl_dns_cache=300, ssl=ssl.create_default_context()
+            )
             # No cookie jar: upstream cookies must not leak between credentials and users, and
             # filtering a jar on every request is measurable work for nothing.
             self._session = aiohttp.ClientSession(
