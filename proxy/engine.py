@@ -28,7 +28,7 @@ from llmproxy.http import HTTPClient
 from llmproxy.runtime import Runtime
 from llmproxy.usage import UsageEvent
 
-from . import metrics
+from . import live, metrics
 from .resilience import make_state_store, request_refresh
 from .runtime import build_runtime, current_version
 from .usage import UsageWriter
@@ -62,6 +62,7 @@ class Engine:
     def _on_usage(self, event: UsageEvent) -> None:
         self.writer.add(event)
         metrics.observe(event)
+        live.publish(event)
 
     async def run_db(self, fn: Callable[[], _T]) -> _T:
         """Run blocking database work on the engine's database thread."""
