@@ -3,21 +3,35 @@
 Secrets are write-only: forms never render a stored secret (blank keeps it), and every
 list and page shows them masked. Providers managed by config.yaml can be edited here,
 but the next import of the file replaces what the file sets.
+
+Credentials show their routing state (last health probe, live cooldowns from the shared
+state store, see ``proxy.health.credential_states``), and staff can end cooldowns from
+the credential list, a credential's page or a provider's page.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import Count, QuerySet
-from django.http import HttpRequest, HttpResponse
-from django.utils.html import format_html_join
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Q, QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.template.loader import render_to_string
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.safestring import SafeString, mark_safe
+from django.utils.timesince import timesince
 
 from accounts.admin import StaffAccess
 
 from .crypto import mask
+from .dashboard import safe_credential_states
+from .health import CredentialState
 from .models import (
     ConfigImport,
     ConfigVersion,
@@ -28,7 +42,10 @@ from .models import (
     UsageDaily,
     UsageRecord,
 )
+from .resilience import clear_cooldowns, shares_state
 from .services import is_sensitive, masked_mapping
+
+log = logging.getLogger("llmproxy.admin")
 
 SECRET_FIELDS = ("api_key", "access_token", "refresh_token")
 
@@ -127,6 +144,68 @@ def masked_secret(obj: Credential) -> str:
     return mask(obj.api_key or obj.access_token or obj.refresh_token) or "—"
 
 
+def state_table(states: list[CredentialState], *, show_provider: bool = False, error: str = "") -> SafeString:
+    """Credentials' probe and cooldowns as a table; its clear buttons submit the page's "llp-clear" form."""
+    context = {"states": states, "show_provider": show_provider, "state_error": error, "shares_state": shares_state()}
+    return render_to_string("admin/llmproxy/credential_states.html", context)
+
+
+class _States:
+    """The credentials' state, read once per page (one scan of the store, not one per row)."""
+
+    def __init__(self) -> None:
+        self._by_id: dict[int, CredentialState] | None = None
+
+    def get(self, pk: int) -> CredentialState | None:
+        if self._by_id is None:
+            self._by_id = {s.credential_id: s for s in safe_credential_states()[0]}
+        return self._by_id.get(pk)
+
+
+def _state_columns(states: _States) -> tuple[Callable[[Credential], str], ...]:
+    """Changelist columns over one page's ``_States``."""
+
+    @admin.display(description="state")
+    def state(obj: Credential) -> str:
+        s = states.get(obj.pk)
+        if s is None:
+            return "—"
+        return format_html('<span class="llp-state llp-{}" title="{}">{}</span>', s.status, s.error, s.status)
+
+    @admin.display(description="last probe")
+    def probe(obj: Credential) -> str:
+        s = states.get(obj.pk)
+        if s is None or s.checked_at is None:
+            return "never"
+        latency = f", {s.latency_ms} ms" if s.latency_ms is not None else ""
+        return f"{s.health}{latency}, {timesince(s.checked_at)} ago"
+
+    @admin.display(description="cooldowns")
+    def cooldowns(obj: Credential) -> str:
+        s = states.get(obj.pk)
+        if s is None or not s.cooldowns:
+            return "—"
+        rows = ((cd.model or "all models", cd.reason, cd.failures,
+                 "half-open" if cd.half_open else f"{cd.seconds_left:.0f} s left") for cd in s.cooldowns)  # fmt: skip
+        return format_html_join(mark_safe("<br>"), "{}: {}, failures {}, {}", rows)
+
+    return state, probe, cooldowns
+
+
+def _clear_requested(post: Any) -> int:
+    """End the cooldowns a clear button asked for: ``all``, ``provider`` ids or ``credential`` ids."""
+    if post.get("all"):
+        return clear_cooldowns()
+    ids = [int(v) for v in post.getlist("credential") if v.isdigit()]
+    providers = [int(v) for v in post.getlist("provider") if v.isdigit()]
+    chosen = Credential.objects.filter(Q(pk__in=ids) | Q(provider_id__in=providers)).values_list("pk", flat=True)
+    return sum(clear_cooldowns(pk) for pk in chosen)
+
+
+def _ended(n: int) -> str:
+    return f"Ended {n} cooldown{'s' if n != 1 else ''}."
+
+
 class CredentialInline(StaffAccess, admin.TabularInline):  # type: ignore[type-arg]
     model = Credential
     form = CredentialForm
@@ -153,14 +232,23 @@ class ProviderAdmin(StaffAccess, admin.ModelAdmin):  # type: ignore[type-arg]
                     "updated_at")  # fmt: skip
     list_filter = ("type", "enabled", "auth_type", "from_config")
     search_fields = ("name", "base_url")
-    readonly_fields = ("from_config", "created_at", "updated_at")
     fieldsets = (
         (None, {"fields": ("name", "type", "enabled", "base_url", "auth_type")}),
         ("Routing", {"fields": ("priority", "weight", "cooldown_seconds", "rpm", "tpm")}),
         ("Advanced", {"fields": ("headers", "options"), "classes": ("collapse",)}),
         ("Origin", {"fields": ("from_config", "created_at", "updated_at")}),
     )
+    readonly_fields = ("from_config", "created_at", "updated_at", "credential_state")
     inlines = (CredentialInline, ModelRouteInline)
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        fieldsets = super().get_fieldsets(request, obj)
+        return fieldsets if obj is None else (*fieldsets, ("Credential state", {"fields": ("credential_state",)}))
+
+    @admin.display(description="credentials")
+    def credential_state(self, obj: Provider) -> SafeString:
+        states, error = safe_credential_states()
+        return state_table([s for s in states if s.provider == obj.name], error=error)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Provider]:
         return (
@@ -187,11 +275,12 @@ class ProviderAdmin(StaffAccess, admin.ModelAdmin):  # type: ignore[type-arg]
 @admin.register(Credential)
 class CredentialAdmin(StaffAccess, admin.ModelAdmin):  # type: ignore[type-arg]
     form = CredentialForm
-    list_display = ("__str__", "provider", "name", "enabled", "weight", "secret", "file", "expires_at", "health_state")
+    list_display = ("__str__", "provider", "name", "enabled", "weight", "secret", "file", "expires_at")
     list_filter = ("enabled", "provider__type", "provider")
     search_fields = ("name", "provider__name", "file")
-    list_select_related = ("provider", "health")
-    readonly_fields = ("extra_masked", "created_at", "updated_at")
+    list_select_related = ("provider",)
+    readonly_fields = ("state_detail", "extra_masked", "created_at", "updated_at")
+    actions = ("clear_selected_cooldowns",)
     fieldsets = (
         (None, {"fields": ("provider", "name", "enabled", "weight")}),
         ("Secrets", {"fields": ("api_key", "access_token", "refresh_token", "clear_secrets", "expires_at", "file")}),
@@ -206,12 +295,41 @@ class CredentialAdmin(StaffAccess, admin.ModelAdmin):  # type: ignore[type-arg]
     def extra_masked(self, obj: Credential) -> str:
         return str(masked_mapping(obj.extra or {}))
 
-    @admin.display(description="health")
-    def health_state(self, obj: Credential) -> str:
+    def get_list_display(self, request: HttpRequest) -> Any:
+        return (*super().get_list_display(request), *_state_columns(_States()))
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        fieldsets = super().get_fieldsets(request, obj)
+        return fieldsets if obj is None else (("State", {"fields": ("state_detail",)}), *fieldsets)
+
+    @admin.display(description="state")
+    def state_detail(self, obj: Credential) -> SafeString:
+        states, error = safe_credential_states()
+        return state_table([s for s in states if s.credential_id == obj.pk], error=error)
+
+    def get_urls(self) -> list[URLPattern]:
+        view = self.admin_site.admin_view(self.clear_cooldowns_view)
+        return [path("clear-cooldowns/", view, name="proxy_credential_clear_cooldowns"), *super().get_urls()]
+
+    def clear_cooldowns_view(self, request: HttpRequest) -> HttpResponse:
+        """POST ``all=1``, ``provider=<id>`` or ``credential=<id>``; back to ``next``."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_change_permission(request):
+            raise PermissionDenied
         try:
-            return str(obj.health.state)  # type: ignore[attr-defined]
-        except HealthStatus.DoesNotExist:
-            return "unknown"
+            messages.success(request, _ended(_clear_requested(request.POST)))
+        except Exception as exc:  # the shared store is down: say so instead of a 500
+            log.warning("clearing cooldowns failed: %s", exc)
+            messages.error(request, f"Could not clear cooldowns: {type(exc).__name__}: {exc}")
+        target = request.POST.get("next", "")
+        if not url_has_allowed_host_and_scheme(target, {request.get_host()}, require_https=request.is_secure()):
+            target = reverse("admin:proxy_credential_changelist")
+        return HttpResponseRedirect(target)
+
+    @admin.action(description="Clear cooldowns of the selected credentials")
+    def clear_selected_cooldowns(self, request: HttpRequest, queryset: QuerySet[Credential]) -> None:
+        messages.success(request, _ended(sum(clear_cooldowns(pk) for pk in queryset.values_list("pk", flat=True))))
 
 
 @admin.register(ModelRoute)

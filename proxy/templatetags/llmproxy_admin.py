@@ -1,0 +1,23 @@
+"""The admin index's dashboard, rendered by a tag as the admin's own index renders its action log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import template
+
+from proxy import dashboard, live
+
+register = template.Library()
+
+
+@register.inclusion_tag("admin/llmproxy/dashboard.html", takes_context=True)
+def llmproxy_dashboard(context: template.Context) -> dict[str, Any]:
+    """The dashboard for the window in ``?window=`` (24h, 7d or 30d)."""
+    request = context["request"]
+    return {
+        "board": dashboard.build(request.GET.get("window", "")),
+        "request": request,
+        "csrf_token": context.get("csrf_token"),
+        "live_path": live.PATH,
+    }
