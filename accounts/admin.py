@@ -129,7 +129,7 @@ class UserAdmin(StaffAccess, DjangoUserAdmin):  # type: ignore[type-arg]
 
     @admin.display(description="keys")
     def n_keys(self, obj: User) -> int:
-        return obj.api_keys.count()  # type: ignore[attr-defined, no-any-return]
+        return obj.api_keys.count()
 
     def _guards_superuser(self, request: HttpRequest, obj: Any) -> bool:
         """Only a superuser may change or delete a superuser (else staff could take one over)."""

@@ -8,6 +8,7 @@ psycopg 3) and REDIS_URL (cache, channel layer, shared state, Celery broker).
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import dj_database_url
 
@@ -110,7 +111,7 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "static"
 
-LLMPROXY = {
+LLMPROXY: dict[str, Any] = {
     "CONFIG": os.environ.get("LLMPROXY_CONFIG") or None,
     "AUTH_DIR": os.environ.get("LLMPROXY_AUTH_DIR", "auths"),
     "MAX_BODY_BYTES": int(os.environ.get("LLMPROXY_MAX_BODY_BYTES", str(10 * 1024 * 1024))),

@@ -251,11 +251,8 @@ class ProviderAdmin(StaffAccess, admin.ModelAdmin):  # type: ignore[type-arg]
         return state_table([s for s in states if s.provider == obj.name], error=error)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Provider]:
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(_credentials=Count("credentials", distinct=True), _routes=Count("routes", distinct=True))
-        )
+        qs: QuerySet[Provider] = super().get_queryset(request)
+        return qs.annotate(_credentials=Count("credentials", distinct=True), _routes=Count("routes", distinct=True))
 
     @admin.display(description="credentials", ordering="_credentials")
     def n_credentials(self, obj: Any) -> int:

@@ -11,7 +11,7 @@ log = logging.getLogger("llmproxy.serve")
 
 
 def server_address() -> tuple[str, int]:
-    path = settings.LLMPROXY.get("CONFIG")
+    path = str(settings.LLMPROXY.get("CONFIG") or "")
     if path and os.path.exists(path):
         from llmproxy.config import ConfigError, load
 

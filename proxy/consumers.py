@@ -37,7 +37,7 @@ def client_key(headers: dict[str, str], query: dict[str, list[str]]) -> str | No
     return keys[0] if keys else None
 
 
-class LLMConsumer(AsyncConsumer):
+class LLMConsumer(AsyncConsumer):  # type: ignore[misc]  # channels ships no types
     """One HTTP request on an LLM route. ``ingress``/``endpoint`` come from the route."""
 
     channel_layer_alias = "__none__"  # no channel layer: nothing to subscribe to

@@ -237,7 +237,7 @@ def _hourly(w: Window) -> dict[datetime, Totals]:
     out: dict[datetime, Totals] = {}
     for row in values:
         t = Totals()
-        t.add(row)
+        t.add(dict(row))
         out[row["hour"].astimezone(UTC)] = t
     return out
 

@@ -188,7 +188,7 @@ def rollup_day(day: date) -> int:
         row.errors += g["n_errors"]
         row.cost_usd = (row.cost_usd + Decimal(g["cost"] or 0)).quantize(_COST_PLACES)
         for f in _SUMS:
-            setattr(row, f, getattr(row, f) + (g[f"sum_{f}"] or 0))
+            setattr(row, f, getattr(row, f) + (g[f"sum_{f}"] or 0))  # type: ignore[literal-required]
     with transaction.atomic():
         existing = UsageDaily.objects.filter(day=day).values_list("id", "user_id", "key_id", "model", "provider")
         stale = [pk for pk, *dims in existing if tuple(dims) not in rows]

@@ -158,7 +158,7 @@ def _label(rows: list[dict[str, Any]], dims: list[str]) -> None:
         keys = {k["pk"]: k for k in ApiKey.objects.filter(pk__in=ids).values("pk", "prefix", "name")}
         for r in rows:
             kid = r.pop("key")
-            info = keys.get(kid, {})
+            info: dict[str, Any] = dict(keys.get(kid, {}))
             r["key_id"], r["key_prefix"], r["key_name"] = kid, info.get("prefix"), info.get("name")
 
 
