@@ -30,7 +30,7 @@ lint: install
 	$(BIN)/ruff check .
 
 typecheck: install
-	$(BIN)/mypy llmproxy
+	$(BIN)/mypy llmproxy proxy accounts llmproxy_site
 
 check: lint typecheck test
 
