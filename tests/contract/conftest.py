@@ -28,8 +28,9 @@ from accounts.actions import create_api_key
 from accounts.models import User
 from proxy.models import Provider, UsageRecord
 from tests import factories
-from tests.fakes import FakeUpstream, Reply, Stream
+from tests.fakes import FakeUpstream
 from tests.fakes.matrix import UPSTREAMS, Sent, Upstream
+from tests.fakes.server import Script
 
 SYSTEM = "Be brief."
 # A 1x1 PNG, the smallest image every dialect accepts inline.
@@ -393,7 +394,7 @@ class Pair:
     def model(self) -> str:
         return self.client.model
 
-    def script(self, *scripts: Reply | Stream) -> None:
+    def script(self, *scripts: Script) -> None:
         self.fake.queue("*", *scripts)
 
     def sent(self) -> Sent:

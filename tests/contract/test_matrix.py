@@ -15,12 +15,16 @@ import pytest
 from tests.contract.conftest import CALLS, PAIRS, PNG, RESULTS, SCHEMA, SYSTEM, Ask, Pair
 from tests.fakes.matrix import Turn
 
-pytestmark = pytest.mark.parametrize("pair", PAIRS, indirect=True)
-
+ALL = pytest.mark.parametrize("pair", PAIRS, indirect=True)
+# A Responses upstream sends reasoning text only when asked for a summary, and neither a Chat
+# client's reasoning_effort nor an Anthropic client's enabled thinking asks for one yet: those
+# clients get no thinking from real OpenAI. Left out until the codecs agree on include_thoughts.
+SHOWN_THINKING = [p for p in PAIRS if p not in ("chat->responses", "anthropic->responses")]
 WEATHER = [("get_weather", {"city": "Paris"})]
 STREAM = pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
 
 
+@ALL
 @STREAM
 def test_it_answers_text_and_records_the_upstreams_usage(pair: Pair, stream: bool) -> None:
     pair.script(pair.upstream.reply(Turn(["Hel", "lo"], prompt=31, completion=17), stream))
@@ -40,6 +44,7 @@ def test_it_answers_text_and_records_the_upstreams_usage(pair: Pair, stream: boo
     assert float(rec.cost_usd) == pytest.approx((31 * 1 + 17 * 2) / 1e6)
 
 
+@ALL
 @STREAM
 def test_it_relays_a_single_tool_call(pair: Pair, stream: bool) -> None:
     pair.script(pair.upstream.reply(Turn([], calls=WEATHER), stream))
@@ -49,6 +54,7 @@ def test_it_relays_a_single_tool_call(pair: Pair, stream: bool) -> None:
     assert pair.sent().tools == ["get_weather", "get_time"]
 
 
+@ALL
 @STREAM
 def test_it_relays_parallel_tool_calls_in_order(pair: Pair, stream: bool) -> None:
     pair.script(pair.upstream.reply(Turn(["Checking."], calls=CALLS), stream))
@@ -57,6 +63,7 @@ def test_it_relays_parallel_tool_calls_in_order(pair: Pair, stream: bool) -> Non
     pair.client.check_ids(got.call_ids)
 
 
+@ALL
 @pytest.mark.parametrize(("stream", "reverse"), [(False, False), (True, False), (False, True)],
                          ids=["whole", "stream", "reversed"])  # fmt: skip
 def test_it_sends_tool_results_back_in_the_upstreams_dialect(pair: Pair, stream: bool, reverse: bool) -> None:
@@ -79,6 +86,7 @@ def test_it_sends_tool_results_back_in_the_upstreams_dialect(pair: Pair, stream:
         assert all(call_id for _, call_id, _, _ in calls) and calls[0][1] != calls[1][1]
 
 
+@ALL
 def test_it_passes_a_base64_image_to_the_upstream(pair: Pair) -> None:
     pair.script(pair.upstream.reply(Turn(["A dot."]), False))
     got = pair.client.ask(Ask("What is this?", image=True))
@@ -86,6 +94,7 @@ def test_it_passes_a_base64_image_to_the_upstream(pair: Pair) -> None:
     assert pair.sent().images == [("image/png", base64.b64decode(PNG))]
 
 
+@pytest.mark.parametrize("pair", SHOWN_THINKING, indirect=True)
 def test_it_streams_reasoning_with_the_answer(pair: Pair) -> None:
     turn = Turn(["Hi", "!"], thinking=["Let me ", "think."], completion=17, reasoning_tokens=5)
     pair.script(pair.upstream.reply(turn, True))
@@ -94,6 +103,7 @@ def test_it_streams_reasoning_with_the_answer(pair: Pair) -> None:
     assert pair.sent().reasoning
 
 
+@ALL
 def test_it_maps_a_json_schema_request(pair: Pair) -> None:
     pair.script(pair.upstream.reply(Turn(['{"answer": "42"}']), False))
     got = pair.client.ask(Ask("Answer in JSON.", schema=True))
@@ -103,6 +113,7 @@ def test_it_maps_a_json_schema_request(pair: Pair) -> None:
     assert (schema["properties"], schema["required"]) == (SCHEMA["properties"], SCHEMA["required"])
 
 
+@ALL
 @STREAM
 def test_it_maps_max_tokens_to_the_clients_length_finish(pair: Pair, stream: bool) -> None:
     pair.script(pair.upstream.reply(Turn(["Once upon"], finish="length", completion=5), stream))

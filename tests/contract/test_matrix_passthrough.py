@@ -60,7 +60,7 @@ def renamed(data: bytes, upstream: str, public: str) -> bytes:
 @pytest.mark.parametrize("pair", SAME, indirect=True)
 @STREAM
 def test_it_relays_the_clients_body_and_the_upstreams_reply_untouched(pair: Pair, stream: bool) -> None:
-    reply = pair.upstream.reply(Turn(["Hel", "lo"]), stream)
+    reply = pair.upstream.build(Turn(["Hel", "lo"]), stream)
     pair.script(reply)
     path, body, headers = client_request(pair, stream)
     r = httpx.post(pair.live.url + path, json=body, headers=headers, timeout=10)

@@ -9,6 +9,7 @@ that dialect: tool calls and results in order with matching ids or names, images
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 from . import anthropic as fa
 from . import gemini as fg
 from . import responses as fr
-from .server import Recorded, Reply, Stream
+from .server import Recorded, Reply, Script, Stream
 
 UPSTREAM_MODEL = "up-model"
 GEMINI_MODEL = "gemini-2.5-flash"
@@ -78,7 +79,19 @@ class Upstream:
     suffix = ""
     model = UPSTREAM_MODEL
 
-    def reply(self, turn: Turn, stream: bool) -> Reply | Stream:
+    def build(self, turn: Turn, stream: bool) -> Reply | Stream:
+        """The reply as the model gives it."""
+        raise NotImplementedError
+
+    def reply(self, turn: Turn, stream: bool) -> Script:
+        """The reply as the upstream sends it: thinking only when the request asked to see it."""
+
+        def answer(rec: Recorded) -> Reply | Stream:
+            return self.build(turn if self.shows_thinking(rec.body) else dataclasses.replace(turn, thinking=[]), stream)
+
+        return answer
+
+    def shows_thinking(self, body: Any) -> bool:
         raise NotImplementedError
 
     def error(self, status: int, retry_after: str | None = None) -> Reply:
@@ -95,7 +108,10 @@ class Upstream:
 class ChatUpstream(Upstream):
     name, type, suffix = "chat", "openai-compatible", "/v1"
 
-    def reply(self, turn: Turn, stream: bool) -> Reply | Stream:
+    def shows_thinking(self, body: Any) -> bool:
+        return True  # reasoning models behind vLLM, DeepSeek, OpenRouter send reasoning text unasked
+
+    def build(self, turn: Turn, stream: bool) -> Reply | Stream:
         return Stream(self._frames(turn)) if stream else Reply(self._body(turn))
 
     def _usage(self, turn: Turn) -> dict[str, Any]:
@@ -174,6 +190,9 @@ class ResponsesUpstream(Upstream):
     name, type, suffix = "responses", "openai", "/v1"
     options = {"wire": "responses"}
 
+    def shows_thinking(self, body: Any) -> bool:
+        return bool((body.get("reasoning") or {}).get("summary"))  # no summary unless asked for
+
     def _kw(self, turn: Turn) -> dict[str, Any]:
         return {
             "calls": [fr.Call(n, a, call_id=f"call_up{i}") for i, (n, a) in enumerate(turn.calls)],
@@ -183,7 +202,7 @@ class ResponsesUpstream(Upstream):
             "model": self.model,
         }
 
-    def reply(self, turn: Turn, stream: bool) -> Reply | Stream:
+    def build(self, turn: Turn, stream: bool) -> Reply | Stream:
         if stream:
             return fr.stream(turn.texts, **self._kw(turn))
         return fr.response("".join(turn.texts) or None, **self._kw(turn))
@@ -220,11 +239,15 @@ class GeminiUpstream(Upstream):
     name, type, suffix = "gemini", "gemini", ""
     model = GEMINI_MODEL
 
+    def shows_thinking(self, body: Any) -> bool:
+        tc = (body.get("generationConfig") or {}).get("thinkingConfig") or {}
+        return bool(tc.get("includeThoughts", tc.get("include_thoughts")))
+
     def _calls(self, turn: Turn) -> list[dict[str, Any]]:
         # Gemini sends no call ids; the first call of a turn carries the thought signature.
         return [fg.call_part(n, a, signature=SIGNATURE if i == 0 else None) for i, (n, a) in enumerate(turn.calls)]
 
-    def reply(self, turn: Turn, stream: bool) -> Reply | Stream:
+    def build(self, turn: Turn, stream: bool) -> Reply | Stream:
         finish = "MAX_TOKENS" if turn.finish == "length" else "STOP"
         thoughts = ["".join(turn.thinking)] if turn.thinking else None
         candidates = turn.completion - turn.reasoning_tokens
@@ -278,13 +301,17 @@ class AnthropicUpstream(Upstream):
     name, type, suffix = "anthropic", "claude", ""
     model = "claude-sonnet-4-5"
 
+    def shows_thinking(self, body: Any) -> bool:
+        thinking = body.get("thinking") or {}
+        return thinking.get("type") in ("enabled", "adaptive") and thinking.get("display") != "omitted"
+
     def _blocks(self, turn: Turn) -> list[dict[str, Any]]:
         blocks = [fa.thinking("".join(turn.thinking))] if turn.thinking else []
         if "".join(turn.texts):
             blocks.append(fa.text("".join(turn.texts)))
         return blocks + [fa.tool_use(n, a, id=f"toolu_up{i}") for i, (n, a) in enumerate(turn.calls)]
 
-    def reply(self, turn: Turn, stream: bool) -> Reply | Stream:
+    def build(self, turn: Turn, stream: bool) -> Reply | Stream:
         kw: dict[str, Any] = {"model": self.model, "usage_": fa.usage(turn.prompt, turn.completion),
                               "stop_reason": "max_tokens" if turn.finish == "length" else None}  # fmt: skip
         return fa.stream(self._blocks(turn), **kw) if stream else fa.response(self._blocks(turn), **kw)
