@@ -4,6 +4,7 @@ Each ``Upstream`` turns a dialect-neutral ``Turn`` (what the model says) into th
 stream that dialect's server sends, builds its error replies and broken streams, and reads
 back what the proxy sent it (``Sent``), so a test can assert the request arrived correct in
 that dialect: tool calls and results in order with matching ids or names, images, limits.
+Like the real servers, the fakes send reasoning text only when the request asks to see it.
 """
 
 from __future__ import annotations
@@ -102,6 +103,8 @@ class Upstream:
         raise NotImplementedError
 
     def sent(self, rec: Recorded) -> Sent:
+        """The request read in this dialect; asserts the rules the real API answers 400 for
+        (tool results pair with earlier calls, required fields, non-empty blocks)."""
         raise NotImplementedError
 
 
@@ -172,7 +175,8 @@ class ChatUpstream(Upstream):
             for c in m.get("tool_calls") or []:
                 fn = c["function"]
                 history.append(("call", c["id"], fn["name"], json.loads(fn["arguments"])))
-            if m["role"] == "tool":
+            if m["role"] == "tool":  # the API's rule: a tool message answers a call made before it
+                assert m["tool_call_id"] in {h[1] for h in history if h[0] == "call"}, m
                 history.append(("result", m["tool_call_id"], None, m["content"]))
             if isinstance(m.get("content"), list):
                 images += [_data_url(p["image_url"]["url"]) for p in m["content"] if p.get("type") == "image_url"]
@@ -223,6 +227,7 @@ class ResponsesUpstream(Upstream):
             if kind == "function_call":
                 history.append(("call", item["call_id"], item["name"], json.loads(item["arguments"])))
             elif kind == "function_call_output":
+                assert item["call_id"] in {h[1] for h in history if h[0] == "call"}, item
                 history.append(("result", item["call_id"], None, item["output"]))
             elif kind == "message" and isinstance(item.get("content"), list):
                 images += [_data_url(p["image_url"]) for p in item["content"] if p.get("type") == "input_image"]
@@ -272,7 +277,12 @@ class GeminiUpstream(Upstream):
         b = rec.body
         history: list[tuple[str, str | None, str | None, Any]] = []
         images: list[tuple[str, bytes]] = []
+        calls = 0
         for content in b["contents"]:
+            kinds = [next(iter(k for k in p if k != "thoughtSignature"), "") for p in content["parts"]]
+            if calls:  # the API's rule: one user turn answers every call of the model turn before it
+                assert content.get("role") == "user" and kinds == ["functionResponse"] * calls, kinds
+            calls = kinds.count("functionCall") if content.get("role") == "model" else 0
             for p in content["parts"]:
                 if "functionCall" in p:
                     fc = p["functionCall"]
@@ -329,6 +339,10 @@ class AnthropicUpstream(Upstream):
         history: list[tuple[str, str | None, str | None, Any]] = []
         images: list[tuple[str, bytes]] = []
         after_calls = False
+        assert isinstance(b.get("max_tokens"), int), "max_tokens is required"
+        thinking = b.get("thinking") or {}
+        if thinking.get("type") == "enabled":
+            assert 1024 <= thinking["budget_tokens"] < b["max_tokens"], (thinking, b["max_tokens"])
         for m in b["messages"]:
             blocks = [{"type": "text", "text": m["content"]}] if isinstance(m["content"], str) else m["content"]
             kinds = [bl["type"] for bl in blocks]
@@ -336,6 +350,7 @@ class AnthropicUpstream(Upstream):
                 assert m["role"] == "user" and kinds[0] == "tool_result", kinds
             after_calls = "tool_use" in kinds
             for bl in blocks:
+                assert bl["type"] != "text" or bl["text"], "text content blocks must be non-empty"
                 if bl["type"] == "tool_use":
                     history.append(("call", bl["id"], bl["name"], bl["input"]))
                 elif bl["type"] == "tool_result":
