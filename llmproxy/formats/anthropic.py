@@ -360,8 +360,9 @@ def _decode_reasoning(thinking: Any, output_config: dict[str, Any]) -> Reasoning
         reasoning = Reasoning(effort=effort or "medium")
     else:
         raise InvalidRequest("thinking.type: Input should be 'enabled', 'adaptive' or 'disabled'", param="thinking")
-    if thinking.get("display") == "omitted":
-        reasoning.include_thoughts = False
+    # Anthropic shows thinking unless told to omit it: say so, so that an upstream where
+    # showing is opt-in (Responses' reasoning.summary) shows it too.
+    reasoning.include_thoughts = thinking.get("display") != "omitted"
     return reasoning
 
 

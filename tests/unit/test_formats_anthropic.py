@@ -343,7 +343,8 @@ def test_anthropic_decodes_system_thinking_and_sampling_fields() -> None:
     assert (req.stop, req.temperature, req.top_k, req.stream, req.user) == (["END"], 1.0, 5, True, "sess-1")
     assert req.metadata == {"user_id": "sess-1"} and req.extra == {"service_tier": "auto"}
     assert req.reasoning == Reasoning(effort="none")
-    assert A.decode_request(body(user("x"), thinking={"type": "adaptive"})).reasoning == Reasoning(effort="medium")
+    adaptive = A.decode_request(body(user("x"), thinking={"type": "adaptive"})).reasoning
+    assert adaptive == Reasoning(effort="medium", include_thoughts=True)
     assert A.decode_request(body(user("x"), output_config={"effort": "low"})).reasoning == Reasoning(effort="low")
     assert A.decode_request(body(user("x"), tool_choice={"type": "any"})).tool_choice == ToolChoice("required")
     assert A.decode_request(body(user("x"), tool_choice={"type": "none"})).tool_choice == ToolChoice("none")
@@ -954,7 +955,7 @@ def test_anthropic_decodes_what_the_sdk_sends(fake: FakeUpstream) -> None:
     )  # fmt: skip
     sent = fake.last().body
     req = A.decode_request(sent)
-    assert req.reasoning == Reasoning(budget_tokens=1024) and req.parallel_tool_calls is False
+    assert req.reasoning == Reasoning(budget_tokens=1024, include_thoughts=True) and req.parallel_tool_calls is False
     system = req.messages[0].parts[0]
     assert isinstance(system, TextPart) and system.provider_metadata == {
         "anthropic": {"cache_control": {"type": "ephemeral"}}
