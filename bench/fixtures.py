@@ -23,6 +23,7 @@ OPENAI_MODELS = {
     "bench-chat": "m-1-0",
     "bench-stream-50": "m-50-0",
     "bench-paced": "m-20-25",
+    "bench-paced-slow": "m-20-250",
     "bench-hold": "m-30-1000",
 }
 ANTHROPIC_MODELS = {"bench-claude": "m-1-0", "bench-claude-50": "m-50-0"}
@@ -66,12 +67,16 @@ def setup(upstream: str) -> dict[str, object]:
     return {"key": raw, "models": models, "anthropic": anthropic_available()}
 
 
-def bump(interval: float, duration: float) -> int:
-    """Bump the shared config version by saving a row, as an admin edit would."""
+def bump(interval: float, duration: float, delay: float = 0.0) -> int:
+    """Bump the shared config version by saving a row, as an admin edit would.
+
+    ``delay`` lets the caller start this process (Django's start-up is a CPU burst on the
+    load core) well before the measured window opens."""
     _django()
     from proxy.models import Provider
 
     provider = Provider.objects.get(name="bench-openai")
+    time.sleep(delay)
     n = 0
     end = time.monotonic() + duration
     while time.monotonic() < end:
@@ -137,6 +142,7 @@ def main() -> None:
     b = sub.add_parser("bump")
     b.add_argument("--interval", type=float, default=0.5)
     b.add_argument("--duration", type=float, default=10.0)
+    b.add_argument("--delay", type=float, default=0.0)
     sub.add_parser("usage-cost")
     args = parser.parse_args()
     if args.cmd == "setup":
@@ -144,7 +150,7 @@ def main() -> None:
     elif args.cmd == "usage-cost":
         sys.stdout.write(orjson.dumps(usage_cost()).decode() + "\n")
     else:
-        sys.stdout.write(f"{bump(args.interval, args.duration)}\n")
+        sys.stdout.write(f"{bump(args.interval, args.duration, args.delay)}\n")
 
 
 if __name__ == "__main__":

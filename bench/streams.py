@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import resource
 import socket
 import sys
@@ -124,13 +125,18 @@ async def connect(host: str, port: int, request: bytes, n: int) -> list[Client]:
     return clients
 
 
-async def loop_streams(clients: list[Client], seconds: float, count: int) -> tuple[Stats, float]:
+async def loop_streams(clients: list[Client], seconds: float, count: int, stagger: float = 0.0) -> tuple[Stats, float]:
+    """Each connection streams back to back; ``stagger`` spreads their first requests over that many
+    seconds, so arrivals are steady instead of one burst of every connection at once."""
     stats = Stats()
     deadline = time.perf_counter() + seconds
     started = time.perf_counter()
     left = [count]
+    rng = random.Random(7)
 
     async def worker(c: Client) -> None:
+        if stagger:
+            await asyncio.sleep(rng.uniform(0, stagger))
         while time.perf_counter() < deadline and left[0] > 0 and not c.lost:
             left[0] -= 1
             try:
@@ -189,7 +195,7 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
     if args.hold:
         result = await hold(clients, args.rss_pid, args.settle)
     else:
-        stats, elapsed = await loop_streams(clients, args.seconds, args.count or 1 << 60)
+        stats, elapsed = await loop_streams(clients, args.seconds, args.count or 1 << 60, args.stagger)
         ms = 1000.0
         result = {
             "streams": len(stats.total), "seconds": round(elapsed, 3), "streams_per_s": round(len(stats.total) / elapsed, 1),
@@ -217,6 +223,7 @@ def main() -> None:
     parser.add_argument("--hold", action="store_true")
     parser.add_argument("--rss-pid", type=int, default=0)
     parser.add_argument("--settle", type=float, default=1.0)
+    parser.add_argument("--stagger", type=float, default=0.0, help="spread the first requests over this many seconds")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
