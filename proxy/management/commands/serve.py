@@ -1,8 +1,8 @@
 """``serve``: the ASGI server (uvicorn by default; granian or daphne on request) plus background jobs.
 
-uvicorn (uvloop + httptools) is the default because it measured fastest for the full
-pipeline on one core (docs/benchmarks.md); granian is offered for those who want it
-(``pip install granian``), daphne stays supported but is a fraction of the speed.
+uvicorn (uvloop + httptools) is the default: granian measured no consistently cheaper for
+the full pipeline (docs/benchmarks.md) and is not a dependency (``pip install granian``
+to use it); daphne stays supported but costs 40-76% more CPU per request.
 
 The embedded profile also starts a Celery worker with beat against the embedded broker,
 unless ``--no-jobs``; with ``REDIS_URL``/``CELERY_BROKER_URL`` set, run the worker and
