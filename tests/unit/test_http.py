@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 
@@ -231,3 +232,60 @@ async def test_http_refused_connection_is_a_connection_error(client: HTTPClient)
     await srv.wait_closed()
     with pytest.raises(ProviderConnectionError):
         await client.send(post(f"http://127.0.0.1:{port}/v1"))
+
+
+def _self_signed(tmp_path: Any) -> tuple[str, str]:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))  # fmt: skip
+    return str(cert_file), str(key_file)
+
+
+async def test_http_speaks_tls_and_verifies_the_certificate(tmp_path: Any) -> None:
+    import ssl
+
+    cert, key = _self_signed(tmp_path)
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                await read_request(reader)
+                writer.write(reply(b"secret"))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+            writer.close()
+
+    srv = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=server_ctx)
+    url = f"https://localhost:{srv.sockets[0].getsockname()[1]}/v1/messages"
+    strict = HTTPClient(timeouts=Timeouts(connect=2, first_byte=2, read=2))
+    with pytest.raises(ProviderConnectionError):  # self-signed: the default context refuses it
+        await strict.send(post(url))
+    await strict.close()
+    trusting = HTTPClient(timeouts=Timeouts(connect=2, first_byte=2, read=2))
+    assert trusting._pool is not None
+    trusting._pool._ssl = ssl.create_default_context(cafile=cert)
+    for _ in range(2):
+        res = await trusting.send(post(url))
+        assert (res.status, await res.read()) == (200, b"secret")
+    await trusting.close()
+    srv.close()
