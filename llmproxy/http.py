@@ -181,6 +181,8 @@ _HIGH_WATER = 1 << 20
 #: Idle keep-alive connections older than this are closed instead of reused (servers
 #: commonly drop idle ones after 60 s; reusing one they just dropped costs a retry).
 _IDLE_SECONDS = 30.0
+#: Idle connections kept per upstream host; a burst beyond it closes the surplus.
+_MAX_IDLE = 1024
 
 
 def _target(url: str) -> _Target | None:
@@ -474,8 +476,14 @@ class _Pool:
         self._ssl: ssl.SSLContext | None = None
 
     def release(self, conn: _Conn) -> None:
-        conn.idle_since = time.monotonic()
-        self.idle.setdefault(conn.key, []).append(conn)
+        now = time.monotonic()
+        conn.idle_since = now
+        idle = self.idle.setdefault(conn.key, [])
+        # Reuse is LIFO, so the oldest idle connection sits at the bottom: retire it here
+        # when it has aged out or the pile is over its cap (one per release, amortised).
+        if idle and (len(idle) >= _MAX_IDLE or now - idle[0].idle_since > _IDLE_SECONDS):
+            idle.pop(0).abort()
+        idle.append(conn)
 
     def forget(self, conn: _Conn) -> None:
         idle = self.idle.get(conn.key)

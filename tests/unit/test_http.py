@@ -289,3 +289,27 @@ async def test_http_speaks_tls_and_verifies_the_certificate(tmp_path: Any) -> No
         assert (res.status, await res.read()) == (200, b"secret")
     await trusting.close()
     srv.close()
+
+
+async def test_http_caps_and_ages_idle_connections(client: HTTPClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    import llmproxy.http as http
+
+    gate = asyncio.Event()
+
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, n: int) -> None:
+        await gate.wait()
+        w.write(reply(b"ok"))
+
+    monkeypatch.setattr(http, "_MAX_IDLE", 2)
+    async with Server(handler) as srv:
+        pending = [asyncio.ensure_future(client.send(post(srv.url))) for _ in range(3)]
+        await asyncio.sleep(0.1)
+        gate.set()
+        for res in await asyncio.gather(*pending):
+            assert await res.read() == b"ok"
+        assert client._pool is not None
+        (idle,) = client._pool.idle.values()
+        assert srv.connections == 3 and len(idle) == 2  # the third release retired the oldest
+        monkeypatch.setattr(http, "_IDLE_SECONDS", 0.0)
+        assert await (await client.send(post(srv.url))).read() == b"ok"
+        assert srv.connections == 4  # every idle one had aged out: a fresh connection
