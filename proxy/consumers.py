@@ -125,8 +125,9 @@ class LLMConsumer(AsyncConsumer):  # type: ignore[misc]  # channels ships no typ
             return
         await self.send({"type": "http.response.start", "status": result.status, "headers": _headers(result.headers)})
         try:
+            send = self.base_send  # per chunk: skip AsyncConsumer.send's extra coroutine
             async for chunk in result.chunks:
-                await self.send({"type": "http.response.body", "body": chunk, "more_body": True})
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
         finally:
             try:
                 await self.send({"type": "http.response.body", "body": b"", "more_body": False})
