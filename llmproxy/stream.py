@@ -51,9 +51,7 @@ class Collector:
                     last.signature = (last.signature or "") + event.signature
                     last.source = event.source
             else:
-                self.parts.append(
-                    ThinkingPart(event.text, event.signature, event.source, event.redacted)
-                )
+                self.parts.append(ThinkingPart(event.text, event.signature, event.source, event.redacted))
         elif isinstance(event, ToolCallStart):
             call = ToolCallPart(event.id, event.name, "", event.provider_metadata)
             self._calls[event.index] = call

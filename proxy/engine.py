@@ -83,7 +83,7 @@ class Engine:
                 self._started.set_exception(exc)
                 self._started = None
                 raise
-        else:
+        elif not self._started.done():
             await asyncio.shield(self._started)
 
     async def reload(self, *, force: bool = False) -> bool:

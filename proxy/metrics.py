@@ -54,7 +54,8 @@ class Metrics:
         self.retries: defaultdict[Labels, int] = defaultdict(int)
 
     def observe(self, ev: UsageEvent) -> None:
-        mp = (ev.model, ev.provider)
+        # Only routed requests name a served model; anything else could be any client string.
+        mp = (ev.model if ev.provider else "", ev.provider)
         u = ev.usage
         with self._lock:
             self.requests[(*mp, str(ev.status_code))] += 1

@@ -34,7 +34,7 @@ def make_cert(tmp: Path) -> tuple[Path, Path]:
         .add_extension(
             x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
             False,
-        )  # fmt: skip
+        )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
