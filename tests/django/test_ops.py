@@ -73,13 +73,16 @@ def test_it_exposes_metrics_after_usage_events(client: Client, registry: metrics
                           latency_ms=300, ttfb_ms=80, stream=True))  # fmt: skip
     metrics.observe(event(usage=Usage(input_tokens=50, output_tokens=5), cost_usd=0.001, latency_ms=1500))
     metrics.observe(event(status_code=503, error_type="upstream_timeout", latency_ms=30000, attempts=3))
-    metrics.observe(event(model='we"ird\nname', provider="", status_code=401, error_type="invalid_api_key"))
+    metrics.observe(event(model='we"ird\nname', provider="odd", status_code=400, error_type="upstream_error"))
+    metrics.observe(event(model="made-up-by-client", provider="", status_code=404, error_type="model_not_found"))
     resp = client.get("/metrics")
     assert resp.status_code == 200 and resp["Content-Type"].startswith("text/plain; version=0.0.4")
     text = resp.content.decode()
     assert sample(text, "llmproxy_requests_total", model="gpt-test", provider="up", status="200") == 2
     assert sample(text, "llmproxy_requests_total", model="gpt-test", provider="up", status="503") == 1
-    assert sample(text, "llmproxy_requests_total", model='we\\"ird\\nname', provider="", status="401") == 1
+    assert sample(text, "llmproxy_requests_total", model='we\\"ird\\nname', provider="odd", status="400") == 1
+    assert sample(text, "llmproxy_requests_total", model="", provider="", status="404") == 1  # unrouted: no name
+    assert "made-up-by-client" not in text
     assert sample(text, "llmproxy_tokens_total", model="gpt-test", provider="up", kind="prompt") == 150
     assert sample(text, "llmproxy_tokens_total", model="gpt-test", provider="up", kind="cached") == 40
     assert sample(text, "llmproxy_cost_usd_total", model="gpt-test", provider="up") == pytest.approx(0.003)
