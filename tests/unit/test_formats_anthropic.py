@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import json
 import re
@@ -62,6 +61,7 @@ from tests.fakes import anthropic as fa
 from tests.fakes import gemini as fg
 from tests.fakes import openai as fo
 from tests.fakes.server import FakeUpstream, Reply, Stream
+from tests.golden import plain, unplain
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "anthropic"
 ID_RULE = re.compile(r"^[a-zA-Z0-9_-]+$")
@@ -77,38 +77,6 @@ def fixture(name: str) -> dict[str, Any]:
 
 def names(prefix: str) -> list[str]:
     return sorted(p.stem for p in FIXTURES.glob(f"{prefix}_*.json"))
-
-
-def plain(obj: Any) -> Any:
-    """A canonical object as JSON: ``{"_": class name, <non-default fields>}``."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        out: dict[str, Any] = {"_": type(obj).__name__}
-        for f in dataclasses.fields(obj):
-            value = getattr(obj, f.name)
-            if f.default is not dataclasses.MISSING:
-                default: Any = f.default
-            elif f.default_factory is not dataclasses.MISSING:
-                default = f.default_factory()
-            else:
-                default = dataclasses.MISSING
-            if value != default:
-                out[f.name] = plain(value)
-        return out
-    if isinstance(obj, list):
-        return [plain(v) for v in obj]
-    if isinstance(obj, dict):
-        return {k: plain(v) for k, v in obj.items()}
-    return obj
-
-
-def unplain(data: Any) -> Any:
-    if isinstance(data, dict) and "_" in data:
-        return getattr(M, data["_"])(**{k: unplain(v) for k, v in data.items() if k != "_"})
-    if isinstance(data, list):
-        return [unplain(v) for v in data]
-    if isinstance(data, dict):
-        return {k: unplain(v) for k, v in data.items()}
-    return data
 
 
 def check_anthropic_rules(body: dict[str, Any]) -> None:

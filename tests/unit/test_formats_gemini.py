@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
 import re
 import warnings
@@ -18,7 +17,6 @@ from google.genai import types
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llmproxy import model as M
 from llmproxy._json import loads
 from llmproxy.errors import (
     InvalidRequest,
@@ -60,6 +58,7 @@ from llmproxy.sse import SSEParser
 from llmproxy.stream import collect
 from tests.fakes import gemini as fg
 from tests.fakes.server import FakeUpstream, Reply, Stream
+from tests.golden import plain, unplain
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "gemini"
 RANDOM_ID = re.compile(r"call_[0-9a-f]{12}")
@@ -75,38 +74,6 @@ def fixture(name: str) -> dict[str, Any]:
 
 def names(prefix: str) -> list[str]:
     return sorted(p.stem for p in FIXTURES.glob(f"{prefix}_*.json"))
-
-
-def plain(obj: Any) -> Any:
-    """A canonical object as JSON: ``{"_": class name, <non-default fields>}``."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        out: dict[str, Any] = {"_": type(obj).__name__}
-        for f in dataclasses.fields(obj):
-            value = getattr(obj, f.name)
-            if f.default is not dataclasses.MISSING:
-                default: Any = f.default
-            elif f.default_factory is not dataclasses.MISSING:
-                default = f.default_factory()
-            else:
-                default = dataclasses.MISSING
-            if value != default:
-                out[f.name] = plain(value)
-        return out
-    if isinstance(obj, list):
-        return [plain(v) for v in obj]
-    if isinstance(obj, dict):
-        return {k: plain(v) for k, v in obj.items()}
-    return obj
-
-
-def unplain(data: Any) -> Any:
-    if isinstance(data, dict) and "_" in data:
-        return getattr(M, data["_"])(**{k: unplain(v) for k, v in data.items() if k != "_"})
-    if isinstance(data, list):
-        return [unplain(v) for v in data]
-    if isinstance(data, dict):
-        return {k: unplain(v) for k, v in data.items()}
-    return data
 
 
 def fixed_ids(value: Any) -> Any:
