@@ -35,6 +35,7 @@ from ._schema import (
     ProviderSpec,
     RateLimit,
     Server,
+    UsageSettings,
 )
 
 
@@ -76,6 +77,7 @@ __all__ = [
     "RateLimit",
     "Server",
     "TokenFile",
+    "UsageSettings",
     "build_runtime",
     "content_hash",
     "dump",

@@ -29,9 +29,10 @@ from ._schema import (
     ProviderSpec,
     RateLimit,
     Server,
+    UsageSettings,
 )
 
-TOP_KEYS = ("server", "providers", "auth", "management", "logging", "routing", "limits")
+TOP_KEYS = ("server", "providers", "auth", "management", "logging", "routing", "limits", "usage")
 PROVIDER_KEYS = ("type", "enabled", "base_url", "auth_type", "priority", "weight", "cooldown", "rate_limit",
                  "headers", "options", "credentials", "models")  # fmt: skip
 CREDENTIAL_KEYS = ("name", "api_key", "file", "access_token", "refresh_token", "weight", "enabled")
@@ -109,6 +110,7 @@ def _config(check: Checker, data: dict[str, Any], source: str, base_dir: str) ->
         "logging": _logging,
         "routing": _routing,
         "limits": _limits,
+        "usage": _usage,
     }
     # In the file's order, so errors read top to bottom.
     order = [k for k in data if k in readers] + [k for k in readers if k not in data]
@@ -159,6 +161,14 @@ def _logging(check: Checker, value: Any) -> Logging:
     return Logging(
         level=check.string(d, "level", "logging", Logging().level, choices=LOG_LEVELS),
         request_log=check.boolean(d, "request_log", "logging", Logging().request_log),
+    )
+
+
+def _usage(check: Checker, value: Any) -> UsageSettings:
+    d = check.mapping(value, "usage", ("fsync", "journal_max_mb"))
+    return UsageSettings(
+        fsync=check.boolean(d, "fsync", "usage", UsageSettings().fsync),
+        journal_max_mb=check.integer(d, "journal_max_mb", "usage", UsageSettings().journal_max_mb, minimum=1),
     )
 
 

@@ -78,6 +78,16 @@ class Logging:
     request_log: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class UsageSettings:
+    """The usage journal (``llmproxy.journal``) and its ingester."""
+
+    #: Group-``fsync`` journal writes: survive a machine crash, not only the death of processes.
+    fsync: bool = False
+    #: Journal backlog (MB) past which serving answers 503 instead of taking requests it cannot record.
+    journal_max_mb: int = 1024
+
+
 #: The sections whose scalar keys ``LLMPROXY_<SECTION>_<KEY>`` may override.
 SECTIONS: dict[str, type] = {
     "server": Server,
@@ -85,6 +95,7 @@ SECTIONS: dict[str, type] = {
     "management": Management,
     "logging": Logging,
     "routing": RoutingSettings,
+    "usage": UsageSettings,
 }
 
 
@@ -153,6 +164,7 @@ class Config:
     logging: Logging = field(default_factory=Logging)
     #: The engine's own settings class: strategy, max_attempts, retry_budget, session_affinity_ttl, ...
     routing: RoutingSettings = field(default_factory=RoutingSettings)
+    usage: UsageSettings = field(default_factory=UsageSettings)
     #: Key/user limits; validated only as a mapping here, read by ``llmproxy.limits``.
     limits: Mapping[str, Any] = field(default_factory=dict)
     source: str = field(default="<string>", compare=False)

@@ -312,3 +312,12 @@ def test_config_routing_is_the_engine_routing_settings(tmp_path: Path) -> None:
     )
     assert config.load_runtime(path, env={}).routing.max_attempts == 2
     assert config.loads(config.dump(cfg), env={}) == cfg
+
+
+def test_config_usage_section_reads_fsync_and_the_journal_quota() -> None:
+    cfg = config.loads("usage: {fsync: true, journal_max_mb: 64}")
+    assert cfg.usage == config.UsageSettings(fsync=True, journal_max_mb=64)
+    assert config.loads("{}", env={"LLMPROXY_USAGE_FSYNC": "true"}).usage.fsync is True
+    with pytest.raises(ConfigError) as exc:
+        config.loads("usage: {fsync: maybe, journal_max_mb: 0}")
+    assert {i.path for i in exc.value.issues} == {"usage.fsync", "usage.journal_max_mb"}
