@@ -245,6 +245,16 @@ class RedisStateStore(StateStore):
         except (TimeoutError, redis.RedisError, OSError) as exc:
             raise StoreError(f"redis: {type(exc).__name__}: {exc}") from None
 
+    async def lock(self, key: str, owner: str, ttl: float) -> bool:
+        client, _ = self._async()
+        try:
+            return bool(await client.set(self.prefix + "lk:" + key, owner, nx=True, px=max(1, int(ttl * 1000))))
+        except (TimeoutError, redis.RedisError, OSError) as exc:
+            raise StoreError(f"redis: {type(exc).__name__}: {exc}") from None
+
+    async def unlock(self, key: str, owner: str) -> None:
+        await self._run("unlock", ["lk:" + key], [owner])
+
     async def add_spend(self, key: str, amount: float, *, floor: float = 0.0, ttl: float) -> float:
         return float(await self._run("spend", ["sp:" + key], [repr(float(amount)), repr(float(floor)), repr(ttl), "1"]))
 
@@ -290,7 +300,20 @@ class RedisStateStore(StateStore):
             client.delete(*keys[i : i + 500])
 
 
-_SCRIPTS = {"take": _TAKE, "debit": _DEBIT, "cool": _COOL, "trial": _TRIAL, "rr": _RR, "spend": _SPEND}
+_UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+_SCRIPTS = {
+    "take": _TAKE,
+    "debit": _DEBIT,
+    "cool": _COOL,
+    "trial": _TRIAL,
+    "rr": _RR,
+    "spend": _SPEND,
+    "unlock": _UNLOCK,
+}
 
 
 def _text(value: Any) -> str:

@@ -121,6 +121,14 @@ class StateStore(ABC):
     async def put(self, key: str, value: str, ttl: float) -> None: ...
 
     @abstractmethod
+    async def lock(self, key: str, owner: str, ttl: float) -> bool:
+        """Take a lease on ``key`` for ``owner`` unless someone else holds it; it ends by itself after ``ttl``."""
+
+    @abstractmethod
+    async def unlock(self, key: str, owner: str) -> None:
+        """End ``owner``'s lease on ``key`` (a lease someone else took since is left alone)."""
+
+    @abstractmethod
     async def add_spend(self, key: str, amount: float, *, floor: float = 0.0, ttl: float) -> float:
         """Add to a spend counter that never reads below ``floor`` (the settled spend); the new total."""
 
@@ -175,6 +183,7 @@ class MemoryStateStore(StateStore):
         self._values: dict[str, tuple[str, float]] = {}
         self._sweep_at = 1024
         self._spend: dict[str, tuple[float, float]] = {}
+        self._leases: dict[str, tuple[str, float]] = {}  # key -> (owner, until)
 
     async def take(self, costs: Sequence[tuple[Bucket, float]], now: float) -> float:
         with self._lock:
@@ -250,6 +259,20 @@ class MemoryStateStore(StateStore):
                 self._sweep_at = max(1024, 2 * len(self._values))
             self._values[key] = (value, now + ttl)
 
+    async def lock(self, key: str, owner: str, ttl: float) -> bool:
+        with self._lock:
+            now = self._clock()
+            held = self._leases.get(key)
+            if held is not None and held[1] > now and held[0] != owner:
+                return False
+            self._leases[key] = (owner, now + ttl)
+            return True
+
+    async def unlock(self, key: str, owner: str) -> None:
+        with self._lock:
+            if self._leases.get(key, ("", 0.0))[0] == owner:
+                del self._leases[key]
+
     async def add_spend(self, key: str, amount: float, *, floor: float = 0.0, ttl: float) -> float:
         with self._lock:
             total = max(self._spend_now(key), floor) + amount
@@ -289,6 +312,7 @@ class MemoryStateStore(StateStore):
             self._rr.clear()
             self._values.clear()
             self._spend.clear()
+            self._leases.clear()
 
 
 def under(key: str, path: str) -> bool:

@@ -127,6 +127,12 @@ class BrokenStore(StateStore):
     async def put(self, key: str, value: str, ttl: float) -> None:
         raise StoreError("down")
 
+    async def lock(self, key: str, owner: str, ttl: float) -> bool:
+        raise StoreError("down")
+
+    async def unlock(self, key: str, owner: str) -> None:
+        raise StoreError("down")
+
     async def add_spend(self, key: str, amount: float, *, floor: float = 0.0, ttl: float) -> float:
         raise StoreError("down")
 

@@ -172,3 +172,16 @@ async def test_memory_store_forgets_expired_sessions(clock: Clock) -> None:
     clock.advance(2)
     await store.put("aff:m:new", "a/k1/m", ttl=60)
     assert len(store._values) == 1 and await store.get("aff:m:new") == "a/k1/m"
+
+
+async def test_store_lock_is_held_by_one_owner_until_released_or_expired(store: StateStore, clock: Clock) -> None:
+    key = f"refresh:{uuid.uuid4().hex}"
+    assert await store.lock(key, "a", 0.3)
+    assert not await store.lock(key, "b", 0.3)
+    await store.unlock(key, "b")  # not b's lease: still held
+    assert not await store.lock(key, "b", 0.3)
+    await store.unlock(key, "a")
+    assert await store.lock(key, "b", 0.3)
+    clock.advance(1)
+    await asyncio.sleep(0.35)  # Redis expires by its own clock
+    assert await store.lock(key, "c", 0.3)
