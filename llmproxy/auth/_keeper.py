@@ -1,0 +1,183 @@
+"""``TokenKeeper``: fresh tokens for every request, one refresh per credential at a time.
+
+    keeper = TokenKeeper(store, http, on_refreshed=save, on_failed=mark_unhealthy)
+    cred = await keeper.fresh(provider, cred)              # before a call
+    cred = await keeper.fresh(provider, cred, force=True)  # after an upstream 401
+
+``fresh`` returns the credential unchanged while its token is good for longer than the
+refresher's ``margin``. Otherwise concurrent callers in this process share one refresh
+(single-flight), and across processes the store's lock (``StateStore.lock``) lets one
+of them refresh while the others wait for the tokens it publishes in the store
+(``tok:<provider>/<credential>``, kept until the token expires). Redis makes that span
+machines; ``MemoryStateStore`` spans one process, so a deployment without Redis passes a
+``FileTokenStore`` (flock on local files) to span the processes of one host.
+
+A failed refresh raises ``AuthError`` after calling ``on_failed``; ``on_refreshed`` is
+where the caller saves the new tokens (database, token file) and bumps the config version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from ..http import HTTPClient
+from ..providers.base import Credential, ProviderConfig
+from ..state import StateStore, StoreError
+from ._http import AuthError
+from ._registry import refresher_for
+from ._tokens import TokenSet, is_account
+
+log = logging.getLogger("llmproxy.auth")
+
+OnRefreshed = Callable[[ProviderConfig, Credential, TokenSet], Awaitable[None]]
+OnFailed = Callable[[ProviderConfig, Credential, AuthError], Awaitable[None]]
+
+
+class TokenStore(Protocol):
+    """Where processes share a lease and the latest tokens: a ``StateStore`` is one."""
+
+    async def get(self, key: str) -> str | None: ...
+    async def put(self, key: str, value: str, ttl: float) -> None: ...
+    async def lock(self, key: str, owner: str, ttl: float) -> bool: ...
+    async def unlock(self, key: str, owner: str) -> None: ...
+
+
+def credential_key(provider: ProviderConfig, cred: Credential) -> str:
+    return f"{provider.name}/{cred.name}"
+
+
+class TokenKeeper:
+    def __init__(
+        self,
+        store: TokenStore | StateStore,
+        http: HTTPClient,
+        *,
+        on_refreshed: OnRefreshed | None = None,
+        on_failed: OnFailed | None = None,
+        clock: Callable[[], float] = time.time,
+        lock_ttl: float = 30.0,
+        wait: float = 30.0,
+    ) -> None:
+        self.store = store
+        self.http = http
+        self.on_refreshed = on_refreshed
+        self.on_failed = on_failed
+        self.clock = clock
+        self.lock_ttl = lock_ttl
+        self.wait = wait
+        self._latest: dict[str, Credential] = {}
+        self._inflight: dict[str, asyncio.Future[Credential]] = {}
+
+    def manages(self, provider: ProviderConfig, cred: Credential) -> bool:
+        return is_account(cred) and refresher_for(provider.type) is not None
+
+    async def fresh(self, provider: ProviderConfig, cred: Credential, *, force: bool = False) -> Credential:
+        """``cred`` with a token good for longer than the margin (refreshed if need be)."""
+        refresher = refresher_for(provider.type)
+        if refresher is None or not is_account(cred):
+            return cred
+        key = credential_key(provider, cred)
+        cur = _newest(cred, self._latest.get(key))
+        if not force and not self._due(cur, refresher.margin):
+            return cur
+        fut = self._inflight.get(key)
+        if fut is None:
+            fut = asyncio.get_running_loop().create_future()
+            self._inflight[key] = fut
+            try:
+                fut.set_result(await self._refresh(provider, cur, key, refresher.margin, force))
+            except BaseException as exc:
+                fut.set_exception(exc)
+                fut.exception()  # retrieved: a future nobody else awaited must not warn
+                raise
+            finally:
+                self._inflight.pop(key, None)
+        return await asyncio.shield(fut)
+
+    def _due(self, cred: Credential, margin: float) -> bool:
+        if not cred.access_token:
+            return True
+        return cred.expires_at is not None and cred.expires_at - self.clock() <= margin
+
+    async def _published(self, key: str, cred: Credential, stale: str | None, margin: float) -> Credential | None:
+        """Tokens another process published for ``key``: newer than ``stale`` and not due."""
+        raw = await self.store.get("tok:" + key)
+        if not raw:
+            return None
+        data = json.loads(raw)
+        tokens = TokenSet(
+            data["access_token"], data.get("expires_at"), data.get("refresh_token"), data.get("extra") or {}
+        )
+        if tokens.access_token == stale:
+            return None
+        out = tokens.apply(cred)
+        return None if self._due(out, margin) else out
+
+    async def _refresh(self, provider: ProviderConfig, cred: Credential, key: str, margin: float,
+                       force: bool) -> Credential:  # fmt: skip
+        stale = cred.access_token if force else None
+        owner = uuid.uuid4().hex
+        deadline = self.clock() + self.wait
+        while True:
+            try:
+                found = await self._published(key, cred, stale, margin)
+                if found is not None:
+                    self._latest[key] = found
+                    return found
+                locked = await self.store.lock("refresh:" + key, owner, self.lock_ttl)
+            except StoreError as exc:  # fail open: refresh here rather than refuse traffic
+                log.warning("token store unavailable for %s (%s); refreshing without the lock", key, exc)
+                return await self._run(provider, cred, key, owner, locked=False)
+            if locked:
+                return await self._run(provider, cred, key, owner, locked=True)
+            if self.clock() > deadline:
+                raise AuthError(f"credential {key}: timed out waiting for another process's token refresh")
+            await asyncio.sleep(0.05)
+
+    async def _run(
+        self, provider: ProviderConfig, cred: Credential, key: str, owner: str, *, locked: bool
+    ) -> Credential:
+        refresher = refresher_for(provider.type)
+        assert refresher is not None
+        try:
+            try:
+                tokens = await refresher.refresh(provider, cred, self.http)
+            except AuthError as exc:
+                log.warning("token refresh failed for credential %s: %s", key, exc.message)
+                if self.on_failed is not None:
+                    await self.on_failed(provider, cred, exc)
+                raise
+            new = tokens.apply(cred)
+            self._latest[key] = new
+            ttl = (new.expires_at - self.clock()) if new.expires_at is not None else 3600.0
+            payload = {"access_token": tokens.access_token, "expires_at": tokens.expires_at,
+                       "refresh_token": new.refresh_token, "extra": dict(tokens.extra)}  # fmt: skip
+            try:
+                await self.store.put("tok:" + key, json.dumps(payload), max(1.0, ttl))
+            except StoreError as exc:
+                log.warning("could not publish refreshed tokens of %s: %s", key, exc)
+            if self.on_refreshed is not None:
+                await self.on_refreshed(provider, new, tokens)
+            log.info("refreshed the token of credential %s", key)
+            return new
+        finally:
+            if locked:
+                try:
+                    await self.store.unlock("refresh:" + key, owner)
+                except StoreError:
+                    pass  # the lease ends by itself
+
+
+def _newest(a: Credential, b: Credential | None) -> Credential:
+    """The credential whose token lives longer (a snapshot may lag behind a refresh)."""
+    if b is None or b.access_token == a.access_token:
+        return a
+    if (b.expires_at or 0) > (a.expires_at or 0):
+        return b
+    return a
