@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .netguard import ImageSettings
 from .providers import Executor, create
 from .providers.base import Credential, ProviderConfig
 
@@ -142,6 +143,8 @@ class Runtime:
     routing: RoutingSettings = field(default_factory=RoutingSettings)
     #: Credential ids the last health probe found unhealthy: tried only when nothing else is left.
     unhealthy: frozenset[int] = frozenset()
+    #: Where image URLs may be fetched from (config ``images:``); the default allows public hosts only.
+    images: ImageSettings = field(default_factory=ImageSettings)
 
     @classmethod
     def build(
@@ -154,6 +157,7 @@ class Runtime:
         max_body_bytes: int = 10 * 1024 * 1024,
         routing: RoutingSettings | None = None,
         unhealthy: frozenset[int] = frozenset(),
+        images: ImageSettings | None = None,
     ) -> Runtime:
         by_model: dict[str, list[Route]] = {}
         executors: dict[str, Executor] = {}
@@ -175,6 +179,7 @@ class Runtime:
             max_body_bytes=max_body_bytes,
             routing=routing or RoutingSettings(),
             unhealthy=unhealthy,
+            images=images or ImageSettings(),
         )
 
     def models(self) -> list[str]:

@@ -7,7 +7,7 @@
 Strings may use ``${VAR}`` (``${VAR:-default}``; ``$$`` is a literal ``$``); an unset
 variable is an error naming the path. ``LLMPROXY_<SECTION>_<KEY>`` (or
 ``CLI_PROXY_<SECTION>_<KEY>``) overrides a scalar key of server, auth, management,
-logging or routing; the environment wins over the file.
+logging, routing or images; the environment wins over the file.
 """
 
 from __future__ import annotations

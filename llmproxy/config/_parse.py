@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from ..netguard import ImageSettings
 from ..runtime import STRATEGIES, RoutingSettings
 from ._check import Checker, join
 from ._env import apply_overrides, interpolate
@@ -32,7 +33,7 @@ from ._schema import (
     UsageSettings,
 )
 
-TOP_KEYS = ("server", "providers", "auth", "management", "logging", "routing", "limits", "usage")
+TOP_KEYS = ("server", "providers", "auth", "management", "logging", "routing", "images", "limits", "usage")
 PROVIDER_KEYS = ("type", "enabled", "base_url", "auth_type", "priority", "weight", "cooldown", "rate_limit",
                  "headers", "options", "credentials", "models")  # fmt: skip
 CREDENTIAL_KEYS = ("name", "api_key", "file", "access_token", "refresh_token", "weight", "enabled")
@@ -109,6 +110,7 @@ def _config(check: Checker, data: dict[str, Any], source: str, base_dir: str) ->
         "management": _management,
         "logging": _logging,
         "routing": _routing,
+        "images": _images,
         "limits": _limits,
         "usage": _usage,
     }
@@ -188,6 +190,25 @@ def _routing(check: Checker, value: Any) -> RoutingSettings:
         else:
             values[name] = check.duration(d, name, "routing", getattr(defaults, name))
     return RoutingSettings(**values)
+
+
+def _images(check: Checker, value: Any) -> ImageSettings:
+    defaults = ImageSettings()
+    d = check.mapping(value, "images", ("allow_private", "allow_hosts", "max_bytes"))
+    hosts = d.get("allow_hosts")
+    if isinstance(hosts, str):  # from LLMPROXY_IMAGES_ALLOW_HOSTS: comma-separated
+        hosts = [h for h in (part.strip() for part in hosts.split(",")) if h]
+    allow_hosts: list[str] = []
+    for i, item in enumerate(_list(check, hosts, "images.allow_hosts")):
+        if not isinstance(item, str) or not item.strip() or any(c.isspace() or c in "/@" for c in item.strip()):
+            check.error(f"images.allow_hosts[{i}]", f"a host name or host:port, got {item!r}")
+            continue
+        allow_hosts.append(item.strip().lower())
+    return ImageSettings(
+        allow_private=check.boolean(d, "allow_private", "images", defaults.allow_private),
+        allow_hosts=tuple(allow_hosts),
+        max_bytes=check.integer(d, "max_bytes", "images", defaults.max_bytes, minimum=1, maximum=1_000_000_000),
+    )
 
 
 def _provider(check: Checker, name: Any, value: Any) -> ProviderSpec | None:

@@ -85,7 +85,9 @@ def build_runtime(config: Config, *, require_keys: bool = False, version: int = 
         _check_executor(spec, issues)
     if issues:
         raise ConfigError(issues, config.source)
-    return Runtime.build(routes=routes, version=version, require_keys=require_keys, routing=config.routing)
+    return Runtime.build(
+        routes=routes, version=version, require_keys=require_keys, routing=config.routing, images=config.images
+    )
 
 
 def _check_executor(spec: ProviderSpec, issues: list[ConfigIssue]) -> None:

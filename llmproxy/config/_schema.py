@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..netguard import ImageSettings
 from ..runtime import RoutingSettings
 
 PROVIDER_TYPES = (
@@ -96,6 +97,7 @@ SECTIONS: dict[str, type] = {
     "logging": Logging,
     "routing": RoutingSettings,
     "usage": UsageSettings,
+    "images": ImageSettings,
 }
 
 
@@ -165,6 +167,8 @@ class Config:
     #: The engine's own settings class: strategy, max_attempts, retry_budget, session_affinity_ttl, ...
     routing: RoutingSettings = field(default_factory=RoutingSettings)
     usage: UsageSettings = field(default_factory=UsageSettings)
+    #: Which hosts image URLs in requests may reach (the SSRF guard), and the size cap.
+    images: ImageSettings = field(default_factory=ImageSettings)
     #: Key/user limits; validated only as a mapping here, read by ``llmproxy.limits``.
     limits: Mapping[str, Any] = field(default_factory=dict)
     source: str = field(default="<string>", compare=False)
