@@ -41,6 +41,8 @@ log = logging.getLogger("llmproxy.journal")
 
 SUFFIX = ".jnl"
 WATERMARK = "watermark.json"
+#: Written by the ingester while the backlog is over its quota; writers refuse work meanwhile.
+FULL_FLAG = "journal-full"
 SEGMENT_BYTES = 16 * 1024 * 1024
 SEGMENT_SECONDS = 300.0
 
@@ -94,7 +96,17 @@ class JournalWriter:
         self._dirty = threading.Event()
         self._closed = False
         self._syncer: threading.Thread | None = None
+        self._full = False
+        self._full_checked = -1.0
         self.path: Path | None = None
+
+    def full(self) -> bool:
+        """The ingester flagged the backlog over its quota (looked up at most once a second)."""
+        now = time.monotonic()
+        if now - self._full_checked >= 1.0:
+            self._full_checked = now
+            self._full = os.path.exists(self.directory / FULL_FLAG)
+        return self._full
 
     def append(self, record: Any) -> None:
         """Write one record: one ``os.write`` of one line (a few microseconds)."""
@@ -123,7 +135,8 @@ class JournalWriter:
             self._fd, self._seq, self._writer = -1, 0, ""
         self._pid = os.getpid()
         if not self._writer:
-            self._writer = f"{time.time_ns() // 1_000_000:013d}-{self._pid}"
+            # Containers sharing one volume may reuse pids: a random tail keeps the names apart.
+            self._writer = f"{time.time_ns() // 1_000_000:013d}-{self._pid}-{os.urandom(3).hex()}"
         self.directory.mkdir(parents=True, exist_ok=True)
         self._seq += 1
         name = f"{self._writer}-{self._seq:06d}{SUFFIX}"
@@ -180,6 +193,14 @@ class Batch:
     #: Sealed segments this batch reads to their end: deleted on commit.
     finished: list[str] = field(default_factory=list)
     damaged: int = 0
+
+
+def read_state(directory: str | Path) -> Any:
+    """The state blob last committed with the watermark (None before the first commit)."""
+    try:
+        return orjson.loads((Path(directory) / WATERMARK).read_bytes()).get("state")
+    except FileNotFoundError:
+        return None
 
 
 def is_sealed(path: Path) -> bool:

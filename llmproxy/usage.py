@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from .model import Usage
 
@@ -28,6 +29,17 @@ class UsageEvent:
     latency_ms: int = 0
     ttfb_ms: int | None = None
     attempts: int = 0
+
+
+_EVENT_FIELDS = frozenset(f.name for f in fields(UsageEvent)) - {"usage"}
+_USAGE_FIELDS = frozenset(f.name for f in fields(Usage))
+
+
+def event_from_record(record: Mapping[str, Any]) -> UsageEvent:
+    """The event a journal record (``orjson.dumps(event)``) was written from; unknown keys are ignored."""
+    kwargs = {k: v for k, v in record.items() if k in _EVENT_FIELDS}
+    usage = record.get("usage") or {}
+    return UsageEvent(**kwargs, usage=Usage(**{k: v for k, v in usage.items() if k in _USAGE_FIELDS}))
 
 
 UsageSink = Callable[[UsageEvent], None]

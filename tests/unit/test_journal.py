@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from llmproxy.journal import WATERMARK, JournalReader, JournalWriter, decode, encode, is_sealed
+from llmproxy.journal import FULL_FLAG, WATERMARK, JournalReader, JournalWriter, decode, encode, is_sealed, read_state
+from llmproxy.model import Usage
+from llmproxy.usage import UsageEvent, event_from_record
 
 
 def records(n: int, start: int = 0) -> list[dict[str, object]]:
@@ -164,3 +166,24 @@ def test_journal_backlog_counts_only_uncommitted_bytes(tmp_path: Path) -> None:
     assert reader.backlog_bytes() == w.path.stat().st_size
     reader.commit(reader.read())
     assert reader.backlog_bytes() == 0
+
+
+def test_journal_writer_sees_the_ingesters_full_flag(tmp_path: Path) -> None:
+    w = JournalWriter(tmp_path)
+    assert not w.full()
+    (tmp_path / FULL_FLAG).touch()
+    w._full_checked = -1.0  # skip the once-a-second cache
+    assert w.full()
+
+
+def test_journal_round_trips_a_usage_event(tmp_path: Path) -> None:
+    ev = UsageEvent(request_id="r1", created_at=1.5, ingress="anthropic", model="m", user_id=3,
+                    usage=Usage(input_tokens=10, output_tokens=2), cost_usd=0.25, ttfb_ms=40)  # fmt: skip
+    w = JournalWriter(tmp_path)
+    w.append(ev)
+    reader = JournalReader(tmp_path)
+    (record,) = reader.read().records
+    assert event_from_record(record) == ev
+    assert event_from_record({**record, "added_later": 1}) == ev
+    reader.commit(reader.read(), state={"n": 1})
+    assert read_state(tmp_path) == {"n": 1}
