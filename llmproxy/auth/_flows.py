@@ -234,7 +234,11 @@ class LoginFlow(Protocol):
 
 Begin = Callable[[ProviderConfig, HTTPClient, LoginOptions], Awaitable[LoginFlow]]
 #: account type -> "module:function" of its ``begin`` (kiro registers its own).
-LOGINS: dict[str, str] = {}
+LOGINS: dict[str, str] = {
+    "copilot": "llmproxy.auth.copilot:begin_login",
+    "claude": "llmproxy.auth.claude:begin_login",
+    "gemini": "llmproxy.auth.google:begin_login",
+}
 
 
 def register_login(provider_type: str, begin: Begin | str) -> None:

@@ -32,7 +32,11 @@ class Refresher(Protocol):
 
 
 #: account type -> "module:Class" (imported and instantiated on first use).
-REFRESHERS: dict[str, str] = {}
+REFRESHERS: dict[str, str] = {
+    "claude": "llmproxy.auth.claude:ClaudeRefresher",
+    "gemini": "llmproxy.auth.google:GoogleRefresher",
+    "copilot": "llmproxy.auth.copilot:CopilotRefresher",
+}
 _instances: dict[str, Refresher] = {}
 
 
