@@ -14,14 +14,12 @@ import hashlib
 import logging
 import random
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from types import ModuleType
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
-from . import formats
+from . import formats, upstream
 from ._json import dumps, loads, loads_body
+from .bookkeeping import Books
 from .errors import (
     AuthenticationFailed,
     InvalidRequest,
@@ -29,69 +27,29 @@ from .errors import (
     ModelNotFound,
     PermissionDenied,
     ProviderError,
-    ProviderProtocolError,
     RequestTooLarge,
 )
+from .exchange import CONTENT_JSON, CONTENT_SSE, Call, Exchange, Reply, StreamReply
 from .http import HTTPClient, UpstreamReply
 from .images import inline_images
 from .limits import Limiter, estimate_tokens
-from .model import Request, StreamEnd, UsageUpdate
-from .model import Usage as TokenUsage
-from .outcome import Outcome, classify, reset_after
+from .model import Request
 from .providers.base import Credential
-from .routing import Candidate, Plan, Router
+from .relay import StreamRelay
+from .routing import Router
 from .runtime import ApiKeyInfo, Runtime
 from .state import StateStore
-from .usage import UsageEvent, UsageSink, discard
+from .usage import UsageSink, discard
+
+__all__ = ["CONTENT_JSON", "CONTENT_SSE", "Call", "Exchange", "Gateway", "Reply", "StreamReply"]
 
 log = logging.getLogger("llmproxy.gateway")
 _T = TypeVar("_T")
 
 
-@dataclass(slots=True)
-class Call:
-    """One client request as it came off the wire."""
-
-    ingress: str
-    body: bytes
-    headers: Mapping[str, str] = field(default_factory=dict)  # lower-case names
-    api_key: str | None = None
-    model: str | None = None  # from the path (Gemini)
-    stream: bool | None = None  # from the path (Gemini :streamGenerateContent)
-    sse: bool = True  # Gemini streams: SSE or a JSON array
-    request_id: str = ""
-
-
-@dataclass(slots=True)
-class Reply:
-    status: int
-    body: bytes
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class StreamReply:
-    status: int
-    chunks: AsyncIterator[bytes]
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-CONTENT_JSON = "application/json"
-CONTENT_SSE = "text/event-stream"
-
-
-@dataclass(slots=True)
-class _Attempt:
-    """Mutable bookkeeping for one call, turned into the UsageEvent at the end."""
-
-    event: UsageEvent
-    started: float
-    request: Request | None = None
-    key: ApiKeyInfo | None = None
-    plan: Plan | None = None
-
-
 class Gateway:
+    """One process's front to the engine; ``handle`` serves a call on the current snapshot."""
+
     def __init__(
         self,
         runtime: Runtime | None = None,
@@ -109,13 +67,19 @@ class Gateway:
         refused; ``max_attempts``/``retry_budget`` override the snapshot's ``routing``."""
         self.runtime = runtime or Runtime()
         self.http = http or HTTPClient()
-        self.usage_sink = usage_sink
         self.router = router or Router(store)
         self.limiter = Limiter(self.router.store, clock=self.router.clock)
-        self.refresher = refresher
+        self.books = Books(self.router, self.limiter, usage_sink, refresher)
         self._max_attempts = max_attempts
         self._retry_budget = retry_budget
-        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def usage_sink(self) -> UsageSink:
+        return self.books.usage_sink
+
+    @usage_sink.setter
+    def usage_sink(self, sink: UsageSink) -> None:
+        self.books.usage_sink = sink
 
     @property
     def max_attempts(self) -> int:
@@ -192,78 +156,52 @@ class Gateway:
     # -- the pipeline --------------------------------------------------------------------
     async def handle(self, call: Call, endpoint: str = "chat") -> Reply | StreamReply:
         rt = self.runtime
-        rid = call.request_id or uuid.uuid4().hex
-        att = _Attempt(UsageEvent(request_id=rid, created_at=time.time(), ingress=call.ingress), time.monotonic())
-        codec = formats.get(call.ingress)
+        ex = Exchange.open(call, rt, formats.get(call.ingress), endpoint)
         try:
             if len(call.body) > rt.max_body_bytes:
                 raise RequestTooLarge(f"request body is larger than {rt.max_body_bytes} bytes")
-            key = self.authenticate(call.api_key, rt)
-            if key is not None:
-                att.event.user_id, att.event.key_id, att.event.key_prefix = key.user_id, key.id, key.prefix
-            att.key = key
-            body = loads_body(call.body)
-            req = _decode(codec, body, call)
-            att.request = req
-            att.event.model, att.event.stream = req.model, req.stream
-            if key is not None and not key.allows(req.model):
-                raise PermissionDenied(f"this API key may not use model {req.model!r}")
-            routes = rt.routes.get(req.model)
-            if not routes:
-                raise ModelNotFound(f"model {req.model!r} does not exist or is not served here", param="model")
-            return await self._dispatch(rt, call, codec, body, req, att, endpoint)
+            ex.identify(self.authenticate(call.api_key, rt))
+            ex.body = loads_body(call.body)
+            req = self.decode(ex)
+            ex.event.model, ex.event.stream = req.model, req.stream
+            self.check_model(ex, req.model)
+            estimate = estimate_tokens(call.body)
+            await self.limiter.admit(ex.key, estimate)
+            return await self.failover(ex, req.model, self._attempt, tokens=estimate, session=_session(call, req))
         except LLMProxyError as err:
-            return self._fail(codec, err, att)
+            return self.books.fail(ex, err)
         except Exception as exc:  # a bug of ours: answer cleanly, log the traceback
-            log.exception("unexpected error in request %s", rid)
-            return self._fail(codec, LLMProxyError(f"internal error ({type(exc).__name__})"), att)
+            log.exception("unexpected error in request %s", ex.request_id)
+            return self.books.fail(ex, LLMProxyError(f"internal error ({type(exc).__name__})"))
 
-    def _fail(self, codec: ModuleType, err: LLMProxyError, att: _Attempt) -> Reply:
-        status, body = codec.error_body(err)
-        headers = {"content-type": CONTENT_JSON}
-        if err.retry_after is not None:
-            headers["retry-after"] = str(max(1, int(-(-err.retry_after // 1))))
-        if att.event.attempts:
-            headers["x-llmproxy-provider"] = att.event.provider
-            headers["x-llmproxy-attempts"] = str(att.event.attempts)
-        att.event.status_code, att.event.error_type = status, err.code
-        self._record(att)
-        return Reply(status, dumps(body), headers)
+    @staticmethod
+    def decode(ex: Exchange) -> Request:
+        """The client's body (``ex.body``) -> the canonical request, kept on ``ex``."""
+        call = ex.call
+        if ex.traits.model_in_path:
+            req: Request = ex.codec.decode_request(ex.body, model=call.model)
+        else:
+            req = ex.codec.decode_request(ex.body)
+        if call.stream is not None:
+            req.stream = call.stream
+        if not isinstance(req.model, str) or not req.model:
+            raise InvalidRequest("'model' is required", param="model")
+        ex.request = req
+        return req
 
-    def _record(self, att: _Attempt, ttfb: float | None = None) -> None:
-        ev = att.event
-        ev.latency_ms = int((time.monotonic() - att.started) * 1000)
-        if ttfb is not None:
-            ev.ttfb_ms = int((ttfb - att.started) * 1000)
-        try:
-            self.usage_sink(ev)
-        except Exception:
-            log.exception("usage sink failed for %s", ev.request_id)
-
-    async def _dispatch(
-        self,
-        rt: Runtime,
-        call: Call,
-        codec: ModuleType,
-        body: dict[str, Any],
-        req: Request,
-        att: _Attempt,
-        endpoint: str,
-    ) -> Reply | StreamReply:
-        estimate = estimate_tokens(call.body)
-        await self.limiter.admit(att.key, estimate)
-
-        async def attempt(cand: Candidate) -> Reply | StreamReply:
-            return await self._attempt(rt, call, codec, body, req, cand, att, endpoint)
-
-        return await self.failover(rt, req.model, att, attempt, tokens=estimate, session=_session(call, req))
+    @staticmethod
+    def check_model(ex: Exchange, model: str) -> None:
+        """The key may use ``model`` and the snapshot serves it, or the matching 403/404."""
+        if ex.key is not None and not ex.key.allows(model):
+            raise PermissionDenied(f"this API key may not use model {model!r}")
+        if not ex.runtime.routes.get(model):
+            raise ModelNotFound(f"model {model!r} does not exist or is not served here", param="model")
 
     async def failover(
         self,
-        rt: Runtime,
+        ex: Exchange,
         model: str,
-        att: _Attempt,
-        attempt: Callable[[Candidate], Awaitable[_T]],
+        attempt: Callable[[Exchange], Awaitable[_T]],
         *,
         tokens: int = 0,
         session: str | None = None,
@@ -272,12 +210,14 @@ class Gateway:
 
         Candidates in cooldown or over a limit are skipped; a retryable ``ProviderError``
         cools its candidate and moves on after a jittered backoff, within the attempt
-        count and time budget. Raises the last error, or ``NoRouteAvailable`` (429/503 with
-        the soonest recovery) when no candidate is left. Side endpoints use it too.
+        count and time budget. Each try sees its candidate on ``ex`` (``begin_attempt``).
+        Raises the last error, or ``NoRouteAvailable`` (429/503 with the soonest
+        recovery) when no candidate is left. Side endpoints use it too.
         """
+        rt = ex.runtime
         plan = await self.router.plan(rt.routes[model], rt.routing, session=session, tokens=tokens,
                                       unhealthy=rt.unhealthy)  # fmt: skip
-        att.plan = plan
+        ex.plan = plan
         deadline = time.monotonic() + self.retry_budget
         last: ProviderError | None = None
         tried, stopped = 0, False
@@ -291,13 +231,12 @@ class Gateway:
                 pause = min(rt.routing.backoff_base * 2 ** (tried - 1), rt.routing.backoff_max) * random.random()
                 await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
             tried += 1
-            att.event.attempts = tried
-            _set_route(att.event, cand)
+            ex.begin_attempt(cand, tried)
             try:
-                result = await attempt(cand)
+                result = await attempt(ex)
             except ProviderError as err:
                 last = err
-                if not (await self._after_failure(plan, cand, err)).retry:
+                if not (await self.books.after_failure(plan, cand, err)).retry:
                     raise
                 continue
             await self.router.succeed(plan, cand)
@@ -307,132 +246,45 @@ class Gateway:
         detail = f" (last error: {last.message})" if last is not None else ""
         raise plan.unavailable(self.router.clock(), detail)
 
-    async def _after_failure(self, plan: Plan, cand: Candidate, err: ProviderError) -> Outcome:
-        outcome = classify(err, cand.route.provider, plan.settings)
-        await self.router.fail(plan, cand, outcome)
-        log.info("attempt on %s failed: %s (%s)", cand.key, err.message, outcome.reason)
-        if outcome.refresh and self.refresher is not None and cand.credential.refresh_token:
-            self._spawn(self.refresher(cand.credential))
-        return outcome
-
-    def _spawn(self, coro: Awaitable[object]) -> None:
-        """Run bookkeeping in the background, keeping a reference until it is done."""
-
-        async def run() -> None:
-            try:
-                await coro
-            except Exception:
-                log.exception("background routing bookkeeping failed")
-
-        task = asyncio.get_running_loop().create_task(run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _attempt(
-        self,
-        rt: Runtime,
-        call: Call,
-        codec: ModuleType,
-        body: dict[str, Any],
-        req: Request,
-        cand: Candidate,
-        att: _Attempt,
-        endpoint: str,
-    ) -> Reply | StreamReply:
-        executor = rt.executors[cand.route.provider.name]
-        passthrough = executor.dialect == call.ingress
-        upstream_codec = codec if passthrough else formats.get(executor.dialect)
-        if passthrough:
-            out_body = dict(body)
-            if call.ingress == "gemini":
+    async def _attempt(self, ex: Exchange) -> Reply | StreamReply:
+        """One try on ``ex.candidate``: encode, send, and read or start relaying the reply."""
+        req, cand, executor = ex.request, ex.candidate, ex.executor
+        assert req is not None and cand is not None and executor is not None and ex.upstream_codec is not None
+        if ex.passthrough:
+            out_body = dict(ex.body)
+            if ex.traits.model_in_path:
                 out_body.pop("model", None)
         else:
-            if executor.dialect == "gemini":
-                # Gemini takes no image URLs: fetch and inline them (size-capped) once.
-                await inline_images(req, self.http)
+            if formats.traits(ex.upstream_codec).inline_images:
+                await inline_images(req, self.http)  # fetched and inlined (size-capped) once
             # ``extra`` holds the ingress dialect's own fields: meaningless to another dialect.
-            out_body = upstream_codec.encode_request(
+            out_body = ex.upstream_codec.encode_request(
                 dataclasses.replace(req, model=cand.route.upstream_model, extra={})
             )
-        ureq = executor.build(
-            cand.credential,
-            out_body,
-            model=cand.route.upstream_model,
-            stream=req.stream,
-            client_headers=call.headers,
-            endpoint=endpoint,
-        )
-        reply = await self.http.send(ureq)
-        if reply.status >= 400:
-            data = await reply.read()
-            err = executor.classify(reply.status, reply.headers, data)
-            if reply.status == 429 and err.retry_after is None:
-                err.retry_after = reset_after(reply.headers, data, time.time())
-            raise err
-        headers = {"x-request-id": att.event.request_id, "x-llmproxy-provider": cand.route.provider.name,
-                   "x-llmproxy-attempts": str(att.event.attempts)}  # fmt: skip
+        ureq = executor.build(cand.credential, out_body, model=cand.route.upstream_model, stream=req.stream,
+                              client_headers=ex.call.headers, endpoint=ex.endpoint)  # fmt: skip
+        reply = await upstream.send(self.http, executor, ureq)
         if not req.stream:
-            return await self._complete(reply, codec, upstream_codec, passthrough, req, cand, att, headers)
-        return await self._stream(reply, call, codec, upstream_codec, passthrough, req, cand, att, headers)
+            return await self._complete(ex, reply)
+        return await self._stream(ex, reply)
 
-    async def _complete(
-        self,
-        reply: UpstreamReply,
-        codec: ModuleType,
-        upstream_codec: ModuleType,
-        passthrough: bool,
-        req: Request,
-        cand: Candidate,
-        att: _Attempt,
-        headers: dict[str, str],
-    ) -> Reply:
-        raw = await reply.read()
-        try:
-            data = loads(raw)
-        except ValueError:
-            raise ProviderProtocolError(f"{cand.route.provider.name}: upstream reply is not JSON") from None
-        if not isinstance(data, dict):
-            raise ProviderProtocolError(f"{cand.route.provider.name}: upstream reply is not a JSON object")
-        resp = upstream_codec.decode_response(data)
-        if passthrough:
-            _set_model(data, req.model)
+    async def _complete(self, ex: Exchange, reply: UpstreamReply) -> Reply:
+        assert ex.request is not None and ex.candidate is not None and ex.upstream_codec is not None
+        data = upstream.json_object(await reply.read(), ex.candidate.route.provider.name)
+        resp = ex.upstream_codec.decode_response(data)
+        if ex.passthrough:
+            _set_model(data, ex.request.model)
             out = dumps(data)
         else:
-            resp.model = req.model
-            out = dumps(codec.encode_response(resp))
-        self._settle(att, resp.usage, cand, 200, "")
-        self._record(att)
+            resp.model = ex.request.model
+            out = dumps(ex.codec.encode_response(resp))
+        self.books.settle(ex, resp.usage)
+        self.books.record(ex)
+        headers = ex.reply_headers()
         headers["content-type"] = CONTENT_JSON
         return Reply(200, out, headers)
 
-    def _settle(self, att: _Attempt, usage: TokenUsage | None, cand: Candidate, status: int, error: str) -> None:
-        ev = att.event
-        ev.status_code, ev.error_type = status, error
-        if usage is not None:
-            ev.usage = usage
-            price = cand.route.price
-            if price is not None:
-                ev.cost_usd = price.cost(usage.input_tokens, usage.output_tokens, usage.cached_tokens)
-            if att.plan is not None:
-                self._spawn(self._settle_limits(att, cand, usage.input_tokens + usage.output_tokens, ev.cost_usd))
-
-    async def _settle_limits(self, att: _Attempt, cand: Candidate, tokens: int, cost: float | None) -> None:
-        assert att.plan is not None
-        await self.router.settle(att.plan, cand, tokens)
-        await self.limiter.settle(att.key, att.plan.tokens, tokens, cost)
-
-    async def _stream(
-        self,
-        reply: UpstreamReply,
-        call: Call,
-        codec: ModuleType,
-        upstream_codec: ModuleType,
-        passthrough: bool,
-        req: Request,
-        cand: Candidate,
-        att: _Attempt,
-        headers: dict[str, str],
-    ) -> StreamReply:
+    async def _stream(self, ex: Exchange, reply: UpstreamReply) -> StreamReply:
         chunks = reply.iter_chunks()
         # Read the first chunk before committing: a stream that breaks at once fails over.
         try:
@@ -442,69 +294,11 @@ class Gateway:
         except ProviderError:
             reply.close()
             raise
-        decoder = upstream_codec.StreamDecoder()
-        encoder = _encoder(codec, req, call, att.event.request_id)
-        headers["content-type"] = CONTENT_SSE if call.sse else CONTENT_JSON
+        headers = ex.reply_headers()
+        headers["content-type"] = CONTENT_SSE if ex.call.sse else CONTENT_JSON
         headers["cache-control"] = "no-cache"
-        up_model, rename = cand.route.upstream_model, cand.route.upstream_model != req.model
-        gateway = self
-
-        async def relay() -> AsyncIterator[bytes]:
-            usage: TokenUsage | None = None
-            status, error, ttfb = 200, "", None
-            relayed: ProviderError | None = None  # the upstream's own error event, passed through as is
-            try:
-                pending: list[bytes] = [first] if first else []
-                while True:
-                    for chunk in pending:
-                        try:
-                            events = decoder.feed(chunk)
-                        except ProviderError as err:
-                            if not passthrough:
-                                raise
-                            events, status, error, relayed = [], 502, err.code, relayed or err
-                        if passthrough:
-                            out = _rename(chunk, up_model, req.model) if rename else chunk
-                        else:
-                            out = b"".join(encoder.encode(e) for e in events)
-                        for e in events:
-                            if isinstance(e, (UsageUpdate, StreamEnd)) and e.usage is not None:
-                                usage = e.usage
-                        if out:
-                            if ttfb is None:
-                                ttfb = time.monotonic()
-                            yield out
-                    try:
-                        pending = [await chunks.__anext__()]
-                    except StopAsyncIteration:
-                        break
-                if relayed is not None:
-                    # The client already holds the upstream's error event: another would end the stream twice.
-                    if att.plan is not None:
-                        gateway._spawn(gateway._after_failure(att.plan, cand, relayed))
-                    return
-                tail = decoder.close()
-                for e in tail:
-                    if isinstance(e, (UsageUpdate, StreamEnd)) and e.usage is not None:
-                        usage = e.usage
-                if not passthrough:
-                    out = b"".join(encoder.encode(e) for e in tail)
-                    if out:
-                        yield out
-            except ProviderError as err:
-                status, error = err.status, err.code
-                if att.plan is not None:  # after the first byte: an error event, and the credential cools
-                    gateway._spawn(gateway._after_failure(att.plan, cand, err))
-                yield encoder.error(err)
-            except (asyncio.CancelledError, GeneratorExit):
-                status, error = 499, "client_disconnected"
-                raise
-            finally:
-                reply.close()
-                gateway._settle(att, usage, cand, status, error)
-                gateway._record(att, ttfb)
-
-        return StreamReply(200, relay(), headers)
+        relay = StreamRelay(ex, self.books, reply, chunks, first, _encoder(ex))
+        return StreamReply(200, aiter(relay), headers)
 
 
 def _error_from(reply: Reply) -> LLMProxyError:
@@ -517,22 +311,15 @@ def _error_from(reply: Reply) -> LLMProxyError:
     return LLMProxyError(str(message or f"HTTP {reply.status}"), status=reply.status)
 
 
-def _decode(codec: ModuleType, body: dict[str, Any], call: Call) -> Request:
-    if call.ingress == "gemini":
-        req: Request = codec.decode_request(body, model=call.model)
-    else:
-        req = codec.decode_request(body)
-    if call.stream is not None:
-        req.stream = call.stream
-    if not isinstance(req.model, str) or not req.model:
-        raise InvalidRequest("'model' is required", param="model")
-    return req
-
-
-def _encoder(codec: ModuleType, req: Request, call: Call, request_id: str) -> Any:
-    if call.ingress == "gemini":
-        return codec.StreamEncoder(model=req.model, include_usage=True, request_id=request_id, sse=call.sse)
-    return codec.StreamEncoder(model=req.model, include_usage=req.include_usage, request_id=request_id)
+def _encoder(ex: Exchange) -> Any:
+    """The client dialect's stream encoder for this call."""
+    assert ex.request is not None
+    t = ex.traits
+    include_usage = True if t.stream_usage_always else ex.request.include_usage
+    if t.json_array_streams:
+        return ex.codec.StreamEncoder(model=ex.request.model, include_usage=include_usage,
+                                      request_id=ex.request_id, sse=ex.call.sse)  # fmt: skip
+    return ex.codec.StreamEncoder(model=ex.request.model, include_usage=include_usage, request_id=ex.request_id)
 
 
 def _session(call: Call, req: Request) -> str | None:
@@ -549,12 +336,6 @@ def _session(call: Call, req: Request) -> str | None:
     return req.user or None
 
 
-def _set_route(ev: UsageEvent, cand: Candidate) -> None:
-    ev.provider = cand.route.provider.name
-    ev.credential = cand.credential.name
-    ev.upstream_model = cand.route.upstream_model
-
-
 def _set_model(data: dict[str, Any], model: str) -> None:
     if "model" in data:
         data["model"] = model
@@ -563,11 +344,3 @@ def _set_model(data: dict[str, Any], model: str) -> None:
     inner = data.get("response")
     if isinstance(inner, dict) and "model" in inner:
         inner["model"] = model
-
-
-def _rename(chunk: bytes, upstream: str, public: str) -> bytes:
-    """Replace the upstream model name with the public one in a passthrough chunk."""
-    up, pub = upstream.encode(), public.encode()
-    for key in (b'"model":"', b'"model": "', b'"modelVersion":"', b'"modelVersion": "'):
-        chunk = chunk.replace(key + up + b'"', key + pub + b'"')
-    return chunk

@@ -68,8 +68,8 @@ class Translator:
         if model:
             req = dataclasses.replace(req, model=model)
         body: dict[str, Any] = self._out.encode_request(req)
-        if self.dialect == "gemini":
-            body.setdefault("model", req.model)  # Gemini puts it in the URL; keep it for the caller
+        if formats.traits(self._out).model_in_path:
+            body.setdefault("model", req.model)  # the URL carries it upstream; keep it for the caller
         return body
 
     def translate_response(self, response: dict[str, Any]) -> dict[str, Any]:

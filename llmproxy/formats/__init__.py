@@ -9,12 +9,23 @@ Every codec module offers the same functions:
 * ``StreamEncoder(model=..., include_usage=..., request_id=...)``: ``.encode(event) -> bytes``,
   ``.error(err) -> bytes`` (a mid-stream error event plus the dialect's terminator)
 * ``error_body(err) -> (status, body)`` for errors before the first byte
+
+and may declare ``TRAITS`` (a ``Traits``: model in the URL, no image URLs, ...) that the
+pipeline reads through ``traits(codec)`` rather than comparing dialect names. Helpers
+shared by several codecs live in ``_common.py`` (all dialects) and ``_openai_wire.py``
+(the OpenAI family); a big dialect is ``<d>.py`` (requests and replies), ``_<d>_stream.py``
+(its stream decoder and encoder) and ``_<d>_wire.py`` (its small wire helpers), and no
+codec imports a sibling codec.
 """
 
 from __future__ import annotations
 
 import importlib
 from types import ModuleType
+
+from ._common import PLAIN, Traits
+
+__all__ = ["CODECS", "Traits", "get", "traits"]
 
 CODECS: dict[str, str] = {
     "openai_chat": "llmproxy.formats.openai_chat",
@@ -31,3 +42,9 @@ def get(name: str) -> ModuleType:
         return importlib.import_module(CODECS[name])
     except KeyError:
         raise KeyError(f"unknown dialect {name!r}; known: {', '.join(sorted(CODECS))}") from None
+
+
+def traits(codec: ModuleType) -> Traits:
+    """A codec's ``TRAITS``, or the plain ones when it declares none."""
+    found = getattr(codec, "TRAITS", PLAIN)
+    return found if isinstance(found, Traits) else PLAIN

@@ -1,10 +1,42 @@
-"""Validation helpers shared by the request decoders: every 400 names its field."""
+"""What every codec shares: the traits the pipeline asks about, and the validation helpers
+of the request decoders (every 400 names its field)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InvalidRequest
+
+
+@dataclass(frozen=True, slots=True)
+class Traits:
+    """How a dialect differs on the wire, for the code around the codecs.
+
+    The gateway and the side endpoints ask these instead of comparing dialect names, so a
+    new dialect says what it is in one place: its codec's ``TRAITS``.
+    """
+
+    #: The model name travels in the URL path, not the body (Gemini): ``decode_request``
+    #: takes ``model=``, a passthrough body drops ``model``.
+    model_in_path: bool = False
+    #: The upstream fetches no image URLs: images are fetched and inlined before encoding.
+    inline_images: bool = False
+    #: Its streams always report usage, whatever the request asked (no ``include_usage``).
+    stream_usage_always: bool = False
+    #: A stream may be a JSON array instead of SSE (the client picks): the encoder takes ``sse=``.
+    json_array_streams: bool = False
+    #: Requests must carry ``max_tokens`` (Anthropic); a token count request gets a stand-in.
+    requires_max_tokens: bool = False
+    #: The upstream counts tokens itself: the count reply's field (``count_tokens_body`` builds the request).
+    count_field: str = ""
+    #: Embeddings: "passthrough" (OpenAI's body as is) or "translated" (``embeddings_body`` /
+    #: ``embeddings_reply``); empty when the dialect has none.
+    embeddings: str = ""
+
+
+#: The traits of a dialect that declares none.
+PLAIN = Traits()
 
 
 def require_str(body: dict[str, Any], name: str) -> str:

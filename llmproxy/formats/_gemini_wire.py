@@ -255,3 +255,24 @@ def error_body(err: LLMProxyError) -> tuple[int, dict[str, Any]]:
         body["details"] = [{"@type": "type.googleapis.com/google.rpc.RetryInfo",
                             "retryDelay": f"{math.ceil(err.retry_after)}s"}]  # fmt: skip
     return status, {"error": body}
+
+
+def embeddings_body(model: str, texts: list[str], dimensions: Any = None) -> dict[str, Any]:
+    """``:batchEmbedContents`` for OpenAI's ``input`` texts."""
+    body: dict[str, Any] = {"requests": [{"model": f"models/{model}", "content": {"parts": [{"text": t}]}}
+                                         for t in texts]}  # fmt: skip
+    if isinstance(dimensions, int):
+        for r in body["requests"]:
+            r["outputDimensionality"] = dimensions
+    return body
+
+
+def embeddings_reply(data: dict[str, Any], model: str, tokens: int) -> dict[str, Any]:
+    """Gemini's embeddings -> OpenAI's list (Gemini reports no token count: ``tokens`` is ours)."""
+    embs = data.get("embeddings") or []
+    return {
+        "object": "list",
+        "data": [{"object": "embedding", "index": i, "embedding": e.get("values", [])} for i, e in enumerate(embs)],
+        "model": model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }

@@ -16,6 +16,7 @@ gets them.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import uuid
 from typing import Any
@@ -50,7 +51,7 @@ from ._anthropic_wire import (
     stop_reason_out,
     thinking_source,
 )
-from ._common import field_type, require_list, require_str
+from ._common import Traits, field_type, require_list, require_str
 from .openai_chat import effort_from_budget, image_from_url
 
 __all__ = [
@@ -68,6 +69,11 @@ __all__ = [
     "gateway_signature",
     "uses_adaptive_thinking",
 ]
+
+#: max_tokens is required; the upstream counts tokens itself.
+TRAITS = Traits(requires_max_tokens=True, count_field="input_tokens")
+#: What a count request leaves out of an encoded request.
+_NOT_COUNTED = ("max_tokens", "stream", "temperature", "top_p", "top_k", "stop_sequences", "metadata")
 
 _KNOWN = {
     "model", "max_tokens", "system", "messages", "tools", "tool_choice", "stop_sequences", "temperature",
@@ -395,6 +401,17 @@ class _ToolIds:
         self._map[raw] = candidate
         self._used.add(candidate)
         return candidate
+
+
+def count_tokens_body(req: Request, passthrough: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The body for ``/v1/messages/count_tokens``: the client's own body when it is Anthropic's
+    (``passthrough``), else the encoded request, less what a count does not take."""
+    if passthrough is not None:
+        return {k: v for k, v in passthrough.items() if k not in ("max_tokens", "stream")}
+    out = encode_request(dataclasses.replace(req, stream=False))
+    for k in _NOT_COUNTED:
+        out.pop(k, None)
+    return out
 
 
 def encode_request(req: Request) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from ..model import (
     ToolResultPart,
 )
 from . import gemini_schema
-from ._common import field_type
+from ._common import Traits, field_type
 from ._gemini_stream import StreamDecoder, StreamEncoder
 from ._gemini_wire import (
     DATA_KEYS,
@@ -49,6 +49,8 @@ from ._gemini_wire import (
     camel,
     candidate,
     decode_usage,
+    embeddings_body,
+    embeddings_reply,
     encode_image,
     encode_usage,
     error_body,
@@ -67,10 +69,37 @@ from ._gemini_wire import (
 from .openai_chat import effort_from_budget
 
 __all__ = [
-    "NAME", "SKIP_SIGNATURE", "StreamDecoder", "StreamEncoder", "call_id_with_signature", "count_tokens_body",
-    "decode_request", "decode_response", "decode_usage", "encode_image", "encode_request", "encode_response",
-    "encode_usage", "error_body", "generation", "signature_bytes", "signature_from_id",
+    "NAME",
+    "SKIP_SIGNATURE",
+    "TRAITS",
+    "StreamDecoder",
+    "StreamEncoder",
+    "call_id_with_signature",
+    "count_tokens_body",
+    "decode_request",
+    "decode_response",
+    "decode_usage",
+    "embeddings_body",
+    "embeddings_reply",
+    "encode_image",
+    "encode_request",
+    "encode_response",
+    "encode_usage",
+    "error_body",
+    "generation",
+    "signature_bytes",
+    "signature_from_id",
 ]  # fmt: skip
+
+#: Model in the URL, no image URLs upstream, usage in every stream, SSE or a JSON array.
+TRAITS = Traits(
+    model_in_path=True,
+    inline_images=True,
+    stream_usage_always=True,
+    json_array_streams=True,
+    count_field="totalTokens",
+    embeddings="translated",
+)
 
 _LEVELS = {"none": "MINIMAL", "minimal": "MINIMAL", "low": "LOW", "medium": "MEDIUM", "high": "HIGH",
            "xhigh": "HIGH", "max": "HIGH"}  # fmt: skip
@@ -550,8 +579,10 @@ def _encode_thinking(r: Reasoning, model: str, gen: int | None) -> dict[str, Any
     return tc
 
 
-def count_tokens_body(req: Request) -> dict[str, Any]:
-    """The body for ``:countTokens``: bare contents, or the whole request when it has more."""
+def count_tokens_body(req: Request, passthrough: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The body for ``:countTokens``: bare contents, or the whole request when it has more.
+
+    Always built from the canonical request (``passthrough``, the client's own body, is unused)."""
     body = encode_request(req)
     if "systemInstruction" not in body and "tools" not in body:
         return {"contents": body["contents"]}

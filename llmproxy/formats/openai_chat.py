@@ -39,7 +39,7 @@ from ..model import (
     UsageUpdate,
 )
 from ..sse import SSEParser, frame
-from ._common import field_type, require_list, require_str
+from ._common import Traits, field_type, require_list, require_str
 
 NAME = "openai_chat"
 _FINISH_IN: dict[str, FinishReason] = {
@@ -49,6 +49,9 @@ _FINISH_IN: dict[str, FinishReason] = {
     "function_call": "tool_calls",
     "content_filter": "content_filter",
 }
+#: Embeddings go to OpenAI-compatible upstreams as they came.
+TRAITS = Traits(embeddings="passthrough")
+
 _EFFORTS = {"none", "minimal", "low", "medium", "high", "xhigh", "max"}
 _KNOWN = {
     "model", "messages", "tools", "tool_choice", "parallel_tool_calls", "max_tokens",

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from .. import upstream
 from .._json import dumps, loads
 from ..errors import ProviderError, ProviderHTTPError
 from ..http import HTTPClient, UpstreamRequest
@@ -106,12 +107,7 @@ class Executor:
         client = http or HTTPClient()
         try:
             req = self.build(credential, body, model=str(body.get("model", "")), stream=False)
-            reply = await client.send(req)
-            data = await reply.read()
-            if reply.status >= 400:
-                raise self.classify(reply.status, reply.headers, data)
-            result: dict[str, Any] = loads(data)
-            return result
+            return await upstream.call_json(client, self, req)
         finally:
             if http is None:
                 await client.close()

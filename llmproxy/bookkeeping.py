@@ -1,0 +1,106 @@
+"""What a call leaves behind: its usage record, its spend against limits, routing's verdict.
+
+``Books`` is the public bookkeeping the gateway, the stream relay and the side endpoints
+share: ``settle`` prices the usage and charges it to the limits, ``record`` hands the one
+``UsageEvent`` of a call to the sink, ``fail`` answers an error in the client's dialect
+(and records it), ``after_failure`` tells routing what an upstream failure means.
+Background work (limits, cooldowns, token refresh) runs in tasks it keeps alive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from ._json import dumps
+from .errors import LLMProxyError, ProviderError
+from .exchange import CONTENT_JSON, Exchange, Reply
+from .limits import Limiter
+from .model import Usage
+from .outcome import Outcome, classify
+from .providers.base import Credential
+from .routing import Candidate, Plan, Router
+from .usage import UsageSink
+
+log = logging.getLogger("llmproxy.gateway")
+
+
+class Books:
+    def __init__(
+        self,
+        router: Router,
+        limiter: Limiter,
+        usage_sink: UsageSink,
+        refresher: Callable[[Credential], Awaitable[None]] | None = None,
+    ) -> None:
+        self.router = router
+        self.limiter = limiter
+        self.usage_sink = usage_sink
+        self.refresher = refresher
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def fail(self, ex: Exchange, err: LLMProxyError) -> Reply:
+        """The error reply in the client's dialect; the call is recorded with it."""
+        status, body = ex.codec.error_body(err)
+        headers = {"content-type": CONTENT_JSON}
+        if err.retry_after is not None:
+            headers["retry-after"] = str(max(1, int(-(-err.retry_after // 1))))
+        if ex.event.attempts:
+            headers["x-llmproxy-provider"] = ex.event.provider
+            headers["x-llmproxy-attempts"] = str(ex.event.attempts)
+        ex.event.status_code, ex.event.error_type = status, err.code
+        self.record(ex)
+        return Reply(status, dumps(body), headers)
+
+    def record(self, ex: Exchange, ttfb: float | None = None) -> None:
+        """Close the call's usage event (latency, time to first byte) and hand it to the sink."""
+        ev = ex.event
+        ev.latency_ms = int((time.monotonic() - ex.started) * 1000)
+        if ttfb is not None:
+            ev.ttfb_ms = int((ttfb - ex.started) * 1000)
+        try:
+            self.usage_sink(ev)
+        except Exception:
+            log.exception("usage sink failed for %s", ev.request_id)
+
+    def settle(self, ex: Exchange, usage: Usage | None, status: int = 200, error: str = "") -> None:
+        """The outcome of the current attempt: status, usage and cost; spend charged in the background."""
+        ev = ex.event
+        ev.status_code, ev.error_type = status, error
+        cand = ex.candidate
+        if usage is None or cand is None:
+            return
+        ev.usage = usage
+        price = cand.route.price
+        if price is not None:
+            ev.cost_usd = price.cost(usage.input_tokens, usage.output_tokens, usage.cached_tokens)
+        if ex.plan is not None:
+            self.spawn(self._charge(ex, ex.plan, cand, usage.input_tokens + usage.output_tokens, ev.cost_usd))
+
+    async def _charge(self, ex: Exchange, plan: Plan, cand: Candidate, tokens: int, cost: float | None) -> None:
+        await self.router.settle(plan, cand, tokens)
+        await self.limiter.settle(ex.key, plan.tokens, tokens, cost)
+
+    async def after_failure(self, plan: Plan, cand: Candidate, err: ProviderError) -> Outcome:
+        """Cool the candidate as the failure deserves; ask for a token refresh on an auth refusal."""
+        outcome = classify(err, cand.route.provider, plan.settings)
+        await self.router.fail(plan, cand, outcome)
+        log.info("attempt on %s failed: %s (%s)", cand.key, err.message, outcome.reason)
+        if outcome.refresh and self.refresher is not None and cand.credential.refresh_token:
+            self.spawn(self.refresher(cand.credential))
+        return outcome
+
+    def spawn(self, coro: Awaitable[object]) -> None:
+        """Run bookkeeping in the background, keeping a reference until it is done."""
+
+        async def run() -> None:
+            try:
+                await coro
+            except Exception:
+                log.exception("background routing bookkeeping failed")
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

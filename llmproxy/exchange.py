@@ -1,0 +1,115 @@
+"""One call through the pipeline: what came in, what goes out, and what it has done so far.
+
+``Call`` is the wire-level request, ``Reply``/``StreamReply`` the answer. ``Exchange`` is
+the one per-call object the pipeline passes around instead of long parameter lists: the
+call, its codec and snapshot, the decoded request, the key, the routing plan, the
+attempt in progress (candidate, executor, upstream codec) and the usage event it fills
+in. Bookkeeping (``llmproxy.bookkeeping``) turns it into the single ``UsageEvent``.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+from . import formats
+from .formats import Traits
+from .model import Request
+from .providers.base import Executor
+from .routing import Candidate, Plan
+from .runtime import ApiKeyInfo, Runtime
+from .usage import UsageEvent
+
+CONTENT_JSON = "application/json"
+CONTENT_SSE = "text/event-stream"
+
+
+@dataclass(slots=True)
+class Call:
+    """One client request as it came off the wire."""
+
+    ingress: str
+    body: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)  # lower-case names
+    api_key: str | None = None
+    model: str | None = None  # from the path (Gemini)
+    stream: bool | None = None  # from the path (Gemini :streamGenerateContent)
+    sse: bool = True  # Gemini streams: SSE or a JSON array
+    request_id: str = ""
+
+
+@dataclass(slots=True)
+class Reply:
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class StreamReply:
+    status: int
+    chunks: AsyncIterator[bytes]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Exchange:
+    """Everything one call carries from decode to the usage record."""
+
+    call: Call
+    runtime: Runtime
+    codec: ModuleType  # the client's dialect
+    event: UsageEvent
+    started: float  # monotonic
+    endpoint: str = "chat"
+    body: dict[str, Any] = field(default_factory=dict)  # the client's decoded JSON
+    request: Request | None = None
+    key: ApiKeyInfo | None = None
+    plan: Plan | None = None
+    # The attempt in progress (set by ``begin_attempt``).
+    candidate: Candidate | None = None
+    executor: Executor | None = None
+    upstream_codec: ModuleType | None = None
+    passthrough: bool = False
+
+    @classmethod
+    def open(cls, call: Call, runtime: Runtime, codec: ModuleType, endpoint: str = "chat") -> Exchange:
+        rid = call.request_id or uuid.uuid4().hex
+        event = UsageEvent(request_id=rid, created_at=time.time(), ingress=call.ingress)
+        return cls(call, runtime, codec, event, time.monotonic(), endpoint)
+
+    @property
+    def request_id(self) -> str:
+        return self.event.request_id
+
+    @property
+    def traits(self) -> Traits:
+        """The client dialect's traits."""
+        return formats.traits(self.codec)
+
+    def identify(self, key: ApiKeyInfo | None) -> None:
+        """The authenticated client key, onto the call and its usage event."""
+        self.key = key
+        if key is not None:
+            self.event.user_id, self.event.key_id, self.event.key_prefix = key.user_id, key.id, key.prefix
+
+    def begin_attempt(self, cand: Candidate, attempts: int) -> None:
+        """The next candidate is tried: the event names it, the attempt fields point at it."""
+        self.candidate = cand
+        self.executor = self.runtime.executors[cand.route.provider.name]
+        self.passthrough = self.executor.dialect == self.call.ingress
+        self.upstream_codec = self.codec if self.passthrough else formats.get(self.executor.dialect)
+        ev = self.event
+        ev.attempts = attempts
+        ev.provider = cand.route.provider.name
+        ev.credential = cand.credential.name
+        ev.upstream_model = cand.route.upstream_model
+
+    def reply_headers(self) -> dict[str, str]:
+        """The headers every successful reply carries: which provider, after how many attempts."""
+        return {"x-request-id": self.event.request_id, "x-llmproxy-provider": self.event.provider,
+                "x-llmproxy-attempts": str(self.event.attempts)}  # fmt: skip

@@ -1,0 +1,121 @@
+"""Relaying one upstream stream to the client, chunk by chunk, after the first byte.
+
+The gateway has already read the first chunk (a stream that breaks at once fails over);
+from here on the client holds a 200, so an upstream failure becomes an error event in
+the client's dialect and the candidate cools in the background. Passthrough streams go
+out byte for byte (with the public model name put back); translated ones are decoded
+to canonical events and encoded again. Whatever happens, usage is settled and the call
+recorded exactly once, when the relay ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from .bookkeeping import Books
+from .errors import ProviderError
+from .exchange import Exchange
+from .http import UpstreamReply
+from .model import StreamEnd, StreamEvent, UsageUpdate
+from .model import Usage as TokenUsage
+
+
+class StreamRelay:
+    """An async iterator of the bytes to send to the client for one upstream stream."""
+
+    def __init__(
+        self,
+        ex: Exchange,
+        books: Books,
+        reply: UpstreamReply,
+        chunks: AsyncIterator[bytes],
+        first: bytes,
+        encoder: Any,
+    ) -> None:
+        assert ex.request is not None and ex.candidate is not None and ex.upstream_codec is not None
+        self.ex, self.books, self.reply = ex, books, reply
+        self.chunks, self.first, self.encoder = chunks, first, encoder
+        self.decoder = ex.upstream_codec.StreamDecoder()
+        self.public_model = ex.request.model
+        self.upstream_model = ex.candidate.route.upstream_model
+        self.rename = self.upstream_model != self.public_model
+        self.usage: TokenUsage | None = None
+        self.status, self.error = 200, ""
+        self.ttfb: float | None = None
+        #: The upstream's own error event, passed through as is (passthrough only).
+        self.relayed: ProviderError | None = None
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._run()
+
+    async def _run(self) -> AsyncIterator[bytes]:
+        try:
+            pending: list[bytes] = [self.first] if self.first else []
+            while True:
+                for chunk in pending:
+                    out = self._relay(chunk)
+                    if out:
+                        if self.ttfb is None:
+                            self.ttfb = time.monotonic()
+                        yield out
+                try:
+                    pending = [await self.chunks.__anext__()]
+                except StopAsyncIteration:
+                    break
+            if self.relayed is not None:
+                # The client already holds the upstream's error event: another would end the stream twice.
+                self._cool(self.relayed)
+                return
+            tail = self.decoder.close()
+            self._note_usage(tail)
+            if not self.ex.passthrough:
+                out = b"".join(self.encoder.encode(e) for e in tail)
+                if out:
+                    yield out
+        except ProviderError as err:
+            self.status, self.error = err.status, err.code
+            self._cool(err)  # after the first byte: an error event, and the credential cools
+            yield self.encoder.error(err)
+        except (asyncio.CancelledError, GeneratorExit):
+            self.status, self.error = 499, "client_disconnected"
+            raise
+        finally:
+            self.reply.close()
+            self.books.settle(self.ex, self.usage, self.status, self.error)
+            self.books.record(self.ex, self.ttfb)
+
+    def _relay(self, chunk: bytes) -> bytes:
+        """One upstream chunk -> the bytes for the client (usage noted on the way)."""
+        passthrough = self.ex.passthrough
+        try:
+            events = self.decoder.feed(chunk)
+        except ProviderError as err:
+            if not passthrough:
+                raise
+            events, self.status, self.error = [], 502, err.code
+            self.relayed = self.relayed or err
+        self._note_usage(events)
+        if passthrough:
+            return _rename(chunk, self.upstream_model, self.public_model) if self.rename else chunk
+        return b"".join(self.encoder.encode(e) for e in events)
+
+    def _note_usage(self, events: list[StreamEvent]) -> None:
+        for e in events:
+            if isinstance(e, (UsageUpdate, StreamEnd)) and e.usage is not None:
+                self.usage = e.usage
+
+    def _cool(self, err: ProviderError) -> None:
+        plan, cand = self.ex.plan, self.ex.candidate
+        if plan is not None and cand is not None:
+            self.books.spawn(self.books.after_failure(plan, cand, err))
+
+
+def _rename(chunk: bytes, upstream: str, public: str) -> bytes:
+    """Replace the upstream model name with the public one in a passthrough chunk."""
+    up, pub = upstream.encode(), public.encode()
+    for key in (b'"model":"', b'"model": "', b'"modelVersion":"', b'"modelVersion": "'):
+        chunk = chunk.replace(key + up + b'"', key + pub + b'"')
+    return chunk
