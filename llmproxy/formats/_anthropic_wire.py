@@ -9,10 +9,13 @@ accept it; ``thinking_source`` recognises it when the client sends the block bac
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any
 
+from .._json import dumps_str, parse_arguments
 from ..errors import LLMProxyError, ProviderHTTPError
-from ..model import FinishReason, Usage
+from ..model import FinishReason, ImagePart, Part, TextPart, ThinkingPart, ToolCallPart, Usage
+from ._common import image_from_url
 
 NAME = "anthropic"
 SIGNATURE_PREFIX = "llmproxy:"
@@ -118,3 +121,86 @@ def stream_error(data: Any) -> ProviderHTTPError:
     message = str(err.get("message") or "upstream stream error")
     return ProviderHTTPError(f"{kind}: {message}", upstream_status=_ERROR_STATUS.get(kind, 500),
                              code="upstream_stream_error")  # fmt: skip
+
+
+MIN_BUDGET = 1024
+
+
+FALLBACK_MAX_TOKENS = 8192
+
+
+MAX_TOKENS_BY_MODEL = (
+    (re.compile(r"claude-3-(?:opus|sonnet|haiku)"), 4096),
+    (re.compile(r"claude-3-5"), 8192),
+    (re.compile(r"opus-4(?:-[01])?(?:-\d{8})?$"), 32000),
+    (re.compile(r"claude|opus|sonnet|haiku"), 64000),
+)
+
+
+ADAPTIVE = re.compile(r"(?:opus|sonnet|haiku)-(?:4-[6-9]|[5-9](?!\d))|claude-[5-9](?!\d)")
+
+
+def default_max_tokens(model: str) -> int:
+    """Anthropic requires ``max_tokens``; this is the model's output limit, conservatively."""
+    name = model.lower()
+    return next((n for pattern, n in MAX_TOKENS_BY_MODEL if pattern.search(name)), FALLBACK_MAX_TOKENS)
+
+
+def uses_adaptive_thinking(model: str) -> bool:
+    return bool(ADAPTIVE.search(model.lower()))
+
+
+def anthropic_meta(metadata: dict[str, Any] | None) -> dict[str, Any]:
+    value = (metadata or {}).get(NAME)
+    return value if isinstance(value, dict) else {}
+
+
+def text_block(p: TextPart) -> dict[str, Any] | None:
+    md = anthropic_meta(p.provider_metadata)
+    if isinstance(md.get("block"), dict) and not p.text:
+        return dict(md["block"])
+    if not p.text.strip():  # "text content blocks must contain non-whitespace text"
+        return None
+    return {"type": "text", "text": p.text, **{k: v for k, v in md.items() if k != "block"}}
+
+
+def image_block(p: ImagePart) -> dict[str, Any] | None:
+    img = image_from_url(p.url) if p.data is None and p.url and p.url.startswith("data:") else p
+    if img.data is not None:
+        source = {"type": "base64", "media_type": img.media_type or "image/png", "data": img.data}
+    elif img.url:
+        source = {"type": "url", "url": img.url}
+    else:
+        return None
+    return {"type": "image", "source": source}
+
+
+def reply_part(b: dict[str, Any]) -> Part | None:
+    kind = b.get("type")
+    if kind == "text":
+        return TextPart(str(b.get("text") or "")) if b.get("text") else None
+    if kind == "thinking":
+        sig = b.get("signature") if isinstance(b.get("signature"), str) and b.get("signature") else None
+        return ThinkingPart(str(b.get("thinking") or ""), sig, thinking_source(sig))
+    if kind == "redacted_thinking":
+        return ThinkingPart("", str(b.get("data") or ""), NAME, redacted=True)
+    if kind == "tool_use":
+        args = b.get("input")
+        return ToolCallPart(str(b.get("id") or ""), str(b.get("name") or ""),
+                            dumps_str(args if isinstance(args, dict) else {}))  # fmt: skip
+    return None  # server-tool blocks: Anthropic ran them, no client acts on them
+
+
+def reply_block(p: Part) -> dict[str, Any] | None:
+    if isinstance(p, TextPart):
+        return {"type": "text", "text": p.text} if p.text else None
+    if isinstance(p, ToolCallPart):
+        args = parse_arguments(p.arguments)
+        return {"type": "tool_use", "id": p.id, "name": p.name, "input": args if isinstance(args, dict) else {}}
+    if not isinstance(p, ThinkingPart):
+        return None  # images: an Anthropic message has no image output block
+    if p.redacted:
+        return {"type": "redacted_thinking", "data": p.signature} if p.source == NAME and p.signature else None
+    if p.source == NAME and p.signature:
+        return {"type": "thinking", "thinking": p.text, "signature": p.signature}
+    return {"type": "thinking", "thinking": p.text, "signature": gateway_signature(p.text)} if p.text else None

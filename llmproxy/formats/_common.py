@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InvalidRequest
+from ..model import ImagePart
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,3 +59,27 @@ def field_type(value: Any, kind: type | tuple[type, ...], name: str) -> Any:
         names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
         raise InvalidRequest(f"'{name}' must be of type {names}", param=name)
     return value
+
+
+def image_from_url(url: str, detail: str | None = None) -> ImagePart:
+    """``data:`` URLs become inline images; anything else stays a URL."""
+    if url.startswith("data:"):
+        header, _, data = url.partition(",")
+        media_type = header[5:].split(";")[0] or "image/png"
+        return ImagePart(data=data, media_type=media_type, detail=detail)
+    return ImagePart(url=url, detail=detail)
+
+
+def effort_from_budget(budget: int | None) -> str | None:
+    """A thinking budget in tokens -> the nearest OpenAI-style effort name."""
+    if budget is None:
+        return None
+    if budget <= 0:
+        return "none"
+    if budget >= 4096:
+        return "high"
+    if budget >= 2048:
+        return "medium"
+    if budget >= 1024:
+        return "low"
+    return "minimal"

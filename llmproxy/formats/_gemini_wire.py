@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import math
 import mimetypes
 import re
@@ -17,8 +18,9 @@ import secrets
 from typing import Any
 
 from .._json import dumps_str, parse_arguments
-from ..errors import LLMProxyError, ProviderError, ProviderHTTPError
+from ..errors import InvalidRequest, LLMProxyError, ProviderError, ProviderHTTPError
 from ..model import FinishReason, ImagePart, Metadata, Part, TextPart, ThinkingPart, ToolCallPart, Usage
+from ._common import field_type
 
 NAME = "gemini"
 #: Google's documented stand-in for history that never had a signature.
@@ -276,3 +278,54 @@ def embeddings_reply(data: dict[str, Any], model: str, tokens: int) -> dict[str,
         "model": model,
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
     }
+
+
+class CallBook:
+    """Call ids of one conversation: native when sent, else deterministic.
+
+    A ``functionResponse`` without an id answers the Nth call of its name in the latest
+    model turn, so the Nth response named X pairs with the Nth call named X.
+    """
+
+    def __init__(self) -> None:
+        self.turn: dict[str, list[str]] = {}
+        self.answered: dict[str, int] = {}
+
+    def new_turn(self) -> None:
+        self.turn, self.answered = {}, {}
+
+    def call(self, name: str, native: Any, where: tuple[int, int]) -> str:
+        cid = native if isinstance(native, str) and native else synth_id(name, where)
+        self.turn.setdefault(name, []).append(cid)
+        return cid
+
+    def answer(self, name: str, native: Any, where: tuple[int, int]) -> str:
+        n = self.answered.get(name, 0)
+        self.answered[name] = n + 1
+        if isinstance(native, str) and native:
+            return native
+        calls = self.turn.get(name, [])
+        return calls[n] if n < len(calls) else synth_id(name, where)
+
+
+def synth_id(name: str, where: tuple[int, int]) -> str:
+    safe = re.sub(r"[^a-zA-Z0-9_-]", "_", name)[:40]
+    if safe != name:
+        safe += "_" + hashlib.sha256(name.encode()).hexdigest()[:6]
+    return f"call_{where[0]}_{where[1]}_{safe}"
+
+
+def number_field(gc: dict[str, Any], key: str) -> float | None:
+    value = gc.get(key)
+    if value is None:
+        return None
+    return float(field_type(value, (int, float), f"generationConfig.{key}"))
+
+
+def integer_field(gc: dict[str, Any], key: str) -> int | None:
+    value = number_field(gc, key)
+    if value is None:
+        return None
+    if not math.isfinite(value) or value != int(value):
+        raise InvalidRequest(f"'generationConfig.{key}' must be an integer", param=f"generationConfig.{key}")
+    return int(value)

@@ -40,21 +40,30 @@ from ..model import (
 )
 from ._anthropic_stream import StreamDecoder, StreamEncoder
 from ._anthropic_wire import (
+    FALLBACK_MAX_TOKENS,
     GATEWAY_SOURCE,
+    MIN_BUDGET,
     NAME,
     SIGNATURE_PREFIX,
+    anthropic_meta,
     decode_usage,
+    default_max_tokens,
     encode_usage,
     error_body,
     finish_in,
     gateway_signature,
+    image_block,
+    reply_block,
+    reply_part,
     stop_reason_out,
+    text_block,
     thinking_source,
+    uses_adaptive_thinking,
 )
-from ._common import Traits, field_type, require_list, require_str
-from .openai_chat import effort_from_budget, image_from_url
+from ._common import Traits, effort_from_budget, field_type, require_list, require_str
 
 __all__ = [
+    "FALLBACK_MAX_TOKENS",
     "GATEWAY_SOURCE",
     "NAME",
     "SIGNATURE_PREFIX",
@@ -84,30 +93,11 @@ _CHOICE_IN = {"auto": "auto", "any": "required", "none": "none", "tool": "tool"}
 _CHOICE_OUT = {"auto": "auto", "required": "any", "none": "none"}
 #: reasoning_effort -> budget_tokens for models that take ``thinking.type: enabled``.
 _BUDGETS = {"minimal": 1024, "low": 1024, "medium": 2048, "high": 4096, "xhigh": 8192, "max": 16384}
-MIN_BUDGET = 1024
-FALLBACK_MAX_TOKENS = 8192
-_MAX_TOKENS = (
-    (re.compile(r"claude-3-(?:opus|sonnet|haiku)"), 4096),
-    (re.compile(r"claude-3-5"), 8192),
-    (re.compile(r"opus-4(?:-[01])?(?:-\d{8})?$"), 32000),
-    (re.compile(r"claude|opus|sonnet|haiku"), 64000),
-)
 # Opus 4.7 and Claude 5 reject ``enabled`` thinking; the 4.6 family deprecates it.
-_ADAPTIVE = re.compile(r"(?:opus|sonnet|haiku)-(?:4-[6-9]|[5-9](?!\d))|claude-[5-9](?!\d)")
 _ID_BAD = re.compile(r"[^a-zA-Z0-9_-]")
 JSON_HINT = "Respond with a single valid JSON object and nothing else."
 #: The user turn put first when a history would otherwise open with the assistant.
 PLACEHOLDER = "."
-
-
-def default_max_tokens(model: str) -> int:
-    """Anthropic requires ``max_tokens``; this is the model's output limit, conservatively."""
-    name = model.lower()
-    return next((n for pattern, n in _MAX_TOKENS if pattern.search(name)), FALLBACK_MAX_TOKENS)
-
-
-def uses_adaptive_thinking(model: str) -> bool:
-    return bool(_ADAPTIVE.search(model.lower()))
 
 
 # --- decoding requests -----------------------------------------------------------------
@@ -447,35 +437,10 @@ def encode_request(req: Request) -> dict[str, Any]:
     return body
 
 
-def _anthropic_meta(metadata: dict[str, Any] | None) -> dict[str, Any]:
-    value = (metadata or {}).get(NAME)
-    return value if isinstance(value, dict) else {}
-
-
-def _text_block(p: TextPart) -> dict[str, Any] | None:
-    md = _anthropic_meta(p.provider_metadata)
-    if isinstance(md.get("block"), dict) and not p.text:
-        return dict(md["block"])
-    if not p.text.strip():  # "text content blocks must contain non-whitespace text"
-        return None
-    return {"type": "text", "text": p.text, **{k: v for k, v in md.items() if k != "block"}}
-
-
-def _image_block(p: ImagePart) -> dict[str, Any] | None:
-    img = image_from_url(p.url) if p.data is None and p.url and p.url.startswith("data:") else p
-    if img.data is not None:
-        source = {"type": "base64", "media_type": img.media_type or "image/png", "data": img.data}
-    elif img.url:
-        source = {"type": "url", "url": img.url}
-    else:
-        return None
-    return {"type": "image", "source": source}
-
-
 def _encode_system(req: Request) -> list[dict[str, Any]]:
     """Every system message, wherever it was in the history, as top-level system blocks."""
     blocks = [b for m in req.messages if m.role == "system" for p in m.parts
-              if isinstance(p, TextPart) and (b := _text_block(p)) is not None]  # fmt: skip
+              if isinstance(p, TextPart) and (b := text_block(p)) is not None]  # fmt: skip
     if req.response_format is not None and req.response_format.type == "json_object":
         blocks.append({"type": "text", "text": JSON_HINT})
     return blocks
@@ -508,9 +473,9 @@ def _encode_messages(messages: list[Message]) -> list[dict[str, Any]]:
 
 def _encode_part(p: Part, role: str, ids: _ToolIds) -> dict[str, Any] | None:
     if isinstance(p, TextPart):
-        return _text_block(p)
+        return text_block(p)
     if isinstance(p, ImagePart):
-        return _image_block(p) if role == "user" else None
+        return image_block(p) if role == "user" else None
     if isinstance(p, ToolResultPart):
         return _tool_result_block(p, ids) if role == "user" else None
     if role != "assistant":
@@ -518,7 +483,7 @@ def _encode_part(p: Part, role: str, ids: _ToolIds) -> dict[str, Any] | None:
     if isinstance(p, ToolCallPart):
         args = parse_arguments(p.arguments)
         block = {"type": "tool_use", "id": ids(p.id), "name": p.name, "input": args if isinstance(args, dict) else {}}
-        return block | {k: v for k, v in _anthropic_meta(p.provider_metadata).items() if k not in block}
+        return block | {k: v for k, v in anthropic_meta(p.provider_metadata).items() if k not in block}
     # Only Anthropic's own signatures are valid here; other thinking cannot be sent back.
     if p.source != NAME or not p.signature:
         return None
@@ -530,7 +495,7 @@ def _encode_part(p: Part, role: str, ids: _ToolIds) -> dict[str, Any] | None:
 def _tool_result_block(p: ToolResultPart, ids: _ToolIds) -> dict[str, Any]:
     block: dict[str, Any] = {"type": "tool_result", "tool_use_id": ids(p.tool_call_id)}
     content = [b for c in p.content
-               if (b := _text_block(c) if isinstance(c, TextPart) else _image_block(c)) is not None]  # fmt: skip
+               if (b := text_block(c) if isinstance(c, TextPart) else image_block(c)) is not None]  # fmt: skip
     if len(content) == 1 and content[0].keys() == {"type", "text"}:
         block["content"] = content[0]["text"]
     elif content:
@@ -602,7 +567,7 @@ def decode_response(body: dict[str, Any]) -> Response:
     content = body.get("content")
     if not isinstance(content, list):
         raise ProviderProtocolError("upstream reply has no content")
-    parts = [p for b in content if isinstance(b, dict) and (p := _reply_part(b)) is not None]
+    parts = [p for b in content if isinstance(b, dict) and (p := reply_part(b)) is not None]
     finish = finish_in(body.get("stop_reason"))
     if finish == "stop" and any(isinstance(p, ToolCallPart) for p in parts):
         finish = "tool_calls"
@@ -617,24 +582,8 @@ def decode_response(body: dict[str, Any]) -> Response:
     )
 
 
-def _reply_part(b: dict[str, Any]) -> Part | None:
-    kind = b.get("type")
-    if kind == "text":
-        return TextPart(str(b.get("text") or "")) if b.get("text") else None
-    if kind == "thinking":
-        sig = b.get("signature") if isinstance(b.get("signature"), str) and b.get("signature") else None
-        return ThinkingPart(str(b.get("thinking") or ""), sig, thinking_source(sig))
-    if kind == "redacted_thinking":
-        return ThinkingPart("", str(b.get("data") or ""), NAME, redacted=True)
-    if kind == "tool_use":
-        args = b.get("input")
-        return ToolCallPart(str(b.get("id") or ""), str(b.get("name") or ""),
-                            dumps_str(args if isinstance(args, dict) else {}))  # fmt: skip
-    return None  # server-tool blocks: Anthropic ran them, no client acts on them
-
-
 def encode_response(resp: Response) -> dict[str, Any]:
-    content = [b for p in resp.parts if (b := _reply_block(p)) is not None]
+    content = [b for p in resp.parts if (b := reply_block(p)) is not None]
     reason = stop_reason_out(resp.finish_reason, tool_calls=any(b["type"] == "tool_use" for b in content),
                              stop_sequence=resp.stop_sequence)  # fmt: skip
     return {
@@ -647,18 +596,3 @@ def encode_response(resp: Response) -> dict[str, Any]:
         "stop_sequence": resp.stop_sequence if reason == "stop_sequence" else None,
         "usage": encode_usage(resp.usage),
     }
-
-
-def _reply_block(p: Part) -> dict[str, Any] | None:
-    if isinstance(p, TextPart):
-        return {"type": "text", "text": p.text} if p.text else None
-    if isinstance(p, ToolCallPart):
-        args = parse_arguments(p.arguments)
-        return {"type": "tool_use", "id": p.id, "name": p.name, "input": args if isinstance(args, dict) else {}}
-    if not isinstance(p, ThinkingPart):
-        return None  # images: an Anthropic message has no image output block
-    if p.redacted:
-        return {"type": "redacted_thinking", "data": p.signature} if p.source == NAME and p.signature else None
-    if p.source == NAME and p.signature:
-        return {"type": "thinking", "thinking": p.text, "signature": p.signature}
-    return {"type": "thinking", "thinking": p.text, "signature": gateway_signature(p.text)} if p.text else None

@@ -11,9 +11,6 @@ echo ids, inside the call id: ``call_<12 hex>_ts_<base64url signature>``.
 
 from __future__ import annotations
 
-import hashlib
-import math
-import re
 import time
 from typing import Any
 
@@ -36,13 +33,14 @@ from ..model import (
     ToolResultPart,
 )
 from . import gemini_schema
-from ._common import Traits, field_type
+from ._common import Traits, effort_from_budget, field_type
 from ._gemini_stream import StreamDecoder, StreamEncoder
 from ._gemini_wire import (
     DATA_KEYS,
     FINISH_OUT,
     NAME,
     SKIP_SIGNATURE,
+    CallBook,
     args_object,
     call_id_with_signature,
     call_signature,
@@ -57,8 +55,10 @@ from ._gemini_wire import (
     finish_in,
     gemini_meta,
     generation,
+    integer_field,
     meta,
     norm,
+    number_field,
     reply_part,
     response_part,
     signature_bytes,
@@ -66,7 +66,6 @@ from ._gemini_wire import (
     thinking_signature,
     upstream_error,
 )
-from .openai_chat import effort_from_budget
 
 __all__ = [
     "NAME",
@@ -113,41 +112,6 @@ _GEN_KNOWN = {"temperature", "topP", "topK", "maxOutputTokens", "stopSequences",
               "responseJsonSchema", "responseSchema", "thinkingConfig"}  # fmt: skip
 
 
-class _CallBook:
-    """Call ids of one conversation: native when sent, else deterministic.
-
-    A ``functionResponse`` without an id answers the Nth call of its name in the latest
-    model turn, so the Nth response named X pairs with the Nth call named X.
-    """
-
-    def __init__(self) -> None:
-        self.turn: dict[str, list[str]] = {}
-        self.answered: dict[str, int] = {}
-
-    def new_turn(self) -> None:
-        self.turn, self.answered = {}, {}
-
-    def call(self, name: str, native: Any, where: tuple[int, int]) -> str:
-        cid = native if isinstance(native, str) and native else _synth_id(name, where)
-        self.turn.setdefault(name, []).append(cid)
-        return cid
-
-    def answer(self, name: str, native: Any, where: tuple[int, int]) -> str:
-        n = self.answered.get(name, 0)
-        self.answered[name] = n + 1
-        if isinstance(native, str) and native:
-            return native
-        calls = self.turn.get(name, [])
-        return calls[n] if n < len(calls) else _synth_id(name, where)
-
-
-def _synth_id(name: str, where: tuple[int, int]) -> str:
-    safe = re.sub(r"[^a-zA-Z0-9_-]", "_", name)[:40]
-    if safe != name:
-        safe += "_" + hashlib.sha256(name.encode()).hexdigest()[:6]
-    return f"call_{where[0]}_{where[1]}_{safe}"
-
-
 def decode_request(body: dict[str, Any], model: str | None = None) -> Request:
     body = norm(body)
     if "contents" not in body and isinstance(body.get("generateContentRequest"), dict):
@@ -162,7 +126,7 @@ def decode_request(body: dict[str, Any], model: str | None = None) -> Request:
     messages: list[Message] = []
     if body.get("systemInstruction") is not None:
         messages.append(Message("system", _system_parts(body["systemInstruction"])))
-    book = _CallBook()
+    book = CallBook()
     for i, content in enumerate(contents):
         messages.extend(_decode_content(content, i, book))
     req = Request(model=name.removeprefix("models/"), messages=messages)
@@ -184,7 +148,7 @@ def _system_parts(value: Any) -> list[Part]:
     return [TextPart(str(norm(p).get("text", ""))) for p in parts if "text" in norm(p)]
 
 
-def _decode_content(content: Any, i: int, book: _CallBook) -> list[Message]:
+def _decode_content(content: Any, i: int, book: CallBook) -> list[Message]:
     where = f"contents[{i}]"
     c = norm(content)
     role = c.get("role") or "user"
@@ -211,7 +175,7 @@ def _decode_content(content: Any, i: int, book: _CallBook) -> list[Message]:
     return out
 
 
-def _decode_part(raw: Any, where: str, at: tuple[int, int], book: _CallBook) -> Part:
+def _decode_part(raw: Any, where: str, at: tuple[int, int], book: CallBook) -> Part:
     p = norm(raw)
     sig = p.get("thoughtSignature") if isinstance(p.get("thoughtSignature"), str) else None
     if p.get("thought") is True:
@@ -254,7 +218,7 @@ def _decode_media(p: dict[str, Any], where: str) -> ImagePart:
     return ImagePart(url=fd["fileUri"], media_type=fd.get("mimeType"))
 
 
-def _decode_function_response(fr: dict[str, Any], where: str, at: tuple[int, int], book: _CallBook) -> ToolResultPart:
+def _decode_function_response(fr: dict[str, Any], where: str, at: tuple[int, int], book: CallBook) -> ToolResultPart:
     name = fr.get("name")
     if not isinstance(name, str) or not name:
         raise InvalidRequest(f"{where}.functionResponse.name is required", param=where)
@@ -320,29 +284,13 @@ def _decode_tool_choice(config: Any) -> ToolChoice | None:
     raise InvalidRequest(f"functionCallingConfig.mode {mode!r} is not AUTO, ANY or NONE", param="toolConfig")
 
 
-def _number(gc: dict[str, Any], key: str) -> float | None:
-    value = gc.get(key)
-    if value is None:
-        return None
-    return float(field_type(value, (int, float), f"generationConfig.{key}"))
-
-
-def _integer(gc: dict[str, Any], key: str) -> int | None:
-    value = _number(gc, key)
-    if value is None:
-        return None
-    if not math.isfinite(value) or value != int(value):
-        raise InvalidRequest(f"'generationConfig.{key}' must be an integer", param=f"generationConfig.{key}")
-    return int(value)
-
-
 def _decode_generation(raw: Any, req: Request) -> None:
     gc = norm(raw)
-    req.temperature = _number(gc, "temperature")
-    req.top_p = _number(gc, "topP")
-    req.top_k = _integer(gc, "topK")
-    req.max_tokens = _integer(gc, "maxOutputTokens")
-    req.seed = _integer(gc, "seed")
+    req.temperature = number_field(gc, "temperature")
+    req.top_p = number_field(gc, "topP")
+    req.top_k = integer_field(gc, "topK")
+    req.max_tokens = integer_field(gc, "maxOutputTokens")
+    req.seed = integer_field(gc, "seed")
     stops = gc.get("stopSequences")
     if stops is not None:
         if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):

@@ -7,14 +7,12 @@ vLLM, llama.cpp). Reasoning text has no official field: ``reasoning_content`` an
 
 from __future__ import annotations
 
-import hashlib
 import time
 from typing import Any
 
-from .._json import dumps, dumps_str, loads
-from ..errors import InvalidRequest, LLMProxyError, ProviderError, ProviderProtocolError
+from .._json import dumps_str
+from ..errors import InvalidRequest, ProviderProtocolError
 from ..model import (
-    FinishReason,
     ImagePart,
     Message,
     Part,
@@ -22,33 +20,31 @@ from ..model import (
     Request,
     Response,
     ResponseFormat,
-    StreamEnd,
-    StreamEvent,
-    StreamStart,
-    TextDelta,
     TextPart,
-    ThinkingDelta,
     ThinkingPart,
     Tool,
-    ToolCallDelta,
     ToolCallPart,
-    ToolCallStart,
     ToolChoice,
     ToolResultPart,
-    Usage,
-    UsageUpdate,
 )
-from ..sse import SSEParser, frame
-from ._common import Traits, field_type, require_list, require_str
+from ._common import Traits, effort_from_budget, field_type, image_from_url, require_list, require_str
+from ._openai_chat_stream import StreamDecoder, StreamEncoder
+from ._openai_wire import (
+    FINISH_IN,
+    decode_usage,
+    encode_usage,
+    error_body,
+    finish_out,
+    image_to_url,
+    short_id,
+)
+
+__all__ = [
+    "NAME", "TRAITS", "StreamDecoder", "StreamEncoder", "decode_request", "decode_response", "decode_usage",
+    "encode_request", "encode_response", "encode_usage", "error_body",
+]  # fmt: skip
 
 NAME = "openai_chat"
-_FINISH_IN: dict[str, FinishReason] = {
-    "stop": "stop",
-    "length": "length",
-    "tool_calls": "tool_calls",
-    "function_call": "tool_calls",
-    "content_filter": "content_filter",
-}
 #: Embeddings go to OpenAI-compatible upstreams as they came.
 TRAITS = Traits(embeddings="passthrough")
 
@@ -176,21 +172,6 @@ def _decode_content(content: Any, where: str) -> list[Part]:
     return parts
 
 
-def image_from_url(url: str, detail: str | None = None) -> ImagePart:
-    """``data:`` URLs become inline images; anything else stays a URL."""
-    if url.startswith("data:"):
-        header, _, data = url.partition(",")
-        media_type = header[5:].split(";")[0] or "image/png"
-        return ImagePart(data=data, media_type=media_type, detail=detail)
-    return ImagePart(url=url, detail=detail)
-
-
-def image_to_url(img: ImagePart) -> str:
-    if img.data is not None:
-        return f"data:{img.media_type or 'image/png'};base64,{img.data}"
-    return img.url or ""
-
-
 def _check_tool_answers(messages: list[Message]) -> None:
     known: set[str] = set()
     for i, m in enumerate(messages):
@@ -277,28 +258,6 @@ def encode_request(req: Request) -> dict[str, Any]:
     return body
 
 
-def short_id(call_id: str) -> str:
-    """OpenAI rejects tool-call ids over 40 characters; ids from other dialects (Gemini's
-    carry a thought signature) are shortened deterministically, calls and results alike."""
-    if len(call_id) <= 40:
-        return call_id
-    return "call_" + hashlib.sha256(call_id.encode()).hexdigest()[:32]
-
-
-def effort_from_budget(budget: int | None) -> str | None:
-    if budget is None:
-        return None
-    if budget <= 0:
-        return "none"
-    if budget >= 4096:
-        return "high"
-    if budget >= 2048:
-        return "medium"
-    if budget >= 1024:
-        return "low"
-    return "minimal"
-
-
 def _encode_messages(messages: list[Message]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for m in messages:
@@ -367,30 +326,6 @@ def _encode_tool(t: Tool) -> dict[str, Any]:
 # --- responses -----------------------------------------------------------------------
 
 
-def decode_usage(u: Any) -> Usage:
-    if not isinstance(u, dict):
-        return Usage()
-    pd = u.get("prompt_tokens_details") or {}
-    cd = u.get("completion_tokens_details") or {}
-    return Usage(
-        input_tokens=int(u.get("prompt_tokens") or 0),
-        output_tokens=int(u.get("completion_tokens") or 0),
-        cached_tokens=int(pd.get("cached_tokens") or 0),
-        cache_write_tokens=int(pd.get("cache_write_tokens") or 0),
-        reasoning_tokens=int(cd.get("reasoning_tokens") or 0),
-    )
-
-
-def encode_usage(u: Usage) -> dict[str, Any]:
-    return {
-        "prompt_tokens": u.input_tokens,
-        "completion_tokens": u.output_tokens,
-        "total_tokens": u.input_tokens + u.output_tokens,
-        "prompt_tokens_details": {"cached_tokens": u.cached_tokens},
-        "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
-    }
-
-
 def decode_response(body: dict[str, Any]) -> Response:
     choices = body.get("choices")
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
@@ -415,7 +350,7 @@ def decode_response(body: dict[str, Any]) -> Response:
                 arguments=args if isinstance(args, str) else dumps_str(args or {}),
             )
         )
-    finish = _FINISH_IN.get(str(choice.get("finish_reason")), "stop")
+    finish = FINISH_IN.get(str(choice.get("finish_reason")), "stop")
     if finish == "stop" and any(isinstance(p, ToolCallPart) for p in parts):
         finish = "tool_calls"
     return Response(
@@ -446,232 +381,6 @@ def encode_response(resp: Response) -> dict[str, Any]:
         "object": "chat.completion",
         "created": resp.created or int(time.time()),
         "model": resp.model,
-        "choices": [{"index": 0, "message": message, "finish_reason": _finish_out(finish), "logprobs": None}],
+        "choices": [{"index": 0, "message": message, "finish_reason": finish_out(finish), "logprobs": None}],
         "usage": encode_usage(resp.usage),
     }
-
-
-def _finish_out(reason: FinishReason) -> str:
-    return "stop" if reason == "error" else reason
-
-
-# --- streams -------------------------------------------------------------------------
-
-
-class StreamDecoder:
-    """OpenAI chunk stream (bytes) -> canonical events.
-
-    Tool-call fragments are merged by ``index``; a stream where every call reuses
-    index 0 but with a new ``id`` is renumbered (litellm#33678). ``finish_reason`` is
-    held until the usage chunk or ``[DONE]`` so StreamEnd carries the final usage.
-    """
-
-    def __init__(self) -> None:
-        self._sse = SSEParser()
-        self._started = False
-        self._finish: FinishReason | None = None
-        self._usage: Usage | None = None
-        self._index_map: dict[int, int] = {}
-        self._ids: dict[int, str] = {}
-        self._next = 0
-        self._saw_tools = False
-        self._done = False
-
-    def feed(self, chunk: bytes) -> list[StreamEvent]:
-        out: list[StreamEvent] = []
-        for ev in self._sse.feed(chunk):
-            self._event(ev.data, out)
-        return out
-
-    def close(self) -> list[StreamEvent]:
-        out: list[StreamEvent] = []
-        for ev in self._sse.close():
-            self._event(ev.data, out)
-        if not self._done:
-            if self._finish is None:
-                raise ProviderProtocolError("upstream stream ended before it finished")
-            self._end(out)
-        return out
-
-    def _end(self, out: list[StreamEvent]) -> None:
-        if self._done:
-            return
-        self._done = True
-        finish = self._finish or "stop"
-        if finish == "stop" and self._saw_tools:
-            finish = "tool_calls"
-        out.append(StreamEnd(finish, self._usage))
-
-    def _event(self, data: str, out: list[StreamEvent]) -> None:
-        if data == "[DONE]":
-            self._end(out)
-            return
-        if not data or self._done:
-            return
-        try:
-            chunk = loads(data)
-        except ValueError:
-            raise ProviderProtocolError("upstream sent a stream chunk that is not JSON") from None
-        if not isinstance(chunk, dict):
-            return
-        if "error" in chunk and not chunk.get("choices"):
-            err = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
-            raise ProviderError(str(err.get("message") or "upstream error"), code="upstream_stream_error")
-        if not self._started:
-            self._started = True
-            out.append(
-                StreamStart(str(chunk.get("id") or ""), str(chunk.get("model") or ""), int(chunk.get("created") or 0))
-            )
-        for choice in chunk.get("choices") or []:
-            if choice.get("index", 0) != 0:
-                continue
-            delta = choice.get("delta") or {}
-            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-            if isinstance(reasoning, str) and reasoning:
-                out.append(ThinkingDelta(reasoning))
-            content = delta.get("content")
-            if isinstance(content, str) and content:
-                out.append(TextDelta(content))
-            for call in delta.get("tool_calls") or []:
-                self._tool_fragment(call, out)
-            if choice.get("finish_reason"):
-                self._finish = _FINISH_IN.get(choice["finish_reason"], "stop")
-        if chunk.get("usage"):
-            self._usage = decode_usage(chunk["usage"])
-            out.append(UsageUpdate(self._usage))
-            if self._finish is not None:
-                self._end(out)
-
-    def _tool_fragment(self, call: dict[str, Any], out: list[StreamEvent]) -> None:
-        raw = int(call.get("index", 0))
-        fn = call.get("function") or {}
-        cid = call.get("id")
-        if raw not in self._index_map or (cid and self._ids.get(raw) not in (None, cid)):
-            self._index_map[raw] = self._next
-            self._ids[raw] = cid or f"call_{self._next}"
-            self._next += 1
-            self._saw_tools = True
-            out.append(ToolCallStart(self._index_map[raw], self._ids[raw], str(fn.get("name") or "")))
-        args = fn.get("arguments")
-        if args:
-            out.append(ToolCallDelta(self._index_map[raw], args if isinstance(args, str) else dumps_str(args)))
-
-
-class StreamEncoder:
-    """Canonical events -> OpenAI chunk stream bytes, for a client of this dialect."""
-
-    def __init__(self, *, model: str, include_usage: bool, request_id: str = "") -> None:
-        self.model = model
-        self.include_usage = include_usage
-        self._id = f"chatcmpl-{request_id}" if request_id else "chatcmpl-llmproxy"
-        self._created = int(time.time())
-        self._head = b""
-        self._role_sent = False
-        self._ended = False
-        self._tools = False
-
-    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
-        body: dict[str, Any] = {
-            "id": self._id,
-            "object": "chat.completion.chunk",
-            "created": self._created,
-            "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
-        }
-        if self.include_usage:
-            body["usage"] = None
-        return frame(dumps(body))
-
-    def _role(self) -> bytes:
-        if self._role_sent:
-            return b""
-        self._role_sent = True
-        return self._chunk({"role": "assistant", "content": ""})
-
-    def encode(self, event: StreamEvent) -> bytes:
-        if self._ended:
-            return b""
-        if isinstance(event, StreamStart):
-            if event.created:
-                self._created = event.created
-            return self._role()
-        if isinstance(event, TextDelta):
-            return self._role() + self._chunk({"content": event.text}) if event.text else b""
-        if isinstance(event, ThinkingDelta):
-            if not event.text:
-                return b""
-            return self._role() + self._chunk({"reasoning_content": event.text})
-        if isinstance(event, ToolCallStart):
-            self._tools = True
-            return self._role() + self._chunk(
-                {"tool_calls": [{"index": event.index, "id": event.id, "type": "function",
-                                 "function": {"name": event.name, "arguments": ""}}]}
-            )  # fmt: skip
-        if isinstance(event, ToolCallDelta):
-            return self._chunk({"tool_calls": [{"index": event.index, "function": {"arguments": event.arguments}}]})
-        if isinstance(event, StreamEnd):
-            self._ended = True
-            finish = event.finish_reason
-            if finish == "stop" and self._tools:
-                finish = "tool_calls"
-            out = self._role() + self._chunk({}, _finish_out(finish))
-            if self.include_usage:
-                out += frame(
-                    dumps(
-                        {
-                            "id": self._id,
-                            "object": "chat.completion.chunk",
-                            "created": self._created,
-                            "model": self.model,
-                            "choices": [],
-                            "usage": encode_usage(event.usage or Usage()),
-                        }
-                    )
-                )
-            return out + b"data: [DONE]\n\n"
-        return b""
-
-    def error(self, err: LLMProxyError) -> bytes:
-        """A mid-stream failure: an error chunk, then the terminator."""
-        self._ended = True
-        return frame(dumps(error_body(err)[1])) + b"data: [DONE]\n\n"
-
-
-# --- errors --------------------------------------------------------------------------
-
-_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "invalid_request_error",
-    413: "invalid_request_error",
-    429: "rate_limit_error",
-    502: "upstream_error",
-    503: "server_error",
-    504: "timeout",
-}
-
-
-def error_body(err: LLMProxyError) -> tuple[int, dict[str, Any]]:
-    return err.status, {
-        "error": {
-            "message": err.message,
-            "type": _TYPES.get(err.status, "server_error"),
-            "param": err.param,
-            "code": err.code,
-        }
-    }
-
-
-def upstream_error_message(body: bytes) -> str | None:
-    """The ``error.message`` of an upstream error body, if it has one."""
-    try:
-        data = loads(body)
-    except ValueError:
-        return None
-    err = data.get("error") if isinstance(data, dict) else None
-    if isinstance(err, dict) and isinstance(err.get("message"), str):
-        return str(err["message"])
-    if isinstance(err, str):
-        return err
-    return None

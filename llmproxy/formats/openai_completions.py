@@ -28,7 +28,7 @@ from ..model import (
 )
 from ..sse import frame
 from ._common import field_type, require_str
-from .openai_chat import encode_usage, error_body
+from ._openai_wire import encode_usage, error_body
 
 __all__ = ["NAME", "StreamEncoder", "decode_request", "encode_response", "error_body"]
 

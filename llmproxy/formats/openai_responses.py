@@ -32,7 +32,8 @@ from ..model import (
     ToolChoice,
     ToolResultPart,
 )
-from ._common import field_type, require_str
+from ._common import effort_from_budget, field_type, image_from_url, require_str
+from ._openai_wire import error_body, image_to_url
 from ._responses_stream import StreamDecoder, StreamEncoder
 from ._responses_wire import (
     NAME,
@@ -50,7 +51,6 @@ from ._responses_wire import (
     summary_texts,
     with_meta,
 )
-from .openai_chat import effort_from_budget, error_body, image_from_url, image_to_url
 
 __all__ = [
     "NAME",
