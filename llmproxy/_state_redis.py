@@ -15,6 +15,8 @@ from typing import Any
 import redis
 import redis.asyncio as aredis
 
+from ._reserve_lua import RESERVE, SETTLE
+from .reservations import Denial, Hold
 from .state import MAX_COOLDOWN, Bucket, Cooldown, StateStore, StoreError, under
 
 # Lua's tostring keeps 14 digits: a timestamp would lose its milliseconds.
@@ -155,11 +157,21 @@ class RedisStateStore(StateStore):
     def _async(self) -> tuple[aredis.Redis, dict[str, Any]]:
         loop = asyncio.get_running_loop()
         if self._aclient is None or self._aloop is not loop:  # a client's connections belong to one loop
-            self._aclient = aredis.Redis.from_url(self.url, socket_timeout=self._timeout,
-                                                  socket_connect_timeout=self._timeout)  # fmt: skip
+            # A bounded, blocking pool: past 64 connections a request waits for a free one
+            # (Redis runs one script at a time anyway) instead of failing, as the default
+            # pool does past 100 in flight, or opening hundreds of sockets in a burst.
+            pool = aredis.BlockingConnectionPool.from_url(self.url, max_connections=64, timeout=5 * self._timeout,
+                                                          socket_timeout=self._timeout,
+                                                          socket_connect_timeout=3 * self._timeout)  # fmt: skip
+            self._aclient = aredis.Redis(connection_pool=pool)
             self._aloop = loop
             self._ascripts = {name: self._aclient.register_script(lua) for name, lua in _SCRIPTS.items()}
         return self._aclient, self._ascripts
+
+    async def aclose(self) -> None:
+        client, self._aclient, self._aloop = self._aclient, None, None
+        if client is not None:
+            await client.aclose(close_connection_pool=True)
 
     def _sync(self) -> redis.Redis:
         if self._sclient is None:
@@ -270,6 +282,40 @@ class RedisStateStore(StateStore):
             raise StoreError(f"redis: {type(exc).__name__}: {exc}") from None
         return None if value is None else _text(value)
 
+    def _hold_keys(self, hold: Hold) -> list[str]:
+        keys: list[str] = []
+        for line in hold.lines:
+            s = "rv:" + line.scope
+            keys += [s + ":rpm", s + ":tpm", s + ":z", s + ":h", "sp:" + (line.spend_key or line.scope + ":-")]
+        return keys
+
+    async def reserve(self, hold: Hold, now: float) -> Denial | None:
+        args: list[Any] = [repr(now), hold.request_id, str(hold.tokens), repr(float(hold.cost)), repr(hold.ttl)]
+        for line in hold.lines:
+            args += [line.rpm or 0, line.tpm or 0, -1 if line.max_parallel is None else line.max_parallel,
+                     -1.0 if line.budget_usd is None else repr(float(line.budget_usd)), repr(line.floor),
+                     repr(line.spend_ttl)]  # fmt: skip
+        out = await self._run("reserve", self._hold_keys(hold), args)
+        if not isinstance(out, list):
+            return None
+        index, kind, wait, spent = (_text(v) for v in out)
+        return Denial(int(index), kind, float(wait), float(spent))
+
+    async def settle(self, hold: Hold, tokens: int, cost: float, now: float) -> None:
+        args: list[Any] = [repr(now), hold.request_id, str(hold.tokens), repr(float(cost)), repr(hold.ttl), str(tokens)]
+        for line in hold.lines:
+            args += [line.tpm or 0, repr(line.floor), repr(line.spend_ttl) if line.spend_key else "0"]
+        await self._run("settle", self._hold_keys(hold), args)
+
+    def spends(self, keys: Sequence[str]) -> list[float]:
+        if not keys:
+            return []
+        try:
+            values = self._sync().mget([self.prefix + "sp:" + k for k in keys])
+        except (TimeoutError, redis.RedisError, OSError) as exc:
+            raise StoreError(f"redis: {type(exc).__name__}: {exc}") from None
+        return [float(_text(v)) if v is not None else 0.0 for v in values]
+
     def list_cooldowns(self) -> dict[str, Cooldown]:
         client = self._sync()
         start = len(self.prefix) + 3
@@ -313,6 +359,8 @@ _SCRIPTS = {
     "rr": _RR,
     "spend": _SPEND,
     "unlock": _UNLOCK,
+    "reserve": RESERVE,
+    "settle": SETTLE,
 }
 
 

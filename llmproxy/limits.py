@@ -1,36 +1,43 @@
-"""Limits: token buckets per provider and credential, per API key, and key budgets.
+"""Limits: token buckets per provider and credential; key and user limits by reservation.
 
 Upstream limits (``ProviderConfig.rpm/tpm`` for the whole provider, ``Credential.extra``
 ``rpm``/``tpm`` or the provider's ``options.credential_rpm/credential_tpm`` for each
-account) make the router skip a candidate that is over, never fail it. Key limits
-(``ApiKeyInfo.rpm/tpm``) and budgets refuse the client's request with ``LimitExceeded``
-(429, Retry-After). Tokens are estimated before the call and corrected once the usage is
-known, so a bucket ends up charged with what the upstream really counted.
+account) make the router skip a candidate that is over, never fail it.
 
-Budgets: the spend of a key in its current period lives in the ``StateStore`` under
-``spend_key(key)`` (the key id and the period start, so a new period starts a new counter
-and nothing has to be zeroed). The snapshot's ``ApiKeyInfo.spent_usd`` (settled in the
-database) is the counter's floor. A request is admitted while spend < budget, so the
-requests in flight when the budget runs out may overshoot it by their own cost.
+Key and user limits (``rpm``, ``tpm``, ``max_parallel``, ``budget_usd`` per calendar
+``budget_period``) refuse the client's request with ``LimitExceeded`` (429, Retry-After,
+a message naming the limit). ``Limiter.reserve`` takes the request's estimated tokens and
+cost from every line in one atomic store step (one Lua script on Redis), ``settle`` turns
+the hold into the real cost, ``release`` gives it back after a failure. Spend counters
+are named by the holder and the period's start (``periods``), so a new period is a new
+counter; the snapshot's settled spend (from the usage records) is each counter's floor,
+which is how counters come back after Redis lost them, without counting anything twice.
+
+When the store cannot answer, ``limits.on_store_error`` decides: rate limits are let
+through (``open``) and budgets refused (``closed``) unless configured otherwise; each
+case is logged and counted (``Limiter.store_errors``, shown in /metrics).
 """
 
 from __future__ import annotations
 
-import calendar
 import logging
 import time
-from collections.abc import Callable
-from datetime import UTC, datetime
+import uuid
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from .errors import LimitExceeded
+from .errors import LimitExceeded, LLMProxyError
+from .periods import NOUNS, PeriodClock, zone
+from .reservations import BUDGET, BUDGET_HELD, PARALLEL, RPM, Denial, Hold, Line
 from .runtime import ApiKeyInfo
 from .state import Bucket, StateStore, StoreError
 
 log = logging.getLogger("llmproxy.limits")
 
-_PERIOD_DAYS = {"daily": 1, "weekly": 7}
-_PERIOD_NAMES = {"daily": "day", "weekly": "week", "monthly": "month"}
+#: ``on_store_error`` choices: let the request through, or refuse it (503).
+POLICIES = ("open", "closed")
 
 
 def _limit(*values: Any) -> int | None:
@@ -67,87 +74,205 @@ def estimate_tokens(body: bytes) -> int:
     return max(1, len(body) // 4)
 
 
-def period_end(period: str, started_at: float | None) -> float | None:
-    if started_at is None or period not in ("daily", "weekly", "monthly"):
-        return None
-    if period in _PERIOD_DAYS:
-        return started_at + _PERIOD_DAYS[period] * 86400.0
-    start = datetime.fromtimestamp(started_at, tz=UTC)
-    year, month = (start.year + 1, 1) if start.month == 12 else (start.year, start.month + 1)
-    day = min(start.day, calendar.monthrange(year, month)[1])
-    return start.replace(year=year, month=month, day=day).timestamp()
+@dataclass(frozen=True, slots=True)
+class LimitSettings:
+    """The ``limits:`` config section (and ``LLMPROXY_TIME_ZONE`` for the periods)."""
+
+    #: What to do when the shared store cannot answer: rate limits / budgets.
+    rate_limits_on_store_error: str = "open"
+    budgets_on_store_error: str = "closed"
+    #: Seconds a hold lives if its process dies before settling it (longer than any request).
+    reservation_ttl: float = 900.0
+    #: Output tokens assumed for a request without ``max_tokens`` on a model of unknown cap.
+    default_output_tokens: int = 4096
+    time_zone: str = "UTC"
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any] | None, *, time_zone: str | None = None) -> LimitSettings:
+        """Validate a ``limits:`` mapping; a ValueError lists every bad entry."""
+        data = dict(data or {})
+        errors: list[str] = []
+        values: dict[str, Any] = {"time_zone": time_zone or "UTC"}
+        try:
+            zone(values["time_zone"])
+        except ValueError as exc:
+            errors.append(f"LLMPROXY_TIME_ZONE: {exc}")
+        policy = data.pop("on_store_error", None)
+        if isinstance(policy, str):
+            policy = {"rate_limits": policy, "budgets": policy}
+        if policy is not None and not isinstance(policy, Mapping):
+            errors.append("limits.on_store_error: open, closed, or {rate_limits: ..., budgets: ...}")
+            policy = None
+        for name, value in (policy or {}).items():
+            if name not in ("rate_limits", "budgets"):
+                errors.append(f"limits.on_store_error.{name}: unknown setting (rate_limits, budgets)")
+            elif value not in POLICIES:
+                errors.append(f"limits.on_store_error.{name}: must be open or closed")
+            else:
+                values[f"{name}_on_store_error"] = value
+        for name in ("reservation_ttl", "default_output_tokens"):
+            if name in data:
+                value = data.pop(name)
+                if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+                    errors.append(f"limits.{name}: must be a number > 0")
+                else:
+                    values[name] = type(getattr(cls(), name))(value)
+        errors += [f"limits.{k}: unknown setting" for k in data]
+        if errors:
+            raise ValueError("; ".join(errors))
+        return cls(**values)
+
+
+@dataclass(slots=True)
+class Reservation:
+    """What ``reserve`` took for one request; settle or release it exactly once."""
+
+    hold: Hold | None
+    done: bool = False
+
+
+class Limiter:
+    """Key and user limits by reservation on the shared store."""
+
+    def __init__(
+        self, store: StateStore, *, clock: Callable[[], float] = time.time, settings: LimitSettings | None = None
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.settings = settings or LimitSettings()
+        self.periods = PeriodClock(zone(self.settings.time_zone))
+        #: ``(kind, outcome)`` -> count, e.g. ``("budget", "refused")``; /metrics shows them.
+        self.store_errors: Counter[tuple[str, str]] = Counter()
+        self._warned_at = 0.0
+
+    def configure(self, settings: LimitSettings) -> None:
+        if settings != self.settings:
+            self.settings = settings
+            self.periods = PeriodClock(zone(settings.time_zone))
+
+    def lines(self, key: ApiKeyInfo | None, now: float) -> tuple[Line, ...]:
+        """The holders a request of ``key`` counts against: the key, then its user."""
+        if key is None or key.id is None:
+            return ()
+        out = [self._line(f"k:{key.id}", key.rpm, key.tpm, key.max_parallel, key.budget_usd, key.budget_period,
+                          key.spent_usd, key.spent_period_start, now)]  # fmt: skip
+        u = key.user
+        if u is not None:
+            out.append(self._line(f"u:{u.id}", u.rpm, u.tpm, u.max_parallel, u.budget_usd, u.budget_period,
+                                  u.spent_usd, u.spent_period_start, now))  # fmt: skip
+        return tuple(out)
+
+    def _line(
+        self, scope: str, rpm: int | None, tpm: int | None, par: int | None, budget: float | None, period: str,
+        spent: float, spent_start: float | None, now: float,
+    ) -> Line:  # fmt: skip
+        start, end = self.periods.bounds(period, now)
+        floor = spent if (spent_start or 0.0) == start else 0.0
+        ttl = (end - now) + 2 * 86400 if end is not None else 400 * 86400.0
+        return Line(scope, rpm or None, tpm or None, par if par is not None and par >= 0 else None, budget,
+                    f"{scope}:{int(start)}", floor, ttl, period)  # fmt: skip
+
+    def spend_key(self, scope: str, period: str, now: float | None = None) -> str:
+        """The counter of a holder's current period (``k:7:<start>``), for the API and jobs."""
+        start, _ = self.periods.bounds(period, self.clock() if now is None else now)
+        return f"{scope}:{int(start)}"
+
+    def wants_cost(self, key: ApiKeyInfo | None) -> bool:
+        """Whether a budget applies (only then is a precise cost estimate worth its time)."""
+        return key is not None and (key.budget_usd is not None or (key.user is not None
+                                                                    and key.user.budget_usd is not None))  # fmt: skip
+
+    async def reserve(
+        self, key: ApiKeyInfo | None, *, tokens: int, cost: float = 0.0, request_id: str = ""
+    ) -> Reservation:
+        """Hold ``tokens`` and ``cost`` on every line of ``key``, or raise ``LimitExceeded``."""
+        now = self.clock()
+        lines = self.lines(key, now)
+        if not lines:
+            return Reservation(None)
+        hold = Hold(request_id or uuid.uuid4().hex, lines, max(0, tokens), max(0.0, cost),
+                    self.settings.reservation_ttl)  # fmt: skip
+        try:
+            denial = await self.store.reserve(hold, now)
+        except StoreError as exc:
+            return self._store_down(hold, exc)
+        if denial is not None:
+            raise self._refusal(hold.lines[denial.line], denial, now)
+        return Reservation(hold)
+
+    def _store_down(self, hold: Hold, exc: StoreError) -> Reservation:
+        budgets = any(line.budget_usd is not None for line in hold.lines)
+        rates = any(line.rpm or line.tpm or line.max_parallel for line in hold.lines)
+        s = self.settings
+        refuse = (budgets and s.budgets_on_store_error == "closed") or (
+            rates and s.rate_limits_on_store_error == "closed"
+        )
+        kind = "budget" if budgets else "rate_limit" if rates else "spend"
+        self.store_errors[(kind, "refused" if refuse else "admitted")] += 1
+        now = time.monotonic()
+        if now - self._warned_at > 10:
+            self._warned_at = now
+            log.warning("limits store unavailable (%s): %s requests under %s limits", exc,
+                        "refusing" if refuse else "admitting", kind)  # fmt: skip
+        if refuse:
+            raise LLMProxyError("the limits store is unavailable, so this key's limits cannot be checked; retry shortly",
+                                status=503, code="limits_unavailable", retry_after=1.0)  # fmt: skip
+        return Reservation(None)
+
+    def _refusal(self, line: Line, denial: Denial, now: float) -> LimitExceeded:
+        who = "key" if line.scope.startswith("k:") else "user"
+        if denial.kind in (BUDGET, BUDGET_HELD):
+            period = line.period
+            per = f" per {NOUNS[period]}" if period in NOUNS else ""
+            text = f"{who} budget of {line.budget_usd:.2f} USD{per}"
+            if denial.kind == BUDGET_HELD:
+                return LimitExceeded(f"{text} is taken up by requests in flight; retry when they finish",
+                                     code="budget_exceeded", retry_after=1.0)  # fmt: skip
+            end = self.periods.bounds(period, now)[1]
+            return LimitExceeded(f"{text} reached", code="budget_exceeded",
+                                 retry_after=max(1.0, end - now) if end is not None else None)  # fmt: skip
+        if denial.kind == PARALLEL:
+            return LimitExceeded(f"{who} limit of {line.max_parallel} parallel requests reached", retry_after=1.0)
+        what = f"{line.rpm} requests" if denial.kind == RPM else f"{line.tpm} tokens"
+        return LimitExceeded(f"{who} rate limit of {what} per minute reached", retry_after=max(denial.wait, 0.001))
+
+    async def admit(self, key: ApiKeyInfo | None, tokens: int) -> None:
+        """Check without holding anything (callers that cannot settle a reservation yet)."""
+        res = await self.reserve(key, tokens=tokens)
+        if res.hold is not None:
+            await self.store.settle(res.hold, res.hold.tokens, 0.0, self.clock())
+
+    async def settle(
+        self, res: Reservation | ApiKeyInfo | None, *legacy: Any, tokens: int = 0, cost: float | None = None
+    ) -> None:
+        """Turn a hold into what the request really used (TPM and spend); idempotent.
+
+        Also takes ``(key, estimate, actual_tokens, cost)`` to charge a request ``admit``ted."""
+        if not isinstance(res, Reservation):
+            estimate, tokens, cost = legacy
+            hold = Hold(uuid.uuid4().hex, self.lines(res, self.clock()), estimate, 0.0, 1.0)
+            res = Reservation(hold if hold.lines else None)
+        if res.done or res.hold is None:
+            res.done = True
+            return
+        res.done = True
+        try:
+            await self.store.settle(res.hold, max(0, tokens), max(0.0, cost or 0.0), self.clock())
+        except StoreError as exc:
+            self.store_errors[("settle", "lost")] += 1
+            log.warning("limits store unavailable, usage of %s not charged: %s", res.hold.request_id, exc)
+
+    async def release(self, res: Reservation) -> None:
+        """Give a hold back after a failure: no spend, and its tokens refunded."""
+        await self.settle(res, tokens=0, cost=0.0)
 
 
 def spend_key(key_id: int | None, period_started_at: float | None) -> str:
-    return f"{key_id}:{int(period_started_at or 0)}"
+    """Compatibility name for a key's counter: ``k:<id>:<period start>``."""
+    return f"k:{key_id}:{int(period_started_at or 0)}"
 
 
 def spend_ttl(period: str) -> float:
     """How long a spend counter is kept: its period and some slack (a year and more without one)."""
     days = {"daily": 1, "weekly": 7, "monthly": 31}.get(period, 400)
     return (days + 2) * 86400.0
-
-
-class Limiter:
-    """Key rate limits and budgets on the shared store; store trouble lets traffic through."""
-
-    def __init__(self, store: StateStore, *, clock: Callable[[], float] = time.time) -> None:
-        self.store = store
-        self.clock = clock
-
-    def _key_costs(self, key: ApiKeyInfo, tokens: int) -> list[tuple[Bucket, float]]:
-        costs: list[tuple[Bucket, float]] = []
-        if key.rpm:
-            costs.append((Bucket.per_minute(f"k:{key.id}:rpm", key.rpm), 1.0))
-        if key.tpm:
-            costs.append((Bucket.per_minute(f"k:{key.id}:tpm", key.tpm), float(tokens)))
-        return costs
-
-    async def admit(self, key: ApiKeyInfo | None, tokens: int) -> None:
-        """Raise ``LimitExceeded`` when the key is over its budget or its RPM/TPM."""
-        if key is None:
-            return
-        try:
-            if key.budget_usd is not None:
-                await self._check_budget(key)
-            costs = self._key_costs(key, tokens)
-            if costs:
-                wait = await self.store.take(costs, self.clock())
-                if wait > 0:
-                    limits = [f"{key.rpm} requests" if key.rpm else "", f"{key.tpm} tokens" if key.tpm else ""]
-                    raise LimitExceeded(
-                        f"this API key's rate limit ({' / '.join(x for x in limits if x)} per minute) is reached",
-                        retry_after=wait,
-                    )
-        except StoreError as exc:
-            log.warning("limits store unavailable, admitting without key limits: %s", exc)
-
-    async def _check_budget(self, key: ApiKeyInfo) -> None:
-        assert key.budget_usd is not None
-        spent = max(await self.store.spend(spend_key(key.id, key.period_started_at)), key.spent_usd)
-        if spent < key.budget_usd:
-            return
-        end = period_end(key.budget_period, key.period_started_at)
-        retry = max(1.0, end - self.clock()) if end is not None else None
-        raise LimitExceeded(
-            f"this API key has used its budget of ${key.budget_usd:.2f}"
-            + (f" for this {_PERIOD_NAMES[key.budget_period]}" if end else ""),
-            code="budget_exceeded",
-            retry_after=retry,
-        )
-
-    async def settle(self, key: ApiKeyInfo | None, estimate: int, actual_tokens: int, cost: float | None) -> None:
-        """Charge what the upstream really counted: correct the key's TPM, add the spend."""
-        if key is None:
-            return
-        try:
-            if key.tpm and actual_tokens:
-                bucket = Bucket.per_minute(f"k:{key.id}:tpm", key.tpm)
-                await self.store.debit(bucket, actual_tokens - estimate, self.clock())
-            if cost and key.id is not None:
-                await self.store.add_spend(
-                    spend_key(key.id, key.period_started_at), cost, floor=key.spent_usd,
-                    ttl=spend_ttl(key.budget_period),
-                )  # fmt: skip
-        except StoreError as exc:
-            log.warning("limits store unavailable, usage not charged to key %s: %s", key.id, exc)

@@ -9,14 +9,31 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .netguard import ImageSettings
+from .pricing import Price as Price
+from .pricing import lookup
 from .providers import Executor, create
 from .providers.base import Credential, ProviderConfig
 
 log = logging.getLogger("llmproxy.runtime")
+
+
+@dataclass(frozen=True, slots=True)
+class UserLimits:
+    """A user's own limits, shared by all of the user's keys (both the key's and these apply)."""
+
+    id: int
+    rpm: int | None = None
+    tpm: int | None = None
+    max_parallel: int | None = None
+    budget_usd: float | None = None
+    budget_period: str = "none"  # none | daily | weekly | monthly
+    #: Spend the usage records show for the period starting at ``spent_period_start``.
+    spent_usd: float = 0.0
+    spent_period_start: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +57,11 @@ class ApiKeyInfo:
     #: Spend already settled in the database for the current period when the snapshot was
     #: built: the floor of the live counter, so a restart or a lost Redis never forgets it.
     spent_usd: float = 0.0
+    max_parallel: int | None = None
+    #: The calendar period start ``spent_usd`` was summed from (a floor from an ended
+    #: period does not count in the next one).
+    spent_period_start: float | None = None
+    user: UserLimits | None = None
 
     def allows(self, model: str) -> bool:
         return self.allowed_models is None or model in self.allowed_models
@@ -51,20 +73,6 @@ class ApiKeyInfo:
 
 
 @dataclass(frozen=True, slots=True)
-class Price:
-    """USD per million tokens."""
-
-    input: float
-    output: float
-    cached_input: float | None = None
-
-    def cost(self, input_tokens: int, output_tokens: int, cached_tokens: int) -> float:
-        cached = min(cached_tokens, input_tokens)
-        cached_rate = self.input if self.cached_input is None else self.cached_input
-        return ((input_tokens - cached) * self.input + cached * cached_rate + output_tokens * self.output) / 1e6
-
-
-@dataclass(frozen=True, slots=True)
 class Route:
     """One way to serve a public model: a provider, its upstream name, its price."""
 
@@ -73,6 +81,22 @@ class Route:
     provider: ProviderConfig
     credentials: tuple[Credential, ...]
     price: Price | None = None
+    #: The most output tokens one reply may have (from the catalog), for cost estimates.
+    max_output: int | None = None
+    #: Where the price came from: ``route`` (config), ``catalog`` (shipped), ``""`` (none).
+    priced_by: str = ""
+
+
+def with_catalog(route: Route) -> Route:
+    """The route with the shipped catalog's price (when it has none) and output cap."""
+    entry = lookup(route.upstream_model)
+    if route.price is not None:
+        if route.priced_by == "route" and (entry is None or route.max_output == entry.max_output):
+            return route
+        return replace(route, priced_by="route", max_output=route.max_output or (entry.max_output if entry else None))
+    if entry is None:
+        return route if not route.priced_by else replace(route, priced_by="")
+    return replace(route, price=entry.price, priced_by="catalog", max_output=route.max_output or entry.max_output)
 
 
 #: ``round-robin`` (smooth, weighted) and ``weighted`` are one strategy under two names.
@@ -161,7 +185,7 @@ class Runtime:
     ) -> Runtime:
         by_model: dict[str, list[Route]] = {}
         executors: dict[str, Executor] = {}
-        for r in routes:
+        for r in map(with_catalog, routes):
             if r.provider.name not in executors:
                 try:
                     executors[r.provider.name] = create(r.provider)

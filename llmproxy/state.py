@@ -18,6 +18,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from .reservations import Denial, Hold, MemoryReservations
+
 #: The longest cooldown a store accepts, whatever an upstream's Retry-After says.
 MAX_COOLDOWN = 86_400.0
 
@@ -136,6 +138,18 @@ class StateStore(ABC):
     async def spend(self, key: str) -> float: ...
 
     @abstractmethod
+    async def reserve(self, hold: Hold, now: float) -> Denial | None:
+        """Admit a request on every line of ``hold`` at once, or say which line refused it."""
+
+    @abstractmethod
+    async def settle(self, hold: Hold, tokens: int, cost: float, now: float) -> None:
+        """End a hold: give back what it held, correct TPM to ``tokens``, add ``cost`` to the spend."""
+
+    @abstractmethod
+    def spends(self, keys: Sequence[str]) -> list[float]:
+        """Spend counters (sync: the API and admin show them); 0 for a missing one."""
+
+    @abstractmethod
     def list_cooldowns(self) -> dict[str, Cooldown]:
         """Every cooldown record (sync: for the admin and commands)."""
 
@@ -150,6 +164,9 @@ class StateStore(ABC):
     @abstractmethod
     def reset(self) -> None:
         """Forget everything (tests, and a clean start)."""
+
+    async def aclose(self) -> None:  # noqa: B027 (a no-op unless the store holds connections)
+        """Close this event loop's connections (a no-op in memory)."""
 
 
 @dataclass(slots=True)
@@ -182,7 +199,8 @@ class MemoryStateStore(StateStore):
         self._rr: dict[str, dict[str, float]] = {}
         self._values: dict[str, tuple[str, float]] = {}
         self._sweep_at = 1024
-        self._spend: dict[str, tuple[float, float]] = {}
+        self._res = MemoryReservations()
+        self._spend = self._res.spend
         self._leases: dict[str, tuple[str, float]] = {}  # key -> (owner, until)
 
     async def take(self, costs: Sequence[tuple[Bucket, float]], now: float) -> float:
@@ -287,6 +305,18 @@ class MemoryStateStore(StateStore):
         with self._lock:
             return self._spend_now(key)
 
+    async def reserve(self, hold: Hold, now: float) -> Denial | None:
+        with self._lock:
+            return self._res.reserve(hold, now)
+
+    async def settle(self, hold: Hold, tokens: int, cost: float, now: float) -> None:
+        with self._lock:
+            self._res.settle(hold, tokens, cost, now)
+
+    def spends(self, keys: Sequence[str]) -> list[float]:
+        with self._lock:
+            return [self._spend_now(k) for k in keys]
+
     def list_cooldowns(self) -> dict[str, Cooldown]:
         now = self._clock()
         with self._lock:
@@ -311,7 +341,7 @@ class MemoryStateStore(StateStore):
             self._cooldowns.clear()
             self._rr.clear()
             self._values.clear()
-            self._spend.clear()
+            self._res.clear()
             self._leases.clear()
 
 

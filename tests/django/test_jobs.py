@@ -16,7 +16,7 @@ from django.core.management.sql import emit_post_migrate_signal
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from accounts.models import ApiKey
-from llmproxy.limits import period_end
+from llmproxy.periods import bounds
 from proxy import jobs, tasks
 from proxy.models import ConfigVersion, Credential, Provider, UsageDaily, UsageRecord
 from proxy.refresh import REFRESHERS, RefreshedTokens
@@ -331,7 +331,7 @@ def test_it_advances_budget_periods_that_ended(django_capture_on_commit_callback
                                              ("monthly", datetime(2026, 4, 1, tzinfo=UTC))])  # fmt: skip
 def test_it_starts_periods_where_the_limiter_expects_them_to_end(period: str, end: datetime) -> None:
     start = jobs.period_start(period, NOW)
-    assert period_end(period, start.timestamp()) == end.timestamp()
+    assert bounds(period, start.timestamp(), UTC)[1] == end.timestamp()
     assert jobs.period_start(period, end) == end  # the next period starts exactly there
 
 

@@ -9,12 +9,14 @@ import random
 import socket
 from collections import deque
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC
 from typing import Any
 
 import pytest
 
 from llmproxy.gateway import Call, Gateway, Reply, StreamReply
 from llmproxy.http import HTTPClient, Timeouts
+from llmproxy.periods import bounds
 from llmproxy.providers.base import Credential, ProviderConfig
 from llmproxy.routing import Router
 from llmproxy.runtime import ApiKeyInfo, Price, Route, Runtime
@@ -291,16 +293,15 @@ async def test_gateway_enforces_key_rpm_in_the_clients_dialect(gw: Gateway, fake
 
 
 async def test_gateway_enforces_a_budget(gw: Gateway, fake: FakeUpstream, script: ByKey, clock: Clock) -> None:
-    key = key_info(budget_usd=0.001, budget_period="daily", period_started_at=clock() - 3600)
+    key = key_info(budget_usd=0.001, budget_period="daily")
     gw.swap(runtime(fake, ("claude", 0, ["A"]), keys=[key], price=Price(input=100.0, output=100.0)))
     assert (await ask(gw, key="sk-llmp-test")).status == 200  # 15 tokens at $100/M: $0.0015
     await asyncio.sleep(0.05)  # spend is settled in the background
     r = await ask(gw, key="sk-llmp-test")
     assert r.status == 429 and json.loads(await body_of(r))["error"]["code"] == "budget_exceeded"
-    assert int(r.headers["retry-after"]) == pytest.approx(23 * 3600, abs=2)
-    gw.swap(runtime(fake, ("claude", 0, ["A"]), keys=[key_info(budget_usd=0.001, budget_period="daily",
-                                                               period_started_at=clock())],
-                    price=Price(input=100.0, output=100.0)))  # fmt: skip
+    midnight = bounds("daily", clock(), UTC)[1]
+    assert midnight is not None and int(r.headers["retry-after"]) == pytest.approx(midnight - clock(), abs=2)
+    clock.advance(midnight - clock())
     assert (await ask(gw, key="sk-llmp-test")).status == 200  # a new period, a new counter
 
 

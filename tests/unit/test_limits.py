@@ -1,24 +1,34 @@
-"""Key limits and budgets, and the upstream buckets of a candidate."""
+"""Key and user limits by reservation, and the upstream buckets of a candidate.
+
+Every store-backed test runs on the in-memory store and, with REDIS_URL, on Redis: the
+Lua scripts and the memory implementation must agree.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 
 import pytest
 
-from llmproxy.errors import LimitExceeded
-from llmproxy.limits import Limiter, candidate_costs, estimate_tokens, period_end, spend_key
+from llmproxy.errors import LimitExceeded, LLMProxyError
+from llmproxy.limits import Limiter, LimitSettings, candidate_costs, estimate_tokens
 from llmproxy.providers.base import Credential, ProviderConfig
-from llmproxy.runtime import ApiKeyInfo
+from llmproxy.reservations import Denial, Hold
+from llmproxy.runtime import ApiKeyInfo, UserLimits
 from llmproxy.state import Bucket, Cooldown, StateStore, StoreError
 from tests.unit.test_state import KINDS, Clock, make_store
+
+JUNE_15_NOON = datetime(2026, 6, 15, 12, tzinfo=UTC).timestamp()  # a Monday
 
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    c = Clock()
+    c.t = JUNE_15_NOON
+    return c
 
 
 @pytest.fixture(params=KINDS)
@@ -26,6 +36,7 @@ async def store(request: pytest.FixtureRequest, clock: Clock) -> AsyncIterator[S
     s = make_store(request.param, clock, f"test:{uuid.uuid4().hex}:")
     yield s
     s.reset()
+    await s.aclose()
 
 
 @pytest.fixture
@@ -34,69 +45,189 @@ def limiter(store: StateStore, clock: Clock) -> Limiter:
 
 
 def key(**kw: object) -> ApiKeyInfo:
-    return ApiKeyInfo(key_hash="h", prefix="sk-llmp-abcd", id=int(uuid.uuid4().int % 10**6), **kw)  # type: ignore[arg-type]
+    kw.setdefault("id", int(uuid.uuid4().int % 10**6))
+    return ApiKeyInfo(key_hash="h", prefix="sk-llmp-abcd", **kw)  # type: ignore[arg-type]
 
 
 async def test_limiter_refuses_past_the_key_rpm_with_retry_after(limiter: Limiter, clock: Clock) -> None:
     k = key(rpm=3)
     for _ in range(3):
-        await limiter.admit(k, 10)
+        await limiter.release(await limiter.reserve(k, tokens=10))
     with pytest.raises(LimitExceeded) as info:
-        await limiter.admit(k, 10)
-    assert info.value.status == 429 and info.value.retry_after == pytest.approx(20, abs=0.1)
-    assert "3 requests" in info.value.message
+        await limiter.reserve(k, tokens=10)
+    assert info.value.status == 429 and info.value.code == "rate_limit_exceeded"
+    assert info.value.retry_after == pytest.approx(20, abs=0.1)
+    assert info.value.message == "key rate limit of 3 requests per minute reached"
     clock.advance(20.5)
-    await limiter.admit(k, 10)
+    await limiter.reserve(k, tokens=10)
 
 
 async def test_limiter_charges_tpm_with_the_real_count(limiter: Limiter) -> None:
     k = key(tpm=1000)
-    await limiter.admit(k, 100)
-    await limiter.settle(k, 100, 900, None)  # the estimate was 800 short: 100 tokens are left
-    await limiter.admit(k, 100)
+    await limiter.settle(await limiter.reserve(k, tokens=100), tokens=900, cost=None)  # 800 short: 100 left
+    await limiter.reserve(k, tokens=100)
     with pytest.raises(LimitExceeded) as info:
-        await limiter.admit(k, 100)
-    assert "1000 tokens" in info.value.message
+        await limiter.reserve(k, tokens=100)
+    assert info.value.message == "key rate limit of 1000 tokens per minute reached"
+
+
+async def test_limiter_refunds_the_tokens_of_a_released_request(limiter: Limiter) -> None:
+    k = key(tpm=100)
+    await limiter.release(await limiter.reserve(k, tokens=100))
+    await limiter.reserve(k, tokens=100)
 
 
 async def test_limiter_keeps_keys_apart(limiter: Limiter) -> None:
     a, b = key(rpm=1), key(rpm=1)
-    await limiter.admit(a, 1)
-    await limiter.admit(b, 1)
+    await limiter.reserve(a, tokens=1)
+    await limiter.reserve(b, tokens=1)
     with pytest.raises(LimitExceeded):
-        await limiter.admit(a, 1)
+        await limiter.reserve(a, tokens=1)
 
 
-async def test_limiter_refuses_a_spent_budget_until_the_period_ends(limiter: Limiter, clock: Clock) -> None:
-    start = clock() - 3600
-    k = key(budget_usd=1.0, budget_period="daily", period_started_at=start)
-    await limiter.admit(k, 1)
-    await limiter.settle(k, 1, 1, 0.6)
-    await limiter.admit(k, 1)
-    await limiter.settle(k, 1, 1, 0.6)
+async def test_limiter_admits_only_what_fits_beside_the_holds_in_flight(limiter: Limiter) -> None:
+    k = key(budget_usd=1.0, budget_period="monthly")
+    first = await limiter.reserve(k, tokens=1, cost=0.4)
+    await limiter.reserve(k, tokens=1, cost=0.4)
     with pytest.raises(LimitExceeded) as info:
-        await limiter.admit(k, 1)
-    assert info.value.code == "budget_exceeded" and "for this day" in info.value.message
-    assert info.value.retry_after == pytest.approx(23 * 3600, abs=1)
-    renewed = key(budget_usd=1.0, budget_period="daily", period_started_at=start + 86400)
-    object.__setattr__(renewed, "id", k.id)
-    await limiter.admit(renewed, 1)  # a new period counts from zero
+        await limiter.reserve(k, tokens=1, cost=0.4)
+    assert info.value.code == "budget_exceeded" and info.value.retry_after == 1.0
+    assert "key budget of 1.00 USD per month is taken up by requests in flight" in info.value.message
+    await limiter.settle(first, tokens=1, cost=0.1)  # it cost less than held: room again
+    await limiter.reserve(k, tokens=1, cost=0.4)
 
 
-async def test_limiter_never_forgets_settled_spend(limiter: Limiter) -> None:
-    """After a restart (or a lost Redis) the snapshot's settled spend is the floor."""
-    k = key(budget_usd=5.0, spent_usd=4.9)
-    await limiter.admit(k, 1)
-    await limiter.settle(k, 1, 1, 0.2)
+async def test_limiter_lets_one_request_larger_than_the_rest_run_alone(limiter: Limiter) -> None:
+    k = key(budget_usd=1.0)
+    big = await limiter.reserve(k, tokens=1, cost=5.0)
+    with pytest.raises(LimitExceeded):
+        await limiter.reserve(k, tokens=1, cost=0.01)
+    await limiter.settle(big, tokens=1, cost=1.2)
     with pytest.raises(LimitExceeded) as info:
-        await limiter.admit(k, 1)
+        await limiter.reserve(k, tokens=1, cost=0.01)
+    assert info.value.message == "key budget of 1.00 USD reached"
     assert info.value.retry_after is None  # no period: no time to come back
 
 
+async def test_limiter_resets_a_daily_budget_at_midnight(limiter: Limiter, clock: Clock) -> None:
+    k = key(budget_usd=1.0, budget_period="daily")
+    await limiter.settle(await limiter.reserve(k, tokens=1, cost=0.5), tokens=1, cost=1.0)
+    with pytest.raises(LimitExceeded) as info:
+        await limiter.reserve(k, tokens=1, cost=0.5)
+    assert info.value.message == "key budget of 1.00 USD per day reached"
+    assert info.value.retry_after == pytest.approx(12 * 3600)
+    clock.advance(12 * 3600 - 1)
+    with pytest.raises(LimitExceeded):
+        await limiter.reserve(k, tokens=1, cost=0.5)
+    clock.advance(1)
+    await limiter.reserve(k, tokens=1, cost=0.5)
+
+
+@pytest.mark.parametrize(("period", "reset"), [("weekly", datetime(2026, 6, 22, tzinfo=UTC)),
+                                               ("monthly", datetime(2026, 7, 1, tzinfo=UTC))])  # fmt: skip
+async def test_limiter_resets_weekly_and_monthly_budgets_by_the_calendar(
+    limiter: Limiter, clock: Clock, period: str, reset: datetime
+) -> None:
+    k = key(budget_usd=5.0, budget_period=period)
+    await limiter.settle(await limiter.reserve(k, tokens=1), tokens=1, cost=5.0)
+    with pytest.raises(LimitExceeded) as info:
+        await limiter.reserve(k, tokens=1)
+    assert info.value.retry_after == pytest.approx(reset.timestamp() - clock())
+    clock.t = reset.timestamp()
+    await limiter.reserve(k, tokens=1)
+
+
+async def test_limiter_applies_the_user_budget_across_the_users_keys(limiter: Limiter) -> None:
+    user = UserLimits(id=41, budget_usd=1.0, budget_period="monthly")
+    a, b = key(user_id=41, user=user), key(user_id=41, user=user)
+    await limiter.settle(await limiter.reserve(a, tokens=1, cost=0.6), tokens=1, cost=0.6)
+    await limiter.settle(await limiter.reserve(b, tokens=1, cost=0.6), tokens=1, cost=0.6)
+    with pytest.raises(LimitExceeded) as info:
+        await limiter.reserve(a, tokens=1, cost=0.1)
+    assert info.value.message == "user budget of 1.00 USD per month reached"
+
+
+async def test_limiter_applies_the_user_rpm_and_the_key_rpm(limiter: Limiter) -> None:
+    user = UserLimits(id=42, rpm=2)
+    a, b = key(user=user, rpm=5), key(user=user)
+    await limiter.reserve(a, tokens=1)
+    await limiter.reserve(b, tokens=1)
+    with pytest.raises(LimitExceeded) as info:
+        await limiter.reserve(a, tokens=1)
+    assert info.value.message == "user rate limit of 2 requests per minute reached"
+
+
+async def test_limiter_caps_parallel_requests_and_frees_the_slot_of_a_dead_process(
+    limiter: Limiter, clock: Clock
+) -> None:
+    k = key(max_parallel=2)
+    first = await limiter.reserve(k, tokens=1)
+    await limiter.reserve(k, tokens=1)  # never settled: its process died
+    with pytest.raises(LimitExceeded) as info:
+        await limiter.reserve(k, tokens=1)
+    assert info.value.message == "key limit of 2 parallel requests reached"
+    await limiter.release(first)
+    await limiter.reserve(k, tokens=1)
+    with pytest.raises(LimitExceeded):
+        await limiter.reserve(k, tokens=1)
+    clock.advance(limiter.settings.reservation_ttl + 1)  # both holds expired
+    await limiter.reserve(k, tokens=1)
+    await limiter.reserve(k, tokens=1)
+
+
+async def test_limiter_refuses_nothing_when_a_refused_line_would_have_taken(limiter: Limiter) -> None:
+    """All or nothing: a request the user's limit refuses takes nothing from the key's RPM."""
+    user = UserLimits(id=43, max_parallel=1)
+    k = key(user=user, rpm=2)
+    await limiter.reserve(k, tokens=1)
+    for _ in range(3):
+        with pytest.raises(LimitExceeded):
+            await limiter.reserve(k, tokens=1)
+    await limiter.reserve(key(user=UserLimits(id=44), rpm=2, id=k.id), tokens=1)  # the key's 2nd request
+
+
+async def test_limiter_settles_once(limiter: Limiter, store: StateStore) -> None:
+    k = key(budget_usd=10.0)
+    res = await limiter.reserve(k, tokens=1, cost=1.0)
+    await limiter.settle(res, tokens=1, cost=2.0)
+    await limiter.settle(res, tokens=1, cost=2.0)
+    assert store.spends([limiter.spend_key(f"k:{k.id}", "none")]) == [2.0]
+
+
+async def test_limiter_never_forgets_settled_spend_of_this_period(limiter: Limiter, clock: Clock) -> None:
+    """After a restart (or a lost Redis) the snapshot's settled spend is the floor, once."""
+    month = datetime(2026, 6, 1, tzinfo=UTC).timestamp()
+    k = key(budget_usd=5.0, budget_period="monthly", spent_usd=4.9, spent_period_start=month)
+    await limiter.settle(await limiter.reserve(k, tokens=1), tokens=1, cost=0.2)
+    with pytest.raises(LimitExceeded):
+        await limiter.reserve(k, tokens=1)
+    assert limiter.store.spends([limiter.spend_key(f"k:{k.id}", "monthly")]) == [pytest.approx(5.1)]
+    stale = key(budget_usd=5.0, budget_period="monthly", spent_usd=4.9, spent_period_start=month - 86400 * 31)
+    await limiter.reserve(stale, tokens=1)  # last month's spend is not this month's floor
+
+
+async def test_limiter_holds_the_budget_under_concurrency(limiter: Limiter) -> None:
+    k = key(budget_usd=0.01, budget_period="daily")
+
+    async def one() -> bool:
+        try:
+            res = await limiter.reserve(k, tokens=10, cost=0.0004)
+        except LimitExceeded:
+            return False
+        await asyncio.sleep(0)
+        await limiter.settle(res, tokens=10, cost=0.0003)
+        return True
+
+    results = await asyncio.gather(*(one() for _ in range(200)))
+    spent = limiter.store.spends([limiter.spend_key(f"k:{k.id}", "daily")])[0]
+    assert spent == pytest.approx(0.0003 * sum(results))
+    assert spent <= 0.01 + 0.0004 and not all(results)
+
+
 async def test_limiter_admits_without_a_key_or_limits(limiter: Limiter) -> None:
-    await limiter.admit(None, 10**9)
+    assert (await limiter.reserve(None, tokens=10**9)).hold is None
     for _ in range(100):
-        await limiter.admit(key(), 10**6)
+        await limiter.reserve(key(), tokens=10**6, cost=100.0)
 
 
 class BrokenStore(StateStore):
@@ -139,6 +270,15 @@ class BrokenStore(StateStore):
     async def spend(self, key: str) -> float:
         raise StoreError("down")
 
+    async def reserve(self, hold: Hold, now: float) -> Denial | None:
+        raise StoreError("down")
+
+    async def settle(self, hold: Hold, tokens: int, cost: float, now: float) -> None:
+        raise StoreError("down")
+
+    def spends(self, keys: Sequence[str]) -> list[float]:
+        raise StoreError("down")
+
     def list_cooldowns(self) -> dict[str, Cooldown]:
         return {}
 
@@ -152,12 +292,35 @@ class BrokenStore(StateStore):
         pass
 
 
-async def test_limiter_fails_open_when_the_store_is_down() -> None:
+async def test_limiter_fails_open_for_rate_limits_and_closed_for_budgets_when_the_store_is_down() -> None:
     limiter = Limiter(BrokenStore())
-    k = key(rpm=1, tpm=1, budget_usd=1.0)
+    k = key(rpm=1, tpm=1)
     for _ in range(3):
-        await limiter.admit(k, 100)
-    await limiter.settle(k, 1, 100, 1.0)
+        await limiter.settle(await limiter.reserve(k, tokens=100), tokens=100, cost=1.0)
+    with pytest.raises(LLMProxyError) as info:
+        await limiter.reserve(key(budget_usd=1.0), tokens=1)
+    assert info.value.status == 503 and info.value.code == "limits_unavailable"
+    assert limiter.store_errors[("rate_limit", "admitted")] == 3
+    assert limiter.store_errors[("budget", "refused")] == 1
+
+
+async def test_limiter_follows_the_on_store_error_setting() -> None:
+    settings = LimitSettings.from_mapping({"on_store_error": {"rate_limits": "closed", "budgets": "open"}})
+    limiter = Limiter(BrokenStore(), settings=settings)
+    await limiter.reserve(key(budget_usd=1.0), tokens=1)
+    with pytest.raises(LLMProxyError):
+        await limiter.reserve(key(rpm=5), tokens=1)
+
+
+def test_limit_settings_list_every_bad_entry() -> None:
+    with pytest.raises(ValueError) as info:
+        LimitSettings.from_mapping({"on_store_error": {"budgets": "maybe", "x": "open"}, "reservation_ttl": -1,
+                                    "speed": 1}, time_zone="Mars/Olympus")  # fmt: skip
+    text = str(info.value)
+    for part in ("LLMPROXY_TIME_ZONE", "on_store_error.budgets", "on_store_error.x", "reservation_ttl", "speed"):
+        assert part in text
+    assert LimitSettings.from_mapping({"on_store_error": "closed"}).rate_limits_on_store_error == "closed"
+    assert LimitSettings.from_mapping(None, time_zone="Europe/Berlin").time_zone == "Europe/Berlin"
 
 
 async def test_router_fails_open_when_the_store_is_down() -> None:
@@ -185,15 +348,5 @@ def test_candidate_costs_read_provider_and_credential_limits() -> None:
     assert candidate_costs(ProviderConfig(name="x", type="openai"), plain, 300) == []
 
 
-def test_period_end_follows_the_calendar() -> None:
-    jan31 = datetime(2024, 1, 31, 12, tzinfo=UTC).timestamp()
-    assert period_end("monthly", jan31) == datetime(2024, 2, 29, 12, tzinfo=UTC).timestamp()
-    dec15 = datetime(2024, 12, 15, tzinfo=UTC).timestamp()
-    assert period_end("monthly", dec15) == datetime(2025, 1, 15, tzinfo=UTC).timestamp()
-    assert period_end("weekly", 0.0) == 7 * 86400
-    assert period_end("none", 0.0) is None and period_end("daily", None) is None
-
-
-def test_spend_key_and_estimate() -> None:
-    assert spend_key(7, 1700000000.5) == "7:1700000000" and spend_key(7, None) == "7:0"
+def test_estimate_tokens() -> None:
     assert estimate_tokens(b"x" * 400) == 100 and estimate_tokens(b"") == 1
