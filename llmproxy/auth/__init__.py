@@ -33,6 +33,7 @@ The pieces:
 
 from __future__ import annotations
 
+from .._version import USER_AGENT
 from ._files import (
     IMPORTERS,
     TOKEN_TYPES,
@@ -64,7 +65,7 @@ from ._flows import (
     register_login,
     split_pasted_code,
 )
-from ._http import USER_AGENT, AuthError
+from ._http import AuthError
 from ._keeper import TokenKeeper, TokenStore, credential_key
 from ._registry import (
     DEFAULT_ENDPOINTS,

@@ -9,22 +9,13 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib import metadata
 from typing import Any
 from urllib.parse import urlencode
 
+from .._version import USER_AGENT
 from ..errors import ProviderError
 from ..http import HTTPClient, Timeouts, UpstreamRequest
 
-
-def _version() -> str:
-    try:
-        return metadata.version("llmproxy")
-    except metadata.PackageNotFoundError:
-        return "0"
-
-
-USER_AGENT = f"llmproxy/{_version()}"
 #: Account endpoints answer at once or not at all: no five-minute model wait here.
 _TIMEOUTS = Timeouts(connect=10.0, first_byte=30.0, read=30.0)
 

@@ -19,11 +19,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from .._version import USER_AGENT, VERSION
 from ..http import HTTPClient
 from ..providers.base import Credential, ProviderConfig
 from ._files import TokenFile
 from ._flows import DeviceCode, LoginOptions, LoginPrompt, poll_device_code
-from ._http import USER_AGENT, AuthError, JSONReply, call, oauth_error
+from ._http import AuthError, JSONReply, call, oauth_error
 from ._registry import endpoint
 from ._tokens import TokenSet
 
@@ -34,7 +35,7 @@ API_URL = "https://api.githubcopilot.com"
 API_VERSION = "2025-04-01"
 #: Copilot wants to know the integration; the only one its chat API accepts for this app id.
 INTEGRATION_ID = "vscode-chat"
-_VERSION = USER_AGENT.partition("/")[2]
+_VERSION = VERSION
 
 
 def _option(provider: ProviderConfig, name: str, default: str) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 
 import yaml
 
+from ..auth import ENDPOINT_FIELDS
 from ._schema import REDACTED, SECRET_FIELDS, SECTIONS, Config, CredentialSpec, ModelSpec, ProviderSpec
 
 
@@ -63,8 +64,10 @@ def _provider(p: ProviderSpec, with_secrets: bool) -> dict[str, Any]:
         out["rate_limit"] = limit
     if p.headers:
         out["headers"] = dict(p.headers)
-    if p.options:
-        out["options"] = dict(p.options)
+    out.update({k: p.options[k] for k in ENDPOINT_FIELDS if p.options.get(k)})
+    options = {k: v for k, v in p.options.items() if k not in ENDPOINT_FIELDS}
+    if options:
+        out["options"] = options
     out["credentials"] = [_credential(c, with_secrets) for c in p.credentials]
     out["models"] = [_model(m) for m in p.models]
     return out

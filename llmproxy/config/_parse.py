@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from ..auth import ENDPOINT_FIELDS
 from ..netguard import ImageSettings
 from ..runtime import STRATEGIES, RoutingSettings
 from ._check import Checker, join
@@ -35,10 +36,11 @@ from ._schema import (
 
 TOP_KEYS = ("server", "providers", "auth", "management", "logging", "routing", "images", "limits", "usage")
 PROVIDER_KEYS = ("type", "enabled", "base_url", "auth_type", "priority", "weight", "cooldown", "rate_limit",
-                 "headers", "options", "credentials", "models")  # fmt: skip
+                 "headers", "options", "credentials", "models", *ENDPOINT_FIELDS)  # fmt: skip
 CREDENTIAL_KEYS = ("name", "api_key", "file", "access_token", "refresh_token", "weight", "enabled")
 MODEL_KEYS = ("name", "upstream", "input_price", "output_price", "cached_input_price", "aliases", "enabled")
 _NAME = re.compile(r"[A-Za-z0-9_-]+")
+_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+")
 #: Prices are stored with 6 decimals and at most 12 digits.
 _MAX_PRICE = 999_999.0
 
@@ -211,6 +213,23 @@ def _images(check: Checker, value: Any) -> ImageSettings:
     )
 
 
+def _endpoints(check: Checker, d: dict[str, Any], path: str) -> dict[str, str]:
+    """The account endpoint fields (INTERFACE.md section 8), kept in the provider's options."""
+    out: dict[str, str] = {}
+    for key in ENDPOINT_FIELDS:
+        if key not in d:
+            continue
+        if key == "region":
+            region = check.string(d, key, path, "", max_len=40)
+            if region and not _REGION.fullmatch(region):
+                check.error(join(path, key), f"{region!r} is not a region name such as us-east-1")
+            elif region:
+                out[key] = region
+        elif value := check.url(d, key, path):
+            out[key] = value.rstrip("/")
+    return out
+
+
 def _provider(check: Checker, name: Any, value: Any) -> ProviderSpec | None:
     path = join("providers", str(name))
     if not isinstance(name, str) or not _NAME.fullmatch(name) or len(name) > 100:
@@ -237,7 +256,7 @@ def _provider(check: Checker, name: Any, value: Any) -> ProviderSpec | None:
         cooldown=check.duration(d, "cooldown", path, 60.0),
         rate_limit=rate_limit,
         headers=_headers(check, d.get("headers"), join(path, "headers")),
-        options=dict(check.mapping(d.get("options"), join(path, "options"))),
+        options={**check.mapping(d.get("options"), join(path, "options")), **_endpoints(check, d, path)},
         credentials=_credentials(check, d.get("credentials"), join(path, "credentials")),
         models=_models(check, d.get("models"), join(path, "models")),
     )

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from .. import providers
+from ..auth import parse_token_data
 from ..providers.base import Credential, ProviderConfig
 from ..runtime import Price, Route, Runtime
 from ._schema import REDACTED, SECRET_FIELDS, Config, ConfigError, ConfigIssue, CredentialSpec, ProviderSpec
@@ -16,12 +18,20 @@ from ._schema import REDACTED, SECRET_FIELDS, Config, ConfigError, ConfigIssue, 
 
 @dataclass(frozen=True, slots=True)
 class TokenFile:
-    """What a token file in the auth dir holds (other keys, such as an e-mail, are ignored)."""
+    """What a token file in the auth dir holds.
+
+    A file with a ``type`` is an account's (``llmproxy.auth`` reads it: a copilot
+    file's ``github_token`` becomes ``refresh_token``, type-specific fields ``extra``);
+    one without is the older bare form (an ``api_key`` or tokens, other keys ignored).
+    """
 
     api_key: str | None = None
     access_token: str | None = None
     refresh_token: str | None = None
     expires_at: float | None = None  # epoch seconds
+    type: str | None = None
+    provider: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 def read_token_file(path: str | Path) -> TokenFile:
@@ -34,6 +44,10 @@ def read_token_file(path: str | Path) -> TokenFile:
         raise ValueError(f"token file {path} is unreadable: {exc}") from None
     if not isinstance(data, dict):
         raise ValueError(f"token file {path} must hold a JSON object")
+    if "type" in data:
+        account = parse_token_data(data, str(path))  # TokenFileError is a ValueError naming file and field
+        return TokenFile(None, account.access_token, account.refresh_token, account.expires_at, account.type,
+                         account.provider, account.extra)  # fmt: skip
     values = {k: data.get(k) for k in SECRET_FIELDS}
     for key, value in values.items():
         if value is not None and not isinstance(value, str):
@@ -108,7 +122,7 @@ def _provider_config(spec: ProviderSpec) -> ProviderConfig:
         cooldown=spec.cooldown,
         rpm=spec.rate_limit.rpm,
         tpm=spec.rate_limit.tpm,
-        options=dict(spec.options),
+        options={**spec.options, "auth_type": spec.auth_type},
     )
 
 
@@ -129,5 +143,6 @@ def _credential(config: Config, spec: ProviderSpec, i: int, c: CredentialSpec, i
             return None
         values = {k: values[k] or getattr(tokens, k) for k in SECRET_FIELDS}
         expires_at = tokens.expires_at
+        extra.update(tokens.extra)
         extra["file"] = str(path)
     return Credential(name=c.name, provider=spec.name, weight=c.weight, expires_at=expires_at, extra=extra, **values)

@@ -16,6 +16,7 @@ EXECUTORS: dict[str, str] = {
     "claude": "llmproxy.providers.anthropic:AnthropicExecutor",
     "anthropic": "llmproxy.providers.anthropic:AnthropicExecutor",
     "gemini": "llmproxy.providers.gemini:GeminiExecutor",
+    "copilot": "llmproxy.providers.copilot:CopilotExecutor",
 }
 
 

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from .._json import loads
+from .._version import USER_AGENT
 from ..errors import ProviderError, ProviderHTTPError
 from ..http import UpstreamRequest
 from .base import Credential, Executor, json_body, retry_after
@@ -50,6 +51,7 @@ class AnthropicExecutor(Executor):
             "content-type": "application/json",
             "accept": "text/event-stream" if streaming else "application/json",
             "anthropic-version": DEFAULT_VERSION,
+            "user-agent": USER_AGENT,
         }
         betas = _betas(self.provider.headers.get("anthropic-beta"), (client_headers or {}).get("anthropic-beta"))
         headers.update(self.extra_headers(client_headers))

@@ -13,8 +13,10 @@ from typing import Any, ClassVar
 from urllib.parse import quote
 
 from .._json import loads
+from .._version import USER_AGENT
 from ..errors import ProviderError, ProviderHTTPError
 from ..http import UpstreamRequest
+from . import _code_assist
 from .base import Credential, Executor, json_body, retry_after
 
 _ACTIONS = {"count_tokens": "countTokens", "embeddings": "batchEmbedContents", "embed": "embedContent"}
@@ -22,8 +24,27 @@ _VERSIONED = re.compile(r"/v\d+(?:alpha|beta)?\d*$")
 
 
 class GeminiExecutor(Executor):
+    """The Gemini API with a key; with ``auth_type: oauth`` (a Google account), Code Assist."""
+
     dialect = "gemini"
     default_base_url: ClassVar[str] = "https://generativelanguage.googleapis.com"
+
+    @property
+    def code_assist(self) -> bool:
+        return self.provider.options.get("auth_type") == "oauth" or bool(self.provider.options.get("code_assist"))
+
+    @property
+    def base_url(self) -> str:
+        if self.code_assist:
+            return (self.provider.base_url or _code_assist.CODE_ASSIST_URL).rstrip("/")
+        return super().base_url
+
+    def unwrap_body(self, raw: bytes) -> bytes:
+        """The plain Gemini body of a reply (Code Assist wraps it)."""
+        return _code_assist.unwrap(raw) if self.code_assist else raw
+
+    def stream_unwrapper(self) -> _code_assist.StreamUnwrapper | None:
+        return _code_assist.StreamUnwrapper() if self.code_assist else None
 
     @property
     def api_version(self) -> str:
@@ -55,6 +76,7 @@ class GeminiExecutor(Executor):
         headers = {
             "content-type": "application/json",
             "accept": "text/event-stream" if streaming else "application/json",
+            "user-agent": USER_AGENT,
         }
         headers.update(self.extra_headers(client_headers))
         if credential.access_token:
@@ -64,6 +86,13 @@ class GeminiExecutor(Executor):
                 headers["x-goog-user-project"] = project
         elif credential.api_key:
             headers["x-goog-api-key"] = credential.api_key
+        if self.code_assist:
+            headers.pop("x-goog-user-project", None)  # the project travels in the wrapper
+            project = credential.extra.get("project_id")
+            wrapped = _code_assist.wrap(body, model=model, project=project if isinstance(project, str) else None,
+                                        endpoint=endpoint)  # fmt: skip
+            target = _code_assist.url(self.base_url, stream=stream, endpoint=endpoint)
+            return UpstreamRequest("POST", target, headers, json_body(wrapped), streaming)
         body.pop("model", None)  # the model is in the path
         return UpstreamRequest("POST", self.url(model, stream=stream, endpoint=endpoint), headers, json_body(body),
                                streaming)  # fmt: skip

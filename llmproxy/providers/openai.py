@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from .._version import USER_AGENT
 from ..http import UpstreamRequest
 from .base import Credential, Executor, ProviderConfig, json_body
 
@@ -52,7 +53,8 @@ class OpenAIExecutor(Executor):
         client_headers: Mapping[str, str] | None = None,
         endpoint: str = "chat",
     ) -> UpstreamRequest:
-        headers = {"content-type": "application/json", "accept": "text/event-stream" if stream else "application/json"}
+        headers = {"content-type": "application/json", "accept": "text/event-stream" if stream else "application/json",
+                   "user-agent": USER_AGENT}  # fmt: skip
         headers.update(PRESETS.get(self.provider.type, {}).get("headers", {}))
         headers.update(self.extra_headers(client_headers))
         if credential.secret:
