@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: run test install check lint typecheck bench migrate clean
+.PHONY: run test install check lint typecheck bench migrate clean agents agents-latest conformance
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -33,6 +33,18 @@ typecheck: install
 	$(BIN)/mypy llmproxy proxy accounts llmproxy_site
 
 check: lint typecheck test
+
+# The real agent CLIs (pinned in tests/agents/package.json), installed into ~/.cache.
+agents:
+	bash tests/agents/install.sh
+
+# The agent-CLI tests against the newest published CLI releases; reports which pass.
+agents-latest: install
+	$(BIN)/python -m tests.agents.latest
+
+# Runs the contract tests and writes docs/conformance.md (client x upstream x scenario).
+conformance: install agents
+	$(BIN)/python -m tests.conformance
 
 bench: install
 	$(BIN)/python -m bench.run

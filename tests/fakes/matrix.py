@@ -235,7 +235,7 @@ class ResponsesUpstream(Upstream):
         return Sent(
             model=b["model"], stream=bool(b.get("stream")), history=history, images=images,
             max_tokens=b.get("max_output_tokens"), schema=fmt.get("schema") if fmt.get("type") == "json_schema" else None,
-            reasoning=b.get("reasoning"), tools=[t["name"] for t in b.get("tools") or []],
+            reasoning=b.get("reasoning"), tools=[t.get("name", t["type"]) for t in b.get("tools") or []],
             system=b.get("instructions"), body=b,
         )  # fmt: skip
 
