@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 from .netguard import ImageSettings
@@ -17,6 +18,7 @@ from .pricing import Price as Price
 from .pricing import lookup
 from .providers import Executor, create
 from .providers.base import Credential, ProviderConfig
+from .scrub import Scrubber, sensitive_values
 
 log = logging.getLogger("llmproxy.runtime")
 
@@ -169,6 +171,8 @@ class Runtime:
     unhealthy: frozenset[int] = frozenset()
     #: Where image URLs may be fetched from (config ``images:``); the default allows public hosts only.
     images: ImageSettings = field(default_factory=ImageSettings)
+    #: More secrets to keep out of responses and logs than the snapshot's own (the shell's).
+    extra_secrets: tuple[str, ...] = ()
 
     @classmethod
     def build(
@@ -182,6 +186,7 @@ class Runtime:
         routing: RoutingSettings | None = None,
         unhealthy: frozenset[int] = frozenset(),
         images: ImageSettings | None = None,
+        extra_secrets: tuple[str, ...] = (),
     ) -> Runtime:
         by_model: dict[str, list[Route]] = {}
         executors: dict[str, Executor] = {}
@@ -204,7 +209,28 @@ class Runtime:
             routing=routing or RoutingSettings(),
             unhealthy=unhealthy,
             images=images or ImageSettings(),
+            extra_secrets=extra_secrets,
         )
+
+    @cached_property
+    def scrubber(self) -> Scrubber:
+        """Built on first use, once per snapshot: every secret this snapshot can send upstream."""
+        return Scrubber(self.secrets())
+
+    def secrets(self) -> Iterator[str]:
+        yield from self.extra_secrets
+        seen: set[int] = set()
+        for routes in self.routes.values():
+            for r in routes:
+                if id(r.provider) not in seen:
+                    seen.add(id(r.provider))
+                    yield from sensitive_values(r.provider.headers)
+                    yield from sensitive_values(r.provider.options)
+                for c in r.credentials:
+                    if id(c) not in seen:
+                        seen.add(id(c))
+                        yield from (s for s in (c.api_key, c.access_token, c.refresh_token) if s)
+                        yield from sensitive_values(c.extra)
 
     def models(self) -> list[str]:
         return sorted(self.routes)
