@@ -7,6 +7,7 @@ from typing import Any
 
 import yaml
 
+from .._transports.proxies import mask_proxy
 from ..auth import ENDPOINT_FIELDS
 from ._schema import REDACTED, SECRET_FIELDS, SECTIONS, Config, CredentialSpec, ModelSpec, ProviderSpec
 
@@ -68,6 +69,8 @@ def _provider(p: ProviderSpec, with_secrets: bool) -> dict[str, Any]:
     options = {k: v for k, v in p.options.items() if k not in ENDPOINT_FIELDS}
     if options:
         out["options"] = options
+    if p.proxy:
+        out["proxy"] = p.proxy if with_secrets else mask_proxy(p.proxy, REDACTED)
     out["credentials"] = [_credential(c, with_secrets) for c in p.credentials]
     out["models"] = [_model(m) for m in p.models]
     return out

@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from .._transports.proxies import parse_proxy
 from ..auth import ENDPOINT_FIELDS
 from ..netguard import ImageSettings
 from ..runtime import STRATEGIES, RoutingSettings
@@ -36,7 +37,7 @@ from ._schema import (
 
 TOP_KEYS = ("server", "providers", "auth", "management", "logging", "routing", "images", "limits", "usage")
 PROVIDER_KEYS = ("type", "enabled", "base_url", "auth_type", "priority", "weight", "cooldown", "rate_limit",
-                 "headers", "options", "credentials", "models", *ENDPOINT_FIELDS)  # fmt: skip
+                 "headers", "options", "proxy", "credentials", "models", *ENDPOINT_FIELDS)  # fmt: skip
 CREDENTIAL_KEYS = ("name", "api_key", "file", "access_token", "refresh_token", "weight", "enabled")
 MODEL_KEYS = ("name", "upstream", "input_price", "output_price", "cached_input_price", "aliases", "enabled")
 _NAME = re.compile(r"[A-Za-z0-9_-]+")
@@ -257,9 +258,23 @@ def _provider(check: Checker, name: Any, value: Any) -> ProviderSpec | None:
         rate_limit=rate_limit,
         headers=_headers(check, d.get("headers"), join(path, "headers")),
         options={**check.mapping(d.get("options"), join(path, "options")), **_endpoints(check, d, path)},
+        proxy=_proxy(check, d, path),
         credentials=_credentials(check, d.get("credentials"), join(path, "credentials")),
         models=_models(check, d.get("models"), join(path, "models")),
     )
+
+
+def _proxy(check: Checker, d: dict[str, Any], path: str) -> str:
+    """An outbound proxy URL, checked now (its password is never echoed in the error)."""
+    text: str = check.string(d, "proxy", path, "", max_len=500)
+    if not text:
+        return ""
+    try:
+        parse_proxy(text)
+    except ValueError:
+        check.error(join(path, "proxy"), "must be an http:// proxy URL, http://[user:password@]host:port")
+        return ""
+    return text
 
 
 def _known_types() -> tuple[str, ...]:

@@ -123,6 +123,7 @@ def _provider_config(spec: ProviderSpec) -> ProviderConfig:
         rpm=spec.rate_limit.rpm,
         tpm=spec.rate_limit.tpm,
         options={**spec.options, "auth_type": spec.auth_type},
+        proxy=spec.proxy,
     )
 
 

@@ -153,6 +153,8 @@ class ProviderSpec:
     rate_limit: RateLimit = field(default_factory=RateLimit)
     headers: Mapping[str, str] = field(default_factory=dict)
     options: Mapping[str, Any] = field(default_factory=dict)
+    #: Outbound proxy (``http://[user:pass@]host:port``); empty: the environment's.
+    proxy: str = ""
     credentials: tuple[CredentialSpec, ...] = ()
     models: tuple[ModelSpec, ...] = ()
 

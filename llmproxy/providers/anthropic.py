@@ -18,7 +18,7 @@ from .._json import loads
 from .._version import USER_AGENT
 from ..errors import ProviderError, ProviderHTTPError
 from ..http import UpstreamRequest
-from .base import Credential, Executor, json_body, retry_after
+from .base import Credential, Executor, retry_after
 
 DEFAULT_VERSION = "2023-06-01"
 OAUTH_BETA = "oauth-2025-04-20"
@@ -69,7 +69,7 @@ class AnthropicExecutor(Executor):
             body["stream"] = True
         else:
             body.pop("stream", None)
-        return UpstreamRequest("POST", self.url(endpoint), headers, json_body(body), streaming)
+        return self.upstream_request(self.url(endpoint), headers, body, streaming)
 
     def classify(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
         err = _error(body)

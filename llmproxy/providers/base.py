@@ -32,6 +32,9 @@ class ProviderConfig:
     rpm: int | None = None
     tpm: int | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
+    #: Outbound proxy for this provider's calls (``http://[user:pass@]host:port``); empty:
+    #: the environment's ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``NO_PROXY``.
+    proxy: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +84,12 @@ class Executor:
         endpoint: str = "chat",
     ) -> UpstreamRequest:
         raise NotImplementedError
+
+    def upstream_request(
+        self, url: str, headers: dict[str, str], body: dict[str, Any], stream: bool, method: str = "POST"
+    ) -> UpstreamRequest:
+        """The request ``build`` returns: the JSON body, through the provider's proxy if it has one."""
+        return UpstreamRequest(method, url, headers, json_body(body), stream, self.provider.proxy or None)
 
     def classify(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
         """An upstream error status -> the error the gateway acts on (retry, cooldown)."""

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 from ..auth.copilot import API_URL, editor_headers
 from ..http import UpstreamRequest
-from .base import Credential, Executor, json_body
+from .base import Credential, Executor
 
 _PATHS = {"chat": "/chat/completions", "responses": "/responses", "models": "/models", "embeddings": "/embeddings"}
 
@@ -68,7 +68,7 @@ class CopilotExecutor(Executor):
         if stream and endpoint == "chat" and not responses:
             body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
         path = _PATHS["responses" if responses else endpoint]
-        return UpstreamRequest("POST", self.api_url(credential) + path, headers, json_body(body), stream)
+        return self.upstream_request(self.api_url(credential) + path, headers, body, stream)
 
 
 def initiator(body: Mapping[str, Any]) -> str:

@@ -17,7 +17,7 @@ from .._version import USER_AGENT
 from ..errors import ProviderError, ProviderHTTPError
 from ..http import UpstreamRequest
 from . import _code_assist
-from .base import Credential, Executor, json_body, retry_after
+from .base import Credential, Executor, retry_after
 
 _ACTIONS = {"count_tokens": "countTokens", "embeddings": "batchEmbedContents", "embed": "embedContent"}
 _VERSIONED = re.compile(r"/v\d+(?:alpha|beta)?\d*$")
@@ -92,10 +92,9 @@ class GeminiExecutor(Executor):
             wrapped = _code_assist.wrap(body, model=model, project=project if isinstance(project, str) else None,
                                         endpoint=endpoint)  # fmt: skip
             target = _code_assist.url(self.base_url, stream=stream, endpoint=endpoint)
-            return UpstreamRequest("POST", target, headers, json_body(wrapped), streaming)
+            return self.upstream_request(target, headers, wrapped, streaming)
         body.pop("model", None)  # the model is in the path
-        return UpstreamRequest("POST", self.url(model, stream=stream, endpoint=endpoint), headers, json_body(body),
-                               streaming)  # fmt: skip
+        return self.upstream_request(self.url(model, stream=stream, endpoint=endpoint), headers, body, streaming)
 
     def classify(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
         err = _error(body)

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 from .._version import USER_AGENT
 from ..http import UpstreamRequest
-from .base import Credential, Executor, ProviderConfig, json_body
+from .base import Credential, Executor, ProviderConfig
 
 PRESETS: dict[str, dict[str, Any]] = {
     "openai": {"base_url": "https://api.openai.com/v1"},
@@ -64,4 +64,4 @@ class OpenAIExecutor(Executor):
             endpoint = "responses"
         if endpoint == "count_tokens":
             endpoint = "responses_input_tokens"
-        return UpstreamRequest("POST", self.base_url + _PATHS[endpoint], headers, json_body(body), stream)
+        return self.upstream_request(self.base_url + _PATHS[endpoint], headers, body, stream)

@@ -282,8 +282,8 @@ async def test_http_speaks_tls_and_verifies_the_certificate(tmp_path: Any) -> No
         await strict.send(post(url))
     await strict.close()
     trusting = HTTPClient(timeouts=Timeouts(connect=2, first_byte=2, read=2))
-    assert trusting._pool is not None
-    trusting._pool._ssl = ssl.create_default_context(cafile=cert)
+    assert trusting._raw is not None
+    trusting._raw._ssl = ssl.create_default_context(cafile=cert)
     for _ in range(2):
         res = await trusting.send(post(url))
         assert (res.status, await res.read()) == (200, b"secret")
@@ -292,7 +292,7 @@ async def test_http_speaks_tls_and_verifies_the_certificate(tmp_path: Any) -> No
 
 
 async def test_http_caps_and_ages_idle_connections(client: HTTPClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    import llmproxy.http as http
+    import llmproxy._transports.raw as http
 
     gate = asyncio.Event()
 
@@ -307,8 +307,8 @@ async def test_http_caps_and_ages_idle_connections(client: HTTPClient, monkeypat
         gate.set()
         for res in await asyncio.gather(*pending):
             assert await res.read() == b"ok"
-        assert client._pool is not None
-        (idle,) = client._pool.idle.values()
+        assert client._raw is not None
+        (idle,) = client._raw.idle.values()
         assert srv.connections == 3 and len(idle) == 2  # the third release retired the oldest
         monkeypatch.setattr(http, "_IDLE_SECONDS", 0.0)
         assert await (await client.send(post(srv.url))).read() == b"ok"
