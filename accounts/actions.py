@@ -1,14 +1,31 @@
-"""State changes for users and keys. Each is atomic; the snapshot bump happens on commit."""
+"""Every state change of users and keys: small, atomic, validated.
+
+Each function validates with the model's own rules (``full_clean``) and raises
+``ValidationFailed`` naming the fields, so the API answers 422 instead of a database
+error. Saving a user or a key bumps the shared config version on commit through the
+signals ``proxy`` connects; nothing here has to remember to do it (and nothing here
+imports ``proxy``).
+"""
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 
 from .models import ApiKey, User, generate_key
+from .validation import ServiceError, assign, validated_save
+
+USER_FIELDS = ("username", "email", "first_name", "last_name", "is_active", "is_staff", "is_superuser")
+KEY_FIELDS = ("name", "allowed_models", "expires_at", "revoked", "is_admin", "rpm", "tpm", "budget_usd",
+              "budget_period", "period_started_at")  # fmt: skip
+#: What a key's owner may change without being staff: nothing that lifts a limit.
+KEY_OWNER_FIELDS = frozenset({"name", "revoked"})
 
 
 @transaction.atomic
@@ -57,3 +74,75 @@ def bootstrap_admin(username: str = "admin") -> tuple[User, str, str] | None:
     user = User.objects.create_superuser(username=username, email="", password=password)
     _, raw = create_api_key(user, name="first key", admin=True)
     return user, password, raw
+
+
+@transaction.atomic
+def create_user(data: Mapping[str, Any], *, actor: User) -> User:
+    fields = dict(data)
+    password = fields.pop("password", None)
+    _check_superuser_grant(fields, actor)
+    user = User()
+    assign(user, fields, USER_FIELDS)
+    if password:
+        user.set_password(password)
+    else:
+        user.set_unusable_password()
+    return validated_save(user, unique_field="username")
+
+
+@transaction.atomic
+def update_user(user: User, data: Mapping[str, Any], *, actor: User) -> User:
+    fields = dict(data)
+    password = fields.pop("password", None)
+    _check_superuser_grant(fields, actor)
+    if user.is_superuser and not actor.is_superuser:
+        raise ServiceError("only a superuser may change a superuser", status=403)
+    if user.pk == actor.pk and (fields.get("is_active") is False or fields.get("is_staff") is False):
+        raise ServiceError("you cannot deactivate or demote yourself", status=400)
+    assign(user, fields, USER_FIELDS)
+    if password:
+        user.set_password(password)
+    return validated_save(user, unique_field="username")
+
+
+@transaction.atomic
+def delete_user(user: User, *, actor: User) -> None:
+    """Delete a user and their keys; their usage rows stay, detached."""
+    if user.pk == actor.pk:
+        raise ServiceError("you cannot delete yourself", status=400)
+    if user.is_superuser and not actor.is_superuser:
+        raise ServiceError("only a superuser may delete a superuser", status=403)
+    user.delete()
+
+
+def _check_superuser_grant(fields: Mapping[str, Any], actor: User) -> None:
+    if fields.get("is_superuser") and not actor.is_superuser:
+        raise ServiceError("only a superuser may grant superuser status", status=403)
+
+
+@transaction.atomic
+def update_api_key(key: ApiKey, data: Mapping[str, Any], *, actor: User) -> ApiKey:
+    """Change a key. Owners who are not staff may rename or revoke it, nothing more."""
+    if not actor.is_staff:
+        forbidden = sorted(set(data) - KEY_OWNER_FIELDS)
+        if forbidden:
+            raise ServiceError(f"only staff may change {', '.join(forbidden)}", status=403)
+        if data.get("revoked") is False and key.revoked:
+            raise ServiceError("only staff may restore a revoked key", status=403)
+    assign(key, data, KEY_FIELDS)
+    return validated_save(key)
+
+
+@transaction.atomic
+def reset_budget_period(key_id: int, started_at: datetime | None = None) -> datetime:
+    """Start a key's new budget period now (or at ``started_at``): its spend counts from zero.
+
+    The spend counter is keyed by the period start, so nothing is zeroed: saving the key
+    bumps the config version, and the new snapshot points every process at a fresh counter.
+    """
+    start = started_at or timezone.now()
+    key = ApiKey.objects.filter(pk=key_id).first()
+    if key is not None:
+        key.period_started_at = start
+        key.save(update_fields=["period_started_at"])
+    return start

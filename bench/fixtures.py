@@ -97,7 +97,7 @@ def usage_cost(n: int = 4000) -> dict[str, float]:
     from llmproxy.model import Usage
     from llmproxy.usage import UsageEvent
     from proxy.models import UsageRecord
-    from proxy.usage import to_record
+    from proxy.serving.usage_writer import to_record
 
     def events() -> list[UsageEvent]:
         return [UsageEvent(request_id=os.urandom(16).hex(), created_at=time.time(), ingress="openai_chat",

@@ -19,8 +19,9 @@ from channels.routing import ProtocolTypeRouter  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.core.asgi import get_asgi_application  # noqa: E402
 
-from proxy import routing  # noqa: E402
-from proxy.engine import get_engine  # noqa: E402
+from proxy.reports.live import websocket_application  # noqa: E402
+from proxy.serving import routes  # noqa: E402
+from proxy.serving.process_engine import get_engine  # noqa: E402
 
 # The admin's and portal's CSS/JS, straight from the apps' static folders: no web server
 # in front is needed, in the embedded profile or in the containers.
@@ -32,10 +33,10 @@ NOT_FOUND_BODY = (
 
 async def http_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     path = scope["path"]
-    app = routing.resolve(scope["method"], path)
+    app = routes.resolve(scope["method"], path)
     if app is not None:
         await app(scope, receive, send)
-    elif routing.is_llm_path(path):
+    elif routes.is_llm_path(path):
         await send({"type": "http.response.start", "status": 404,
                     "headers": [(b"content-type", b"application/json")]})  # fmt: skip
         await send({"type": "http.response.body", "body": NOT_FOUND_BODY})
@@ -59,15 +60,4 @@ async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
             return
 
 
-def _websocket_app() -> Any:
-    try:
-        from proxy.live import websocket_application
-    except ImportError:
-        return None
-    return websocket_application
-
-
-_mapping: dict[str, Any] = {"http": http_app, "lifespan": lifespan}
-if (_ws := _websocket_app()) is not None:
-    _mapping["websocket"] = _ws
-application = ProtocolTypeRouter(_mapping)
+application = ProtocolTypeRouter({"http": http_app, "lifespan": lifespan, "websocket": websocket_application})

@@ -11,7 +11,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from proxy import views
-from proxy.api import api
+from proxy.api.app import api
 
 urlpatterns = [
     path("admin/", admin.site.urls),

@@ -5,7 +5,7 @@ list and page shows them masked. Providers managed by config.yaml can be edited 
 but the next import of the file replaces what the file sets.
 
 Credentials show their routing state (last health probe, live cooldowns from the shared
-state store, see ``proxy.health.credential_states``), and staff can end cooldowns from
+state store, see ``proxy.serving.routing_state.credential_states``), and staff can end cooldowns from
 the credential list, a credential's page or a provider's page.
 """
 
@@ -29,9 +29,7 @@ from django.utils.timesince import timesince
 
 from accounts.admin import StaffAccess
 
-from .crypto import mask
-from .dashboard import safe_credential_states
-from .health import CredentialState
+from .crypto import is_sensitive, mask, masked_mapping
 from .models import (
     ConfigImport,
     ConfigVersion,
@@ -42,8 +40,9 @@ from .models import (
     UsageDaily,
     UsageRecord,
 )
-from .resilience import clear_cooldowns, shares_state
-from .services import is_sensitive, masked_mapping
+from .reports.dashboard import safe_credential_states
+from .serving.routing_state import CredentialState
+from .serving.state import clear_cooldowns, shares_state
 
 log = logging.getLogger("llmproxy.admin")
 

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.db.models.signals import post_delete, post_save
 
-from .runtime import bump_config_version
+from accounts.models import ApiKey
+
+from .configsync.version import bump_config_version
+from .models import Credential, ModelRoute, Provider
 
 
 def _changed(sender: Any, **kwargs: Any) -> None:
@@ -14,12 +18,6 @@ def _changed(sender: Any, **kwargs: Any) -> None:
 
 
 def connect() -> None:
-    from django.contrib.auth import get_user_model
-
-    from accounts.models import ApiKey
-
-    from .models import Credential, ModelRoute, Provider
-
     for model in (Provider, Credential, ModelRoute, ApiKey, get_user_model()):
         post_save.connect(_changed, sender=model, dispatch_uid=f"bump-{model.__name__}-save")
         post_delete.connect(_changed, sender=model, dispatch_uid=f"bump-{model.__name__}-delete")

@@ -23,8 +23,11 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.actions import create_api_key, revoke_api_key
 from accounts.models import ApiKey, User
+from accounts.periods import current_period_start
 
-from . import metrics, reports
+from .reports import queries
+from .serving import metrics
+from .serving.process_engine import get_engine
 
 log = logging.getLogger("llmproxy.views")
 LOGIN_URL = "/accounts/login/"
@@ -99,8 +102,6 @@ def _check_broker_folders() -> None:
 @never_cache
 def metrics_view(request: HttpRequest) -> HttpResponse:
     """Prometheus exposition of this process's counters, plus gauges read from its engine."""
-    from .engine import get_engine
-
     engine = get_engine()
     gauges = {
         "llmproxy_config_version": ("Config version this process serves.", float(engine.gateway.runtime.version)),
@@ -121,7 +122,7 @@ def portal(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     keys = [_key_row(k, now) for k in ApiKey.objects.filter(user=user)]
     since = datetime.combine(now.astimezone(UTC).date() - timedelta(days=PORTAL_DAYS - 1), time(0), tzinfo=UTC)
-    usage = reports.summary(reports.UsageFilter(user_id=user.pk, since=since), ["day", "model"])
+    usage = queries.summary(queries.UsageFilter(user_id=user.pk, since=since), ["day", "model"])
     totals = {m: sum(r[m] for r in usage) for m in ("requests", "errors", "prompt_tokens", "completion_tokens")}
     totals["cost_usd"] = sum(r["cost_usd"] for r in usage)
     return render(request, "portal/index.html",
@@ -129,11 +130,11 @@ def portal(request: HttpRequest) -> HttpResponse:
 
 
 def _key_row(key: ApiKey, now: datetime) -> dict[str, Any]:
-    spend = reports.key_spend(key, now)
+    spend = queries.key_spend(key, now)
     remaining = None if key.budget_usd is None else max(key.budget_usd - spend, Decimal(0))
     expired = key.expires_at is not None and key.expires_at <= now
     return {"key": key, "spend": spend, "remaining": remaining, "expired": expired,
-            "period_start": reports.budget_period_start(key, now)}  # fmt: skip
+            "period_start": current_period_start(key, now)}  # fmt: skip
 
 
 @portal_login_required

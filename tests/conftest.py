@@ -69,7 +69,7 @@ class LiveServer:
 
     @property
     def engine(self) -> Any:
-        from proxy.engine import get_engine
+        from proxy.serving.process_engine import get_engine
 
         return get_engine()
 

@@ -16,11 +16,12 @@ from django.shortcuts import get_object_or_404
 from ninja import Router, Schema, Status
 from ninja.errors import HttpError
 
-from proxy import services
-from proxy.api_common import actor, staff
+from accounts import actions
+from accounts.actions import create_api_key, revoke_api_key
+from accounts.models import ApiKey, BudgetPeriod, User
+from accounts.validation import ValidationFailed
 
-from .actions import create_api_key, revoke_api_key
-from .models import ApiKey, BudgetPeriod, User
+from .auth import actor, staff
 
 users_router = Router(tags=["users"])
 keys_router = Router(tags=["keys"])
@@ -87,7 +88,7 @@ def list_users(request: HttpRequest) -> list[dict[str, Any]]:
 
 @users_router.post("", response={201: UserOut})
 def create_user(request: HttpRequest, payload: UserIn) -> Status[dict[str, Any]]:
-    user = services.create_user(payload.model_dump(), actor=staff(request))
+    user = actions.create_user(payload.model_dump(), actor=staff(request))
     return Status(201, _user_out(user))
 
 
@@ -101,13 +102,13 @@ def get_user(request: HttpRequest, user_id: int) -> dict[str, Any]:
 def update_user(request: HttpRequest, user_id: int, payload: UserPatch) -> dict[str, Any]:
     caller = staff(request)
     user = get_object_or_404(User, pk=user_id)
-    return _user_out(services.update_user(user, payload.model_dump(exclude_unset=True), actor=caller))
+    return _user_out(actions.update_user(user, payload.model_dump(exclude_unset=True), actor=caller))
 
 
 @users_router.delete("/{int:user_id}", response={204: None})
 def delete_user(request: HttpRequest, user_id: int) -> Status[None]:
     caller = staff(request)
-    services.delete_user(get_object_or_404(User, pk=user_id), actor=caller)
+    actions.delete_user(get_object_or_404(User, pk=user_id), actor=caller)
     return Status(204, None)
 
 
@@ -181,7 +182,7 @@ def _owner(request: HttpRequest, ref: int | str | None) -> User:
     try:
         return User.objects.get(**lookup)
     except User.DoesNotExist:
-        raise services.ValidationFailed.one("user", f"no user {ref!r}") from None
+        raise ValidationFailed.one("user", f"no user {ref!r}") from None
 
 
 @keys_router.get("", response=list[KeyOut])
@@ -217,7 +218,7 @@ def get_key(request: HttpRequest, key_id: int) -> dict[str, Any]:
 def update_key(request: HttpRequest, key_id: int, payload: KeyPatch) -> dict[str, Any]:
     """Change a key; ``{"revoked": true}`` revokes it. Owners who are not staff may only rename or revoke."""
     key = get_object_or_404(_visible_keys(request), pk=key_id)
-    return _key_out(services.update_api_key(key, payload.model_dump(exclude_unset=True), actor=actor(request)))
+    return _key_out(actions.update_api_key(key, payload.model_dump(exclude_unset=True), actor=actor(request)))
 
 
 @keys_router.delete("/{int:key_id}", response={204: None})

@@ -1,58 +1,30 @@
-"""The management REST API (``/api/v1/``): providers, credentials, model routes, health, config.
+"""Management API resources for the config models: providers, credentials (and their probe), model routes.
 
-Handlers parse, check the caller and call one function in ``proxy.services`` (or the
-config actions); they never write to the ORM themselves. Users, keys and usage live in
-``accounts.api`` and ``proxy.api_usage`` and are mounted here.
+Handlers parse, check the caller and call one function in ``proxy.configsync.actions``;
+they never write to the ORM themselves. Secrets are only ever shown masked.
 """
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
-from ninja import NinjaAPI, Router, Schema, Status
-from ninja.errors import HttpError
+from ninja import Router, Schema, Status
 
-from . import probe, services
-from .api_common import AUTH, detail, staff
-from .crypto import mask
-from .models import AuthType, Credential, HealthState, ModelRoute, Provider, ProviderType
+from proxy.configsync import actions
+from proxy.crypto import mask, masked_mapping
+from proxy.jobs.probes import probe_credential
+from proxy.models import AuthType, Credential, HealthState, ModelRoute, Provider, ProviderType
 
-log = logging.getLogger("llmproxy.api")
-
-api = NinjaAPI(
-    title="llmproxy management API",
-    version="1",
-    description="Manage providers, credentials, model routes, users, API keys and usage. "
-    "Authenticate with a browser session or `Authorization: Bearer <key>` of a key created with `--admin`.",
-    urls_namespace="api-v1",
-    auth=AUTH,
-)
-
-
-@api.exception_handler(services.ValidationFailed)
-def _validation_failed(request: HttpRequest, exc: services.ValidationFailed) -> HttpResponse:
-    return api.create_response(request, detail(exc.errors), status=exc.status)
-
-
-@api.exception_handler(services.ServiceError)
-def _service_error(request: HttpRequest, exc: services.ServiceError) -> HttpResponse:
-    return api.create_response(request, {"detail": exc.message}, status=exc.status)
-
-
-class Message(Schema):
-    detail: str
-
+from .auth import staff
 
 providers_router = Router(tags=["providers"])
 credentials_router = Router(tags=["credentials"])
 models_router = Router(tags=["models"])
-ops_router = Router(tags=["operations"])
 
 
 class ProviderIn(Schema):
@@ -110,8 +82,8 @@ def _provider_out(p: Provider) -> dict[str, Any]:
     return {
         **{f: getattr(p, f) for f in ("id", "name", "type", "enabled", "base_url", "auth_type", "priority", "weight",
                                       "cooldown_seconds", "rpm", "tpm", "from_config", "created_at", "updated_at")},
-        "headers": services.masked_mapping(p.headers or {}),
-        "options": services.masked_mapping(p.options or {}),
+        "headers": masked_mapping(p.headers or {}),
+        "options": masked_mapping(p.options or {}),
         "credentials": p.credentials.count(),
         "models": sorted(p.routes.values_list("name", flat=True)),
     }  # fmt: skip
@@ -126,7 +98,7 @@ def list_providers(request: HttpRequest) -> list[dict[str, Any]]:
 @providers_router.post("", response={201: ProviderOut})
 def create_provider(request: HttpRequest, payload: ProviderIn) -> Status[dict[str, Any]]:
     staff(request)
-    return Status(201, _provider_out(services.create_provider(payload.model_dump())))
+    return Status(201, _provider_out(actions.create_provider(payload.model_dump())))
 
 
 @providers_router.get("/{int:provider_id}", response=ProviderOut)
@@ -139,13 +111,13 @@ def get_provider(request: HttpRequest, provider_id: int) -> dict[str, Any]:
 def update_provider(request: HttpRequest, provider_id: int, payload: ProviderPatch) -> dict[str, Any]:
     staff(request)
     provider = get_object_or_404(Provider, pk=provider_id)
-    return _provider_out(services.update_provider(provider, payload.model_dump(exclude_unset=True)))
+    return _provider_out(actions.update_provider(provider, payload.model_dump(exclude_unset=True)))
 
 
 @providers_router.delete("/{int:provider_id}", response={204: None})
 def delete_provider(request: HttpRequest, provider_id: int) -> Status[None]:
     staff(request)
-    services.delete_provider(get_object_or_404(Provider, pk=provider_id))
+    actions.delete_provider(get_object_or_404(Provider, pk=provider_id))
     return Status(204, None)
 
 
@@ -199,9 +171,9 @@ def _credential_out(c: Credential) -> dict[str, Any]:
     return {
         **{f: getattr(c, f) for f in ("id", "provider_id", "name", "enabled", "weight", "expires_at", "file",
                                       "created_at", "updated_at")},
-        **{f: mask(getattr(c, f)) for f in services.SECRET_FIELDS},
+        **{f: mask(getattr(c, f)) for f in actions.SECRET_FIELDS},
         "provider": c.provider.name,
-        "extra": services.masked_mapping(c.extra or {}),
+        "extra": masked_mapping(c.extra or {}),
         "health": health.state if health is not None else HealthState.UNKNOWN,
     }  # fmt: skip
 
@@ -224,8 +196,8 @@ def list_credentials(request: HttpRequest, provider: str | None = None) -> list[
 def create_credential(request: HttpRequest, payload: CredentialIn) -> Status[dict[str, Any]]:
     staff(request)
     data = payload.model_dump()
-    provider = services.find_provider(data.pop("provider"))
-    return Status(201, _credential_out(services.create_credential(provider, data)))
+    provider = actions.find_provider(data.pop("provider"))
+    return Status(201, _credential_out(actions.create_credential(provider, data)))
 
 
 @credentials_router.get("/{int:credential_id}", response=CredentialOut)
@@ -240,14 +212,14 @@ def update_credential(request: HttpRequest, credential_id: int, payload: Credent
     credential = get_object_or_404(_credentials(), pk=credential_id)
     data = payload.model_dump(exclude_unset=True)
     if "provider" in data:
-        data["provider"] = services.find_provider(data["provider"])
-    return _credential_out(services.update_credential(credential, data))
+        data["provider"] = actions.find_provider(data["provider"])
+    return _credential_out(actions.update_credential(credential, data))
 
 
 @credentials_router.delete("/{int:credential_id}", response={204: None})
 def delete_credential(request: HttpRequest, credential_id: int) -> Status[None]:
     staff(request)
-    services.delete_credential(get_object_or_404(Credential, pk=credential_id))
+    actions.delete_credential(get_object_or_404(Credential, pk=credential_id))
     return Status(204, None)
 
 
@@ -264,7 +236,7 @@ def test_credential(request: HttpRequest, credential_id: int, model: str | None 
     """One real one-token request upstream with this credential (``?model=`` upstream name, else the first route's)."""
     staff(request)
     credential = get_object_or_404(_credentials(), pk=credential_id)
-    return probe.probe_credential(credential, model=model).as_dict()
+    return probe_credential(credential, model=model).as_dict()
 
 
 class RouteIn(Schema):
@@ -310,7 +282,7 @@ def _route_out(r: ModelRoute) -> dict[str, Any]:
 def _route_data(payload: RouteIn | RoutePatch, *, partial: bool) -> dict[str, Any]:
     data = payload.model_dump(exclude_unset=partial)
     if "provider" in data:
-        data["provider"] = services.find_provider(data["provider"])
+        data["provider"] = actions.find_provider(data["provider"])
     return data
 
 
@@ -328,7 +300,7 @@ def list_models(request: HttpRequest, provider: str | None = None, name: str | N
 @models_router.post("", response={201: RouteOut})
 def create_model(request: HttpRequest, payload: RouteIn) -> Status[dict[str, Any]]:
     staff(request)
-    return Status(201, _route_out(services.create_route(_route_data(payload, partial=False))))
+    return Status(201, _route_out(actions.create_route(_route_data(payload, partial=False))))
 
 
 @models_router.get("/{int:route_id}", response=RouteOut)
@@ -341,128 +313,11 @@ def get_model(request: HttpRequest, route_id: int) -> dict[str, Any]:
 def update_model(request: HttpRequest, route_id: int, payload: RoutePatch) -> dict[str, Any]:
     staff(request)
     route = get_object_or_404(ModelRoute, pk=route_id)
-    return _route_out(services.update_route(route, _route_data(payload, partial=True)))
+    return _route_out(actions.update_route(route, _route_data(payload, partial=True)))
 
 
 @models_router.delete("/{int:route_id}", response={204: None})
 def delete_model(request: HttpRequest, route_id: int) -> Status[None]:
     staff(request)
-    services.delete_route(get_object_or_404(ModelRoute, pk=route_id))
+    actions.delete_route(get_object_or_404(ModelRoute, pk=route_id))
     return Status(204, None)
-
-
-class CredentialHealth(Schema):
-    id: int
-    name: str
-    enabled: bool
-    state: str
-    latency_ms: int | None
-    error: str
-    consecutive_failures: int
-    checked_at: datetime | None
-
-
-class ProviderHealth(Schema):
-    id: int
-    provider: str
-    enabled: bool
-    state: str
-    credentials: list[CredentialHealth]
-
-
-@ops_router.get("/health", response=list[ProviderHealth], tags=["health"])
-def health(request: HttpRequest) -> list[dict[str, Any]]:
-    """Each provider's credentials with their last probe; a provider is healthy when one usable credential is."""
-    staff(request)
-    out = []
-    for p in Provider.objects.prefetch_related("credentials__health"):
-        creds = [_credential_health(c) for c in p.credentials.all()]
-        states = {c["state"] for c in creds if c["enabled"]}
-        if HealthState.HEALTHY in states:
-            state = HealthState.HEALTHY
-        elif states == {HealthState.UNHEALTHY}:
-            state = HealthState.UNHEALTHY
-        else:
-            state = HealthState.UNKNOWN
-        out.append({"id": p.pk, "provider": p.name, "enabled": p.enabled, "state": state, "credentials": creds})
-    return out
-
-
-def _credential_health(c: Credential) -> dict[str, Any]:
-    h = getattr(c, "health", None)
-    return {"id": c.pk, "name": c.name, "enabled": c.enabled,
-            "state": h.state if h else HealthState.UNKNOWN, "latency_ms": h.latency_ms if h else None,
-            "error": h.error if h else "", "consecutive_failures": h.consecutive_failures if h else 0,
-            "checked_at": h.checked_at if h else None}  # fmt: skip
-
-
-class ConfigImported(Schema):
-    id: int | None  # the ConfigImport row (None on a dry run)
-    ok: bool
-    changes: dict[str, Any]
-
-
-CONFIG_BODY = {"requestBody": {"required": True, "content": {"application/yaml": {"schema": {"type": "string"}}}}}
-CONFIG_YAML = {"responses": {200: {"description": "config.yaml", "content": {"application/yaml": {}}}}}
-
-
-@ops_router.get("/config", response={200: None}, tags=["config"], openapi_extra=CONFIG_YAML)
-def export_config(request: HttpRequest, with_secrets: bool = False) -> HttpResponse:
-    """The providers, credentials and model routes as config.yaml; secrets redacted unless a superuser asks."""
-    from .actions import export_config
-
-    if with_secrets and not staff(request).is_superuser:
-        raise HttpError(403, "only a superuser may export secrets")
-    staff(request)
-    return HttpResponse(export_config(with_secrets=with_secrets), content_type="application/yaml; charset=utf-8")
-
-
-@ops_router.post("/config", response={200: ConfigImported}, tags=["config"], openapi_extra=CONFIG_BODY)
-def import_config(request: HttpRequest, dry_run: bool = False) -> dict[str, Any]:
-    """Validate a config.yaml (the request body) and apply it in one transaction (``?dry_run=true``: validate only).
-
-    A file with errors changes nothing; each error comes back with its path in the file.
-    """
-    from llmproxy.config import ConfigError, content_hash, loads
-
-    from .actions import apply_config, record_rejection
-
-    text = request.body.decode("utf-8", "replace")
-    source = f"api:{staff(request).username}"
-    try:
-        config = loads(text, source)
-    except ConfigError as exc:
-        if not dry_run:
-            record_rejection(source, exc.issues, content_hash(text))
-        raise _config_errors([(i.path, i.reason) for i in exc.issues]) from None
-    if dry_run:
-        return {"id": None, "ok": True, "changes": {}}
-    result = apply_config(config, source)
-    if not result.ok:
-        raise _config_errors([(e.get("path", ""), e.get("reason", "")) for e in result.errors])
-    return {"id": result.pk, "ok": True, "changes": result.changes}
-
-
-def _config_errors(issues: list[tuple[str, str]]) -> services.ValidationFailed:
-    errors: dict[str, list[str]] = {}
-    for path, reason in issues:
-        errors.setdefault(path or "config", []).append(reason)
-    return services.ValidationFailed(errors)
-
-
-def _mount() -> None:
-    from accounts.api import keys_router, users_router
-
-    from .api_usage import usage_router
-
-    api.add_router("/providers", providers_router)
-    api.add_router("/credentials", credentials_router)
-    api.add_router("/models", models_router)
-    api.add_router("/users", users_router)
-    api.add_router("/keys", keys_router)
-    api.add_router("/usage", usage_router)
-    api.add_router("/", ops_router)
-
-
-_mount()
-__all__ = ["api"]

@@ -11,9 +11,10 @@ from typing import Any
 from django.http import HttpRequest, StreamingHttpResponse
 from ninja import Field, Query, Router, Schema
 
-from . import reports
-from .api_common import actor
-from .services import ValidationFailed
+from accounts.validation import ValidationFailed
+from proxy.reports import queries
+
+from .auth import actor
 
 usage_router = Router(tags=["usage"])
 
@@ -84,9 +85,9 @@ class SummaryRow(Schema):
     cost_usd: float
 
 
-def _filter(request: HttpRequest, q: UsageQuery) -> reports.UsageFilter:
+def _filter(request: HttpRequest, q: UsageQuery) -> queries.UsageFilter:
     """The query as a filter, narrowed to the caller's own usage unless they are staff."""
-    f = reports.UsageFilter(model=q.model, provider=q.provider, status_code=q.status_code,
+    f = queries.UsageFilter(model=q.model, provider=q.provider, status_code=q.status_code,
                             since=_aware(q.since), until=_aware(q.until))  # fmt: skip
     if q.user:
         if q.user.isdigit():
@@ -116,8 +117,8 @@ def _aware(value: datetime | None) -> datetime | None:
 @usage_router.get("", response=UsagePage)
 def list_usage(request: HttpRequest, q: Query[UsageQuery], page: Query[Page]) -> dict[str, Any]:
     """Usage records, newest first, ``limit``/``offset`` paginated."""
-    qs = reports.records(_filter(request, q))
-    items = [reports.record_row(r) for r in qs[page.offset : page.offset + page.limit]]
+    qs = queries.records(_filter(request, q))
+    items = [queries.record_row(r) for r in qs[page.offset : page.offset + page.limit]]
     return {"count": qs.count(), "limit": page.limit, "offset": page.offset, "items": items}
 
 
@@ -129,15 +130,15 @@ def usage_summary(request: HttpRequest, q: Query[UsageQuery], group_by: str = "d
     the rest (today, days not rolled up yet, partial days) from the raw records.
     """
     groups = [g.strip() for g in group_by.split(",") if g.strip()]
-    bad = [g for g in groups if g not in reports.GROUPS]
+    bad = [g for g in groups if g not in queries.GROUPS]
     if bad or not groups:
-        raise ValidationFailed.one("group_by", f"choose from {', '.join(reports.GROUPS)}; got {group_by!r}")
-    return reports.summary(_filter(request, q), groups)
+        raise ValidationFailed.one("group_by", f"choose from {', '.join(queries.GROUPS)}; got {group_by!r}")
+    return queries.summary(_filter(request, q), groups)
 
 
 @usage_router.get("/export", response={200: None}, openapi_extra={"responses": {200: {"content": {"text/csv": {}}}}})
 def usage_export(request: HttpRequest, q: Query[UsageQuery]) -> StreamingHttpResponse:
     """All matching records as CSV, one column per usage field of the contract."""
-    response = StreamingHttpResponse(reports.csv_lines(reports.records(_filter(request, q))), content_type="text/csv")
+    response = StreamingHttpResponse(queries.csv_lines(queries.records(_filter(request, q))), content_type="text/csv")
     response["Content-Disposition"] = 'attachment; filename="usage.csv"'
     return response

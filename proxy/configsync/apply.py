@@ -26,9 +26,8 @@ from django.db import DatabaseError, transaction
 
 from llmproxy import config as cfg
 from llmproxy.config import REDACTED, Config, ConfigError, CredentialSpec, ModelSpec, ProviderSpec
-
-from .models import ConfigImport, Credential, ModelRoute, Provider
-from .services import is_sensitive
+from proxy.crypto import is_sensitive
+from proxy.models import ConfigImport, Credential, ModelRoute, Provider
 
 log = logging.getLogger("llmproxy.config")
 PRICE_STEP = Decimal("0.000001")  # ModelRoute prices keep 6 decimals

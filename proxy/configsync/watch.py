@@ -25,10 +25,10 @@ from django.db import close_old_connections, connections
 
 from llmproxy.config import Config, ConfigError, load
 from llmproxy.watcher import ConfigWatcher
+from proxy.models import ConfigImport
 
-from . import actions
-from .models import ConfigImport
-from .runtime import bump_config_version
+from . import apply
+from .version import bump_config_version
 
 log = logging.getLogger("llmproxy.watch")
 LEASE_KEY = "llmproxy:config-watcher"
@@ -95,9 +95,7 @@ class FileLease:
 def default_lease() -> Lease:
     if settings.REDIS_URL:
         return CacheLease()
-    from llmproxy_site.env import VAR_DIR
-
-    return FileLease(VAR_DIR / "config-watcher.lock")
+    return FileLease(Path(settings.VAR_DIR) / "config-watcher.lock")
 
 
 class WatchService:
@@ -189,7 +187,7 @@ class WatchService:
 
     def _apply(self, config: Config) -> None:
         with _db():
-            record = actions.apply_config(config, config.source)
+            record = apply.apply_config(config, config.source)
             # routing/limits live in the file, not in rows: a change there saves nothing, so
             # bump the version explicitly for the processes to rebuild their snapshots.
             sections = (config.routing, dict(config.limits))
@@ -201,13 +199,13 @@ class WatchService:
     def _reject(self, error: ConfigError) -> None:
         digest = self.watcher.config_hash if self.watcher is not None else ""
         with _db():
-            actions.record_rejection(error.source, error.issues, digest or "")
+            apply.record_rejection(error.source, error.issues, digest or "")
 
     def _sync_tokens(self, paths: list[Path]) -> None:
         with _db():
             for path in paths:
                 if path.exists():
-                    actions.sync_token_file(path)
+                    apply.sync_token_file(path)
 
 
 @contextmanager

@@ -1,19 +1,20 @@
-"""Health checks of every enabled credential, and each credential's routing state.
+"""Health checks of every enabled credential: probe each one, record its verdict.
 
 ``run_health_checks`` (a Celery beat task every 30 s, ``proxy.tasks.health_checks``)
 probes each enabled credential cheaply (``llmproxy.health.probe``) and writes its
 ``HealthStatus``. Routing learns of it through the snapshot: ``build_runtime`` reads the
 unhealthy ids, and a change of any credential's verdict bumps the config version, so
 every process, with or without Redis, rebuilds and skips (or takes back) that
-credential within one poll. Verdicts change rarely, so the rebuilds are rare too.
+credential within one poll. Verdicts change rarely, so the rebuilds are rare too. What
+the admin shows of each credential (verdict plus live cooldowns) is
+``proxy.serving.routing_state``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -23,11 +24,9 @@ from django.utils import timezone
 from llmproxy import providers
 from llmproxy.health import ProbeResult, probe
 from llmproxy.http import HTTPClient
-from llmproxy.state import Cooldown
-
-from .models import Credential, HealthState, HealthStatus, ModelRoute
-from .resilience import process_router, shares_state
-from .runtime import _credential, bump_config_version, provider_config
+from proxy.configsync.engine_config import engine_credential, provider_config
+from proxy.configsync.version import bump_config_version
+from proxy.models import Credential, HealthState, HealthStatus, ModelRoute
 
 log = logging.getLogger("llmproxy.health")
 
@@ -51,7 +50,7 @@ def _targets() -> tuple[list[_Target], int]:
             skipped += 1
             continue
         first = next(iter(c.provider.routes.all()), None)
-        out.append(_Target(c.pk, executor, _credential(c), first.upstream_name if first else ""))
+        out.append(_Target(c.pk, executor, engine_credential(c), first.upstream_name if first else ""))
     return out, skipped
 
 
@@ -108,65 +107,4 @@ def _record(credential_id: int, result: ProbeResult, now: datetime) -> bool:
     return False
 
 
-@dataclass(frozen=True, slots=True)
-class CooldownView:
-    model: str  # "" for the whole credential (an auth failure)
-    reason: str
-    failures: int
-    seconds_left: float
-    half_open: bool  # ended: the next request is its trial
-
-
-@dataclass(slots=True)
-class CredentialState:
-    """What the admin shows for one credential: health probe and routing cooldowns."""
-
-    credential_id: int
-    provider: str
-    name: str
-    enabled: bool
-    health: str = HealthState.UNKNOWN
-    latency_ms: int | None = None
-    error: str = ""
-    checked_at: datetime | None = None
-    cooldowns: list[CooldownView] = field(default_factory=list)
-
-    @property
-    def status(self) -> str:
-        if not self.enabled:
-            return "disabled"
-        if self.health == HealthState.UNHEALTHY:
-            return "unhealthy"
-        if any(cd.seconds_left > 0 for cd in self.cooldowns):
-            return "cooling"
-        if self.cooldowns:
-            return "half-open"
-        return "ready"
-
-
-def credential_states() -> list[CredentialState]:
-    """Every credential with its last probe and its live cooldowns (see ``shares_state``)."""
-    records = process_router().store.list_cooldowns()
-    now = time.time()
-    out = []
-    for c in Credential.objects.select_related("provider", "health").order_by("provider__name", "name"):
-        h = getattr(c, "health", None)
-        state = CredentialState(c.pk, c.provider.name, c.name, c.enabled and c.provider.enabled)
-        if h is not None:
-            state.health, state.latency_ms, state.error, state.checked_at = h.state, h.latency_ms, h.error, h.checked_at
-        state.cooldowns = _cooldowns_of(f"{c.provider.name}/{c.name}", records, now)
-        out.append(state)
-    return out
-
-
-def _cooldowns_of(path: str, records: dict[str, Cooldown], now: float) -> list[CooldownView]:
-    views = []
-    for key, rec in sorted(records.items()):
-        if key != path and not key.startswith(path + "/"):
-            continue
-        views.append(CooldownView(key[len(path) + 1 :], rec.reason, rec.failures, max(0.0, rec.until - now),
-                                  not rec.blocks(now)))  # fmt: skip
-    return views
-
-
-__all__ = ["CredentialState", "credential_states", "run_health_checks", "shares_state"]
+__all__ = ["run_health_checks"]

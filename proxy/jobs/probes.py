@@ -20,10 +20,9 @@ from llmproxy.errors import LLMProxyError
 from llmproxy.http import HTTPClient, Timeouts
 from llmproxy.model import Message, Request, TextPart
 from llmproxy.providers.base import Credential as EngineCredential
-from llmproxy.providers.base import ProviderConfig
-
-from .crypto import mask
-from .models import Credential, Provider
+from proxy.configsync.engine_config import engine_credential, provider_config
+from proxy.crypto import mask
+from proxy.models import Credential, Provider
 
 T = TypeVar("T")
 
@@ -38,20 +37,6 @@ class ProbeResult:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def provider_config(p: Provider) -> ProviderConfig:
-    """The engine's view of a provider row (as ``proxy.runtime.build_runtime`` builds it)."""
-    return ProviderConfig(name=p.name, type=p.type, base_url=p.base_url, headers=dict(p.headers or {}),
-                          priority=p.priority, weight=p.weight, cooldown=p.cooldown_seconds, rpm=p.rpm, tpm=p.tpm,
-                          options=dict(p.options or {}))  # fmt: skip
-
-
-def engine_credential(c: Credential) -> EngineCredential:
-    return EngineCredential(name=c.name, provider=c.provider.name, api_key=c.api_key or None,
-                            access_token=c.access_token or None, refresh_token=c.refresh_token or None,
-                            expires_at=c.expires_at.timestamp() if c.expires_at else None, weight=c.weight,
-                            extra=dict(c.extra or {}), id=c.pk)  # fmt: skip
 
 
 def probe_credential(credential: Credential, *, model: str | None = None, timeout: float = 20.0) -> ProbeResult:

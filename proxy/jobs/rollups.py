@@ -1,21 +1,17 @@
-"""The background jobs' services: token refresh, usage rollups and retention, budget periods.
+"""Usage rollups and retention: daily totals recomputed from the raw rows, old raw rows purged.
 
 Plain functions, safe to run twice or in two processes at once; ``proxy.tasks`` wraps
-them for Celery. Times are UTC.
+them for Celery. Times are UTC. Retention only ever deletes raw rows of days whose
+rollup exists, so the reports keep every day.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import uuid
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any
 
-from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
@@ -23,129 +19,10 @@ from django.db.models import Count, Max, Min, Q, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from .models import Credential, UsageDaily, UsageRecord
-from .refresh import RefreshedTokens, refresher_for
+from proxy.models import UsageDaily, UsageRecord
 
 log = logging.getLogger("llmproxy.jobs")
 
-LOCK_PREFIX = "llmproxy:job:"
-
-
-# -- locks --------------------------------------------------------------------------------
-
-
-def claim(name: str, ttl: float) -> bool:
-    """Claim job ``name`` for ``ttl`` seconds; False when another run claimed it first.
-
-    ``cache.add`` is atomic (Redis ``SET NX`` in production, shared by every process).
-    A claim is kept after the run succeeds, so a duplicate sent by a second beat within
-    the window is skipped; it is released when the run fails, so a retry may run.
-    """
-    return bool(cache.add(LOCK_PREFIX + name, uuid.uuid4().hex, timeout=max(1, int(ttl))))
-
-
-def release(name: str) -> None:
-    cache.delete(LOCK_PREFIX + name)
-
-
-# -- token refresh -----------------------------------------------------------------------
-
-REFRESH_AHEAD = timedelta(minutes=10)
-REFRESH_LOCK_TTL = 120
-
-
-def credentials_due(now: datetime | None = None, ahead: timedelta = REFRESH_AHEAD) -> list[int]:
-    """Ids of enabled credentials that expire within ``ahead`` and have a refresher."""
-    from .refresh import REFRESHERS
-
-    now = now or timezone.now()
-    qs = Credential.objects.filter(
-        enabled=True, expires_at__isnull=False, expires_at__lte=now + ahead, provider__type__in=list(REFRESHERS)
-    )
-    return list(qs.order_by("expires_at").values_list("id", flat=True))
-
-
-def refresh_credential(credential_id: int, *, force: bool = False, now: datetime | None = None,
-                       ahead: timedelta = REFRESH_AHEAD) -> str:  # fmt: skip
-    """Refresh one credential and save the new tokens; returns what happened.
-
-    ``refreshed``, ``not_due`` (someone else refreshed it meanwhile), ``no_refresher``,
-    ``busy`` (another process is refreshing it), ``missing`` or ``failed``. Saving bumps
-    the config version, so every serving process picks up the new token.
-    """
-    lock = f"refresh:{credential_id}"
-    if not claim(lock, REFRESH_LOCK_TTL):
-        return "busy"
-    try:
-        cred = Credential.objects.select_related("provider").filter(pk=credential_id).first()
-        if cred is None:
-            return "missing"
-        refresher = refresher_for(cred.provider.type)
-        if refresher is None:
-            return "no_refresher"
-        now = now or timezone.now()
-        if not force and (cred.expires_at is None or cred.expires_at > now + ahead):
-            return "not_due"
-        try:
-            result = refresher(cred)
-            tokens: RefreshedTokens = async_to_sync(_awaited)(result) if _is_awaitable(result) else result  # type: ignore[assignment]
-        except Exception as exc:
-            log.warning("token refresh failed for %s: %s: %s", cred, type(exc).__name__, exc)
-            return "failed"
-        _save_tokens(cred.pk, tokens)
-        log.info("refreshed the token of %s (expires %s)", cred, tokens.expires_at)
-        return "refreshed"
-    finally:
-        release(lock)
-
-
-def _is_awaitable(value: object) -> bool:
-    return hasattr(value, "__await__")
-
-
-async def _awaited(value: Any) -> Any:
-    return await value
-
-
-@transaction.atomic
-def _save_tokens(credential_id: int, tokens: RefreshedTokens) -> None:
-    cred = Credential.objects.select_for_update().get(pk=credential_id)
-    cred.access_token = tokens.access_token
-    cred.expires_at = tokens.expires_at
-    fields = ["access_token", "expires_at", "updated_at"]
-    if tokens.refresh_token is not None:
-        cred.refresh_token = tokens.refresh_token
-        fields.append("refresh_token")
-    if tokens.extra:
-        cred.extra = {**(cred.extra or {}), **tokens.extra}
-        fields.append("extra")
-    cred.save(update_fields=fields)
-
-
-@dataclass
-class RefreshSummary:
-    due: int = 0
-    outcomes: dict[str, int] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, int]:
-        return {"due": self.due, **self.outcomes}
-
-
-def refresh_due_credentials(now: datetime | None = None, ahead: timedelta = REFRESH_AHEAD) -> RefreshSummary:
-    """Refresh every credential that expires within ``ahead``; one failure never stops the rest."""
-    summary = RefreshSummary()
-    for cid in credentials_due(now, ahead):
-        summary.due += 1
-        try:
-            outcome = refresh_credential(cid, now=now, ahead=ahead)
-        except Exception:
-            log.exception("token refresh of credential %s crashed", cid)
-            outcome = "failed"
-        summary.outcomes[outcome] = summary.outcomes.get(outcome, 0) + 1
-    return summary
-
-
-# -- usage rollups -----------------------------------------------------------------------
 
 WATERMARK_KEY = "llmproxy:usage_rollup:watermark"
 #: Rows younger than this may still be in flight (bulk inserts commit out of id order).
@@ -250,7 +127,7 @@ def rollup_usage(now: datetime | None = None, *, retention: int | None = None) -
     return done
 
 
-# -- retention -----------------------------------------------------------------------------
+# -- retention ------------------------------------------------------------------------------
 
 DEFAULT_RETENTION_DAYS = 90
 
@@ -305,67 +182,3 @@ def purge_usage(now: datetime | None = None, days: int | None = None, batch: int
     if deleted:
         log.info("purged %d usage rows older than %s", deleted, cutoff.date())
     return deleted
-
-
-# -- budget periods --------------------------------------------------------------------------
-
-PERIODS = ("daily", "weekly", "monthly")
-
-#: Called with a key id when its budget period advanced. ``llmproxy.limits`` keys its spend
-#: counters by (key id, period start), so a new start is already a fresh counter; add a
-#: hook here for anything else that keeps per-period state.
-BUDGET_RESET_HOOKS: list[Callable[[int], None]] = []
-
-
-def period_start(period: str, at: datetime) -> datetime:
-    """The calendar start (UTC) of the daily/weekly (Monday)/monthly period containing ``at``."""
-    midnight = datetime.combine(at.astimezone(UTC).date(), time.min, tzinfo=UTC)
-    if period == "daily":
-        return midnight
-    if period == "weekly":
-        return midnight - timedelta(days=midnight.weekday())
-    if period == "monthly":
-        return midnight.replace(day=1)
-    raise ValueError(f"not a budget period: {period!r}")
-
-
-def _reset_hooks() -> Iterable[Callable[[int], None]]:
-    yield from BUDGET_RESET_HOOKS
-    try:
-        from proxy.limits import reset_budget_period  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return
-    yield reset_budget_period
-
-
-def advance_budget_periods(now: datetime | None = None) -> list[int]:
-    """Move ``period_started_at`` to the current period's start for keys whose period ended.
-
-    Keys with a period but no start yet get the current period's start. Each move is a
-    conditional update (only if nobody moved it meanwhile), so two runs never reset a
-    key twice. Returns the ids of keys that moved; the snapshot is rebuilt once after.
-    """
-    from accounts.models import ApiKey
-
-    from .runtime import bump_config_version
-
-    now = now or timezone.now()
-    moved: list[int] = []
-    keys = ApiKey.objects.filter(budget_period__in=PERIODS).values_list("id", "budget_period", "period_started_at")
-    for key_id, period, started in keys:
-        current = period_start(period, now)
-        if started is not None and started >= current:
-            continue
-        if not ApiKey.objects.filter(pk=key_id, period_started_at=started).update(period_started_at=current):
-            continue
-        moved.append(key_id)
-        if started is not None:
-            for hook in _reset_hooks():
-                try:
-                    hook(key_id)
-                except Exception:
-                    log.exception("budget reset hook %r failed for key %s", hook, key_id)
-    if moved:
-        bump_config_version()
-        log.info("advanced the budget period of %d key(s)", len(moved))
-    return moved

@@ -22,7 +22,7 @@ class Schedule:
     task: str
     every: int  # seconds
     description: str
-    #: How long a run claims the job (see ``proxy.jobs.claim``): a second beat's duplicate
+    #: How long a run claims the job (see ``proxy.jobs.locks.claim``): a second beat's duplicate
     #: inside this window is skipped. About half the default interval.
     lock_ttl: float
 

@@ -1,11 +1,14 @@
-"""Token refreshers: one callable per provider type, filled in by the provider-accounts code.
+"""Token refresh: the refreshers (one callable per provider type) and the driver that runs them.
 
 A refresher gets the stored ``Credential`` (secrets decrypted) and returns fresh tokens;
 it may be a plain function or a coroutine function. It never saves anything itself: the
-driver in ``proxy.jobs`` does, under a per-credential lock, so a single-use refresh token
-is never spent twice by two processes.
+driver below does, under a per-credential lock, so a single-use refresh token is never
+spent twice by two processes. Saving bumps the config version, so every serving process
+picks up the new token. The Celery tasks (``proxy.tasks.refresh_tokens``, every 5 min,
+and ``refresh_credential``, which the gateway asks for through ``request_refresh`` when
+an upstream refuses a token) call the two functions at the end.
 
-    from proxy.refresh import RefreshedTokens, register
+    from proxy.jobs.token_refresh import RefreshedTokens, register
 
     def refresh_claude(cred: Credential) -> RefreshedTokens: ...
     register("claude", refresh_claude)
@@ -13,12 +16,21 @@ is never spent twice by two processes.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
-from .models import Credential
+from asgiref.sync import async_to_sync
+from django.db import transaction
+from django.utils import timezone
+
+from proxy.models import Credential
+
+from .locks import claim, release
+
+log = logging.getLogger("llmproxy.jobs")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,3 +56,96 @@ def register(provider_type: str, refresher: Refresher) -> None:
 
 def refresher_for(provider_type: str) -> Refresher | None:
     return REFRESHERS.get(provider_type)
+
+
+REFRESH_AHEAD = timedelta(minutes=10)
+REFRESH_LOCK_TTL = 120
+
+
+def credentials_due(now: datetime | None = None, ahead: timedelta = REFRESH_AHEAD) -> list[int]:
+    """Ids of enabled credentials that expire within ``ahead`` and have a refresher."""
+    now = now or timezone.now()
+    qs = Credential.objects.filter(
+        enabled=True, expires_at__isnull=False, expires_at__lte=now + ahead, provider__type__in=list(REFRESHERS)
+    )
+    return list(qs.order_by("expires_at").values_list("id", flat=True))
+
+
+def refresh_credential(credential_id: int, *, force: bool = False, now: datetime | None = None,
+                       ahead: timedelta = REFRESH_AHEAD) -> str:  # fmt: skip
+    """Refresh one credential and save the new tokens; returns what happened.
+
+    ``refreshed``, ``not_due`` (someone else refreshed it meanwhile), ``no_refresher``,
+    ``busy`` (another process is refreshing it), ``missing`` or ``failed``. Saving bumps
+    the config version, so every serving process picks up the new token.
+    """
+    lock = f"refresh:{credential_id}"
+    if not claim(lock, REFRESH_LOCK_TTL):
+        return "busy"
+    try:
+        cred = Credential.objects.select_related("provider").filter(pk=credential_id).first()
+        if cred is None:
+            return "missing"
+        refresher = refresher_for(cred.provider.type)
+        if refresher is None:
+            return "no_refresher"
+        now = now or timezone.now()
+        if not force and (cred.expires_at is None or cred.expires_at > now + ahead):
+            return "not_due"
+        try:
+            result = refresher(cred)
+            tokens: RefreshedTokens = async_to_sync(_awaited)(result) if _is_awaitable(result) else result  # type: ignore[assignment]
+        except Exception as exc:
+            log.warning("token refresh failed for %s: %s: %s", cred, type(exc).__name__, exc)
+            return "failed"
+        _save_tokens(cred.pk, tokens)
+        log.info("refreshed the token of %s (expires %s)", cred, tokens.expires_at)
+        return "refreshed"
+    finally:
+        release(lock)
+
+
+def _is_awaitable(value: object) -> bool:
+    return hasattr(value, "__await__")
+
+
+async def _awaited(value: Any) -> Any:
+    return await value
+
+
+@transaction.atomic
+def _save_tokens(credential_id: int, tokens: RefreshedTokens) -> None:
+    cred = Credential.objects.select_for_update().get(pk=credential_id)
+    cred.access_token = tokens.access_token
+    cred.expires_at = tokens.expires_at
+    fields = ["access_token", "expires_at", "updated_at"]
+    if tokens.refresh_token is not None:
+        cred.refresh_token = tokens.refresh_token
+        fields.append("refresh_token")
+    if tokens.extra:
+        cred.extra = {**(cred.extra or {}), **tokens.extra}
+        fields.append("extra")
+    cred.save(update_fields=fields)
+
+
+@dataclass
+class RefreshSummary:
+    due: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, int]:
+        return {"due": self.due, **self.outcomes}
+
+
+def refresh_due_credentials(now: datetime | None = None, ahead: timedelta = REFRESH_AHEAD) -> RefreshSummary:
+    """Refresh every credential that expires within ``ahead``; one failure never stops the rest."""
+    summary = RefreshSummary()
+    for cid in credentials_due(now, ahead):
+        summary.due += 1
+        try:
+            outcome = refresh_credential(cid, now=now, ahead=ahead)
+        except Exception:
+            log.exception("token refresh of credential %s crashed", cid)
+            outcome = "failed"
+        summary.outcomes[outcome] = summary.outcomes.get(outcome, 0) + 1
+    return summary

@@ -1,6 +1,6 @@
 """The admin dashboard's numbers: traffic, tokens, cost, errors, latency and health over a window.
 
-Totals and the per-model and per-provider tables come from ``reports.summary`` (the
+Totals and the per-model and per-provider tables come from ``queries.summary`` (the
 daily rollups for whole past days, the raw rows for the rest). Hourly traffic, latency
 percentiles and error kinds need single requests, so they read the raw usage rows of
 the window (kept for the retention period).
@@ -18,10 +18,11 @@ from django.db.models import Avg, Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
-from . import reports
-from .health import CredentialState, credential_states
-from .models import UsageRecord
-from .resilience import shares_state
+from proxy.models import UsageRecord
+from proxy.serving.routing_state import CredentialState, credential_states
+from proxy.serving.state import shares_state
+
+from . import queries
 
 log = logging.getLogger("llmproxy.dashboard")
 
@@ -71,7 +72,7 @@ class Totals:
         return 100.0 * self.errors / self.requests if self.requests else 0.0
 
     def add(self, row: dict[str, Any]) -> None:
-        for name in reports.METRICS:
+        for name in queries.METRICS:
             value = row.get(name) or 0
             setattr(self, name, getattr(self, name) + (float(value) if name == "cost_usd" else int(value)))
 
@@ -143,7 +144,7 @@ def build(window_name: str = DEFAULT_WINDOW, now: datetime | None = None) -> Das
     models = grouped(w, "model")
     totals = Totals()
     for row in models:
-        for name in reports.METRICS:
+        for name in queries.METRICS:
             setattr(totals, name, getattr(totals, name) + getattr(row.totals, name))
     states, error = safe_credential_states()
     return Dashboard(window=w, totals=totals, latency=latency(w), traffic=traffic(w), models=models,
@@ -166,7 +167,7 @@ def _raw(w: Window) -> QuerySet[UsageRecord]:
 
 def grouped(w: Window, dim: str) -> list[Row]:
     """Totals per model or provider (rollups and raw rows), busiest first, with average latency."""
-    rows = reports.summary(reports.UsageFilter(since=w.since), [dim])
+    rows = queries.summary(queries.UsageFilter(since=w.since), [dim])
     avg = dict(_raw(w).values_list(dim).annotate(avg=Avg("latency_ms", filter=Q(status_code__lt=400))))
     out = []
     for found in rows:
@@ -244,7 +245,7 @@ def _hourly(w: Window) -> dict[datetime, Totals]:
 
 def _daily(w: Window) -> dict[datetime, Totals]:
     out: dict[datetime, Totals] = {}
-    for row in reports.summary(reports.UsageFilter(since=w.since), ["day"]):
+    for row in queries.summary(queries.UsageFilter(since=w.since), ["day"]):
         t = Totals()
         t.add(row)
         out[datetime.combine(date.fromisoformat(row["day"]), time(0), tzinfo=UTC)] = t

@@ -1,4 +1,4 @@
-"""Read-side queries over usage: filtered records, grouped summaries, CSV rows, budget spend.
+"""Report queries over usage: filtered records, grouped summaries, CSV rows, a key's budget spend.
 
 Summaries read ``UsageDaily`` rollups for whole past days that have been rolled up, and
 the raw ``UsageRecord`` rows for everything else (today, days not rolled up yet, partial
@@ -19,9 +19,9 @@ from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from accounts.models import ApiKey, BudgetPeriod, User
-
-from .models import UsageDaily, UsageRecord
+from accounts.models import ApiKey, User
+from accounts.periods import current_period_start
+from proxy.models import UsageDaily, UsageRecord
 
 #: The usage record fields of the external contract (INTERFACE.md section 4), in order.
 USAGE_FIELDS = ("request_id", "created_at", "user", "key_prefix", "ingress", "model", "upstream_model", "provider",
@@ -219,28 +219,9 @@ def _csv_value(value: Any) -> str:
     return str(value)
 
 
-def budget_period_start(key: ApiKey, now: datetime | None = None) -> datetime | None:
-    """When the key's current budget period began (None: it never resets).
-
-    The calendar start of the period (UTC), or ``period_started_at`` when a reset
-    happened later than that.
-    """
-    now = (now or timezone.now()).astimezone(UTC)
-    midnight = datetime.combine(now.date(), time(0), tzinfo=UTC)
-    calendar: datetime | None = {
-        BudgetPeriod.DAILY: midnight,
-        BudgetPeriod.WEEKLY: midnight - timedelta(days=now.weekday()),
-        BudgetPeriod.MONTHLY: midnight.replace(day=1),
-    }.get(BudgetPeriod(key.budget_period))
-    started: datetime | None = key.period_started_at
-    if calendar is None:
-        return started
-    return max(calendar, started) if started is not None and started <= now else calendar
-
-
 def key_spend(key: ApiKey, now: datetime | None = None) -> Decimal:
     """USD spent by the key in its current budget period, from the usage rows."""
-    start = budget_period_start(key, now)
+    start = current_period_start(key, now)
     qs = UsageRecord.objects.filter(key_id=key.pk)
     if start is not None:
         qs = qs.filter(created_at__gte=start)

@@ -23,7 +23,7 @@ from llmproxy import formats, side_calls
 from llmproxy.errors import AuthenticationFailed, LLMProxyError, RequestTooLarge
 from llmproxy.gateway import Call, Reply, StreamReply
 
-from .engine import get_engine
+from .process_engine import get_engine
 
 
 def client_key(headers: dict[str, str], query: dict[str, list[str]]) -> str | None:

@@ -1,4 +1,4 @@
-"""The admin's live feed: each finished request, pushed to connected staff over a WebSocket.
+"""The live feed's sending side: each finished request, pushed to the staff watching over a WebSocket.
 
 The usage sink calls ``publish(event)`` once per request. It never touches the database
 and never waits: when someone watches, it appends a small dict to a buffer, and one
@@ -10,7 +10,8 @@ Who watches: a feed connected to this process counts at once. Feeds connected to
 other processes only matter when the channel layer crosses processes (Redis); they
 keep a short-lived mark in the shared state store, which each process reads at most
 every ``CHECK_INTERVAL`` seconds, in the background. Without Redis each process's
-feed shows that process's requests.
+feed shows that process's requests. The watching side (the WebSocket consumer the admin
+connects to) is ``proxy.reports.live``.
 """
 
 from __future__ import annotations
@@ -22,15 +23,14 @@ from collections.abc import Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
-from channels.auth import AuthMiddlewareStack
-from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import get_channel_layer
-from channels.security.websocket import AllowedHostsOriginValidator, WebsocketDenier
 from django.conf import settings
 
 from llmproxy.state import StateStore
 from llmproxy.usage import UsageEvent
+
+from . import current
+from .state import make_state_store
 
 log = logging.getLogger("llmproxy.live")
 
@@ -134,11 +134,8 @@ class Feed:
     def store(self) -> StateStore:
         """The serving engine's store (its connections), else one of our own."""
         if self._store is None:
-            from . import engine
-            from .resilience import make_state_store
-
-            served = engine._engine
-            self._store = served.gateway.router.store if served is not None else make_state_store()
+            served = current.gateway()
+            self._store = served.router.store if served is not None else make_state_store()
         return self._store
 
     def _spawn(self, loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]) -> None:
@@ -153,72 +150,3 @@ FEED = Feed()
 def publish(event: UsageEvent) -> None:
     """Show a finished request to the admins watching (call from the usage sink; never blocks)."""
     FEED.publish(event)
-
-
-_usernames: dict[int, str] = {}
-
-
-def _load_username(user_id: int) -> str:
-    from accounts.models import User
-
-    name = User.objects.filter(pk=user_id).values_list("username", flat=True).first()
-    return name or f"#{user_id}"
-
-
-async def username(user_id: int | None) -> str:
-    """A user's name for the feed, from a small per-process cache (one query per new user)."""
-    if user_id is None:
-        return ""
-    if user_id not in _usernames:
-        if len(_usernames) > 10_000:
-            _usernames.clear()
-        _usernames[user_id] = await database_sync_to_async(_load_username)(user_id)
-    return _usernames[user_id]
-
-
-class LiveFeedConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
-    """One admin's feed: active staff only; frames are ``{"events": [...], "dropped": n}``."""
-
-    counted = False
-    marker: asyncio.Task[None] | None = None
-
-    async def connect(self) -> None:
-        user = self.scope.get("user")
-        if user is None or not (user.is_active and user.is_staff):
-            await self.close(code=4403)
-            return
-        await self.channel_layer.group_add(GROUP, self.channel_name)
-        FEED.local += 1
-        self.counted = True
-        if FEED.crosses_processes:
-            self.marker = asyncio.get_running_loop().create_task(FEED.mark_watching())
-        await self.accept()
-
-    async def disconnect(self, code: int) -> None:
-        if not self.counted:
-            return
-        self.counted = False
-        FEED.local -= 1
-        if self.marker is not None:
-            self.marker.cancel()
-        await self.channel_layer.group_discard(GROUP, self.channel_name)
-
-    async def usage_events(self, message: dict[str, Any]) -> None:
-        events = []
-        for ev in message["events"]:
-            events.append({**ev, "user": await username(ev.get("user_id"))})
-        await self.send_json({"events": events, "dropped": message.get("dropped", 0)})
-
-
-_feed_app = AuthMiddlewareStack(LiveFeedConsumer.as_asgi())
-_deny_app = WebsocketDenier.as_asgi()
-
-
-async def _route(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    app = _feed_app if scope.get("path") == PATH else _deny_app
-    await app(scope, receive, send)
-
-
-#: Mounted by ``llmproxy_site.asgi`` for every WebSocket connection. Origins outside
-#: ALLOWED_HOSTS are refused, so another site cannot open the feed with an admin's cookie.
-websocket_application = AllowedHostsOriginValidator(_route)

@@ -1,4 +1,4 @@
-"""The serving process's gateway: one per process, kept current by a background reloader.
+"""The per-process engine: the serving process's gateway, kept current by a background reloader.
 
 ``ensure_started()`` runs inside the server's event loop (ASGI lifespan, or lazily on
 the first request where the server has no lifespan, as with daphne). It builds the
@@ -8,7 +8,8 @@ seconds and swaps in a rebuilt snapshot when it moved. The request path only eve
 
 All of the engine's database work (version polls, snapshot builds, usage flushes) runs
 on one dedicated thread: it keeps one connection per process instead of one per worker
-thread, and shutdown can close that connection deterministically.
+thread, and shutdown can close that connection deterministically. ``get_engine`` registers
+the gateway in ``current``, where the rest of the shell reads it.
 """
 
 from __future__ import annotations
@@ -27,11 +28,14 @@ from llmproxy.gateway import Gateway
 from llmproxy.http import HTTPClient
 from llmproxy.runtime import Runtime
 from llmproxy.usage import UsageEvent
+from proxy.configsync.version import current_version
+from proxy.configsync.watch import start_watcher, stop_watcher
+from proxy.tasks import request_refresh
 
-from . import live, metrics
-from .resilience import make_state_store, request_refresh
-from .runtime import build_runtime, current_version
-from .usage import UsageWriter
+from . import current, live_feed, metrics
+from .snapshot import build_runtime
+from .state import make_state_store
+from .usage_writer import UsageWriter
 
 log = logging.getLogger("llmproxy.engine")
 _T = TypeVar("_T")
@@ -62,7 +66,7 @@ class Engine:
     def _on_usage(self, event: UsageEvent) -> None:
         self.writer.add(event)
         metrics.observe(event)
-        live.publish(event)
+        live_feed.publish(event)
 
     async def run_db(self, fn: Callable[[], _T]) -> _T:
         """Run blocking database work on the engine's database thread."""
@@ -74,8 +78,6 @@ class Engine:
             try:
                 await self.reload(force=True)
                 self.writer.start()
-                from .watch import start_watcher
-
                 start_watcher()  # returns at once; only one process holds the lease and applies
                 self._reloader = asyncio.get_running_loop().create_task(self._poll())
                 self._started.set_result(None)
@@ -112,8 +114,6 @@ class Engine:
                 log.exception("config reload failed; still serving version %s", self.gateway.runtime.version)
 
     async def shutdown(self) -> None:
-        from .watch import stop_watcher
-
         stop_watcher()
         if self._reloader is not None:
             self._reloader.cancel()
@@ -131,6 +131,7 @@ def get_engine() -> Engine:
     global _engine
     if _engine is None:
         _engine = Engine()
+        current.set_gateway(_engine.gateway)
     return _engine
 
 
@@ -138,3 +139,4 @@ def reset_engine() -> None:
     """Forget the process engine (tests)."""
     global _engine
     _engine = None
+    current.set_gateway(None)

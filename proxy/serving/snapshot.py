@@ -1,9 +1,9 @@
-"""The runtime snapshot: built from the models, versioned, swapped in every process.
+"""The snapshot builder: every config model read once into an immutable ``llmproxy.Runtime``.
 
-Every change to a config model bumps a version after commit, in a place all processes
-see: Redis when ``REDIS_URL`` is set, the database row ``ConfigVersion`` always. Each
-serving process polls that version cheaply (off the request path); when it moved, it
-rebuilds the snapshot in a thread and swaps one reference.
+The serving process's engine (``process_engine``) calls ``build_runtime`` off the request
+path whenever the shared config version (``proxy.configsync.version``) moved, and swaps
+the result in with one reference; in-flight requests finish on the snapshot they
+started with.
 """
 
 from __future__ import annotations
@@ -12,69 +12,27 @@ import logging
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F, Sum
+from django.db.models import Sum
 
+from accounts.models import ApiKey
 from llmproxy.providers.base import Credential as EngineCredential
 from llmproxy.providers.base import ProviderConfig
 from llmproxy.runtime import ApiKeyInfo, Price, Route, RoutingSettings, Runtime
-
-from .models import ConfigVersion, Credential, HealthState, HealthStatus, ModelRoute, Provider, UsageRecord
+from proxy.configsync.engine_config import engine_credential, provider_config
+from proxy.configsync.version import current_version
+from proxy.models import HealthState, HealthStatus, Provider, UsageRecord
 
 log = logging.getLogger("llmproxy.runtime")
-REDIS_VERSION_KEY = "llmproxy:config_version"
-
-
-def _redis() -> Any:
-    url = settings.REDIS_URL
-    if not url:
-        return None
-    import redis
-
-    return redis.Redis.from_url(url, socket_timeout=2)
-
-
-def bump_config_version() -> None:
-    """Schedule a version bump for when the current transaction commits."""
-    transaction.on_commit(_bump_now)
-
-
-def _bump_now() -> None:
-    updated = ConfigVersion.objects.filter(pk=1).update(version=F("version") + 1)
-    if not updated:
-        _obj, created = ConfigVersion.objects.get_or_create(pk=1, defaults={"version": 1})
-        if not created:
-            ConfigVersion.objects.filter(pk=1).update(version=F("version") + 1)
-    r = _redis()
-    if r is not None:
-        try:
-            r.incr(REDIS_VERSION_KEY)
-        except Exception:
-            log.warning("could not bump the config version in Redis; processes fall back to the database")
-
-
-def current_version() -> int:
-    """The shared version (Redis plus database, so neither alone can hide a change)."""
-    row = ConfigVersion.objects.filter(pk=1).values_list("version", flat=True).first() or 0
-    r = _redis()
-    if r is not None:
-        try:
-            return int(row) * 1_000_000 + int(r.get(REDIS_VERSION_KEY) or 0)
-        except Exception:
-            pass
-    return int(row)
 
 
 def build_runtime(version: int | None = None) -> Runtime:
     """Read every config model once and return an immutable snapshot."""
-    from accounts.models import ApiKey
-
     version = current_version() if version is None else version
     routes: list[Route] = []
     providers = Provider.objects.filter(enabled=True).prefetch_related("credentials", "routes")
     for p in providers:
         pconf = provider_config(p)
-        creds = tuple(_credential(c) for c in p.credentials.all() if c.enabled)
+        creds = tuple(engine_credential(c) for c in p.credentials.all() if c.enabled)
         for r in p.routes.all():
             if not r.enabled:
                 continue
@@ -160,33 +118,4 @@ def _settled_spend(key: Any) -> float:
     return float(rows.aggregate(total=Sum("cost_usd"))["total"] or 0)
 
 
-def provider_config(p: Provider) -> ProviderConfig:
-    return ProviderConfig(
-        name=p.name,
-        type=p.type,
-        base_url=p.base_url,
-        headers=dict(p.headers or {}),
-        priority=p.priority,
-        weight=p.weight,
-        cooldown=p.cooldown_seconds,
-        rpm=p.rpm,
-        tpm=p.tpm,
-        options=dict(p.options or {}),
-    )
-
-
-def _credential(c: Credential) -> EngineCredential:
-    return EngineCredential(
-        name=c.name,
-        provider=c.provider.name if hasattr(c, "provider") else "",
-        api_key=c.api_key or None,
-        access_token=c.access_token or None,
-        refresh_token=c.refresh_token or None,
-        expires_at=c.expires_at.timestamp() if c.expires_at else None,
-        weight=c.weight,
-        extra=dict(c.extra or {}),
-        id=c.pk,
-    )
-
-
-__all__ = ["ModelRoute", "build_runtime", "bump_config_version", "current_version"]
+__all__ = ["build_runtime", "routing_settings"]

@@ -15,8 +15,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from llmproxy.usage import UsageEvent
-
-from .models import UsageRecord
+from proxy.models import UsageRecord
 
 log = logging.getLogger("llmproxy.usage")
 MAX_BUFFER = 200_000

@@ -6,7 +6,8 @@ from typing import Any
 
 from django import template
 
-from proxy import dashboard, live
+from proxy.reports import dashboard
+from proxy.serving import live_feed
 
 register = template.Library()
 
@@ -19,5 +20,5 @@ def llmproxy_dashboard(context: template.Context) -> dict[str, Any]:
         "board": dashboard.build(request.GET.get("window", "")),
         "request": request,
         "csrf_token": context.get("csrf_token"),
-        "live_path": live.PATH,
+        "live_path": live_feed.PATH,
     }

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from django.core.management import CommandError, call_command
 
-from proxy import actions
+from proxy.configsync import apply
 from proxy.models import ConfigImport, ConfigVersion, Credential, ModelRoute, Provider
 from tests import factories
 
@@ -73,7 +73,7 @@ def snapshot() -> list[tuple[Any, ...]]:
 
 
 def test_it_imports_providers_credentials_and_routes(tmp_path: Path) -> None:
-    record = actions.import_config_file(write(tmp_path, CONFIG))
+    record = apply.import_config_file(write(tmp_path, CONFIG))
     assert record.ok and record.errors == []
     p = Provider.objects.get(name="anthropic-main")
     assert (p.type, p.priority, p.cooldown_seconds, p.rpm, p.tpm, p.from_config) == (
@@ -104,11 +104,11 @@ def test_it_changes_nothing_when_the_same_file_is_imported_twice(
 ) -> None:
     path = write(tmp_path, CONFIG)
     with django_capture_on_commit_callbacks(execute=True):
-        actions.import_config_file(path)
+        apply.import_config_file(path)
     version = ConfigVersion.objects.get(pk=1).version
     before = snapshot()
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        record = actions.import_config_file(path)
+        record = apply.import_config_file(path)
     assert record.ok
     assert (record.changes["created"], record.changes["updated"], record.changes["deleted"]) == ([], [], [])
     assert record.changes["unchanged"] == 2 + 3 + 3
@@ -120,20 +120,20 @@ def test_it_changes_nothing_when_the_same_file_is_imported_twice(
 def test_it_bumps_the_version_when_a_value_changes(
     tmp_path: Path, django_capture_on_commit_callbacks: Callable[..., Any]
 ) -> None:
-    actions.import_config_file(write(tmp_path, CONFIG))
+    apply.import_config_file(write(tmp_path, CONFIG))
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        record = actions.import_config_file(write(tmp_path, CONFIG.replace("priority: 10", "priority: 20")))
+        record = apply.import_config_file(write(tmp_path, CONFIG.replace("priority: 10", "priority: 20")))
     assert record.changes["updated"] == ["provider anthropic-main"]
     assert len(callbacks) == 1
     assert Provider.objects.get(name="anthropic-main").priority == 20
 
 
 def test_it_removes_what_the_file_no_longer_names(tmp_path: Path) -> None:
-    actions.import_config_file(write(tmp_path, CONFIG))
+    apply.import_config_file(write(tmp_path, CONFIG))
     factories.provider("made-in-admin", "http://127.0.0.1:9/v1")
     smaller = CONFIG.split("  backup:")[0].replace("      - {name: key-2, api_key: sk-ant-two}\n", "")
     smaller = smaller.replace("        aliases: [sonnet]\n", "")
-    record = actions.import_config_file(write(tmp_path, smaller))
+    record = apply.import_config_file(write(tmp_path, smaller))
     assert record.ok
     assert sorted(record.changes["deleted"]) == [
         "credential anthropic-main/key-2", "provider backup", "route anthropic-main/sonnet",
@@ -143,11 +143,11 @@ def test_it_removes_what_the_file_no_longer_names(tmp_path: Path) -> None:
 
 
 def test_it_rejects_a_bad_file_whole_and_records_every_error(tmp_path: Path) -> None:
-    actions.import_config_file(write(tmp_path, CONFIG))
+    apply.import_config_file(write(tmp_path, CONFIG))
     before = snapshot()
     bad = CONFIG.replace("type: claude", "type: claud").replace("priority: 10", "priorty: 10")
     bad = bad.replace("input_price: 3.0", "input_price: -3.0")
-    record = actions.import_config_file(write(tmp_path, bad))
+    record = apply.import_config_file(write(tmp_path, bad))
     assert not record.ok
     assert sorted(e["path"] for e in record.errors) == [
         "providers.anthropic-main.models[0].input_price", "providers.anthropic-main.priorty",
@@ -158,28 +158,28 @@ def test_it_rejects_a_bad_file_whole_and_records_every_error(tmp_path: Path) -> 
 
 
 def test_it_exports_what_imports_back_without_a_change(tmp_path: Path) -> None:
-    actions.import_config_file(write(tmp_path, CONFIG))
+    apply.import_config_file(write(tmp_path, CONFIG))
     before = snapshot()
-    text = actions.export_config()
+    text = apply.export_config()
     assert "sk-ant-one-secret" not in text and "sk-backup" not in text and "hdr-PLAIN-secret" not in text
     assert "X-Api-Key: <redacted>" in text and "anthropic-beta: tools-2024" in text
-    record = actions.import_config_text(text, "export")
+    record = apply.import_config_text(text, "export")
     assert record.ok, record.errors
     assert (record.changes["created"], record.changes["updated"], record.changes["deleted"]) == ([], [], [])
     assert snapshot() == before
     assert Credential.objects.get(name="key-1").api_key == "sk-ant-one-secret"
     assert Provider.objects.get(name="anthropic-main").headers["X-Api-Key"] == "hdr-PLAIN-secret"
 
-    full = actions.export_config(with_secrets=True)
+    full = apply.export_config(with_secrets=True)
     assert "sk-ant-one-secret" in full
-    record = actions.import_config_text(full, "export")
+    record = apply.import_config_text(full, "export")
     assert record.ok and record.changes["updated"] == []
     assert snapshot() == before
 
 
 def test_it_refuses_a_redacted_secret_it_does_not_have(tmp_path: Path) -> None:
     text = "providers:\n  new:\n    type: openai\n    credentials: [{name: k, api_key: <redacted>}]\n"
-    record = actions.import_config_text(text, "api")
+    record = apply.import_config_text(text, "api")
     assert not record.ok
     assert record.errors == [
         {"path": "providers.new.credentials[0].api_key", "reason": "is redacted and nothing is stored to keep"}
@@ -195,7 +195,7 @@ def test_it_reads_token_files_and_keeps_tokens_a_refresher_rotated(tmp_path: Pat
         tmp_path,
         "providers:\n  c:\n    type: claude\n    auth_type: oauth\n    credentials: [{file: claude-me.json}]\n",
     )
-    assert actions.import_config_file(path).ok
+    assert apply.import_config_file(path).ok
     cred = Credential.objects.get(provider__name="c")
     assert (cred.name, cred.file, cred.access_token, cred.refresh_token) == (
         "claude-me",
@@ -207,18 +207,18 @@ def test_it_reads_token_files_and_keeps_tokens_a_refresher_rotated(tmp_path: Pat
     # A refresher rotates the tokens in the database; the unchanged file must not put them back.
     cred.access_token, cred.refresh_token = "at-2", "rt-2"
     cred.save()
-    assert actions.import_config_file(path).changes["updated"] == []
+    assert apply.import_config_file(path).changes["updated"] == []
     assert Credential.objects.get(pk=cred.pk).access_token == "at-2"
     # A new login rewrites the file: its tokens win.
     token.write_text(json.dumps({"access_token": "at-3", "refresh_token": "rt-3"}))
-    assert actions.sync_token_file(token) == ["c/claude-me"]
+    assert apply.sync_token_file(token) == ["c/claude-me"]
     assert Credential.objects.get(pk=cred.pk).access_token == "at-3"
-    assert actions.sync_token_file(token) == []
+    assert apply.sync_token_file(token) == []
 
 
 def test_it_warns_and_keeps_secrets_when_a_token_file_is_missing(tmp_path: Path) -> None:
     path = write(tmp_path, "providers:\n  c:\n    type: claude\n    credentials: [{file: gone.json}]\n")
-    record = actions.import_config_file(path)
+    record = apply.import_config_file(path)
     assert record.ok
     assert "does not exist" in record.changes["warnings"][0]
 

@@ -1,4 +1,4 @@
-"""proxy.watch: one process holds the lease and applies the watched file to the database."""
+"""proxy.configsync.watch: one process holds the lease and applies the watched file to the database."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from django.core.cache import cache
 
-from proxy import watch
+from proxy.configsync import watch
 from proxy.models import ConfigImport, ConfigVersion, Credential, Provider
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -85,7 +85,7 @@ def test_it_syncs_changed_token_files(tmp_path: Path) -> None:
 
 
 def test_it_skips_the_start_apply_when_the_file_was_already_imported(tmp_path: Path) -> None:
-    from proxy.actions import import_config_file
+    from proxy.configsync.apply import import_config_file
 
     path = tmp_path / "config.yaml"
     path.write_text(V1)

@@ -14,8 +14,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import User
-from proxy import dashboard
 from proxy.models import Credential, HealthStatus, UsageDaily, UsageRecord
+from proxy.reports import dashboard
 from tests import factories
 
 pytestmark = pytest.mark.django_db

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-import types
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -15,12 +13,15 @@ from django.core.cache import cache
 from django.core.management.sql import emit_post_migrate_signal
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
+from accounts import periods
 from accounts.models import ApiKey
 from llmproxy.periods import bounds
-from proxy import jobs, tasks
+from proxy import tasks
+from proxy.jobs import budget_periods, locks, rollups, token_refresh
+from proxy.jobs import health_checks as checks
+from proxy.jobs.schedules import SCHEDULES, setup_schedules
+from proxy.jobs.token_refresh import REFRESHERS, RefreshedTokens
 from proxy.models import ConfigVersion, Credential, Provider, UsageDaily, UsageRecord
-from proxy.refresh import REFRESHERS, RefreshedTokens
-from proxy.schedules import SCHEDULES, setup_schedules
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -32,7 +33,7 @@ TASK_LOCKS = [s.task.rsplit(".", 1)[-1] for s in SCHEDULES]
 @pytest.fixture(autouse=True)
 def clean_job_state() -> Iterator[None]:
     """Locks and the rollup watermark live in the cache, which outlives a test's database."""
-    keys = [jobs.WATERMARK_KEY, *(jobs.LOCK_PREFIX + n for n in TASK_LOCKS)]
+    keys = [rollups.WATERMARK_KEY, *(locks.LOCK_PREFIX + n for n in TASK_LOCKS)]
     cache.delete_many(keys)
     yield
     cache.delete_many(keys)
@@ -101,7 +102,7 @@ def test_it_refreshes_only_credentials_that_expire_soon(
     before = ConfigVersion.objects.filter(pk=1).values_list("version", flat=True).first() or 0
 
     with django_capture_on_commit_callbacks(execute=True):
-        summary = jobs.refresh_due_credentials(now=NOW)
+        summary = token_refresh.refresh_due_credentials(now=NOW)
 
     assert summary.as_dict() == {"due": 2, "refreshed": 2}
     assert sorted(seen) == [("due", "old-refresh"), ("expired", "old-refresh")]
@@ -116,7 +117,7 @@ def test_it_refreshes_only_credentials_that_expire_soon(
     later.refresh_from_db()
     assert later.access_token == "old-access"
     assert ConfigVersion.objects.get(pk=1).version > before  # every process picks up the new token
-    assert jobs.refresh_due_credentials(now=NOW).as_dict() == {"due": 0}  # nothing is due any more
+    assert token_refresh.refresh_due_credentials(now=NOW).as_dict() == {"due": 0}  # nothing is due any more
 
 
 def test_it_keeps_refreshing_the_rest_when_one_refresher_fails(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -129,7 +130,7 @@ def test_it_keeps_refreshing_the_rest_when_one_refresher_fails(monkeypatch: pyte
     p = Provider.objects.create(name="claude-oauth", type="claude", auth_type="oauth")
     bad = _cred(p, "bad", timedelta(minutes=1))
     good = _cred(p, "good", timedelta(minutes=2))
-    assert jobs.refresh_due_credentials(now=NOW).as_dict() == {"due": 2, "failed": 1, "refreshed": 1}
+    assert token_refresh.refresh_due_credentials(now=NOW).as_dict() == {"due": 2, "failed": 1, "refreshed": 1}
     bad.refresh_from_db()
     good.refresh_from_db()
     assert (bad.access_token, bad.refresh_token) == ("old-access", "old-refresh")
@@ -148,17 +149,17 @@ def test_it_runs_async_refreshers_and_never_refreshes_one_credential_twice_at_on
     monkeypatch.setitem(REFRESHERS, "copilot", refresher)
     p = Provider.objects.create(name="copilot", type="copilot", auth_type="device_flow")
     c = _cred(p, "me", timedelta(minutes=1))
-    assert jobs.claim(f"refresh:{c.pk}", 60)  # another process is refreshing it right now
-    assert jobs.refresh_credential(c.pk, now=NOW) == "busy"
+    assert locks.claim(f"refresh:{c.pk}", 60)  # another process is refreshing it right now
+    assert token_refresh.refresh_credential(c.pk, now=NOW) == "busy"
     assert calls == []
-    jobs.release(f"refresh:{c.pk}")
-    assert jobs.refresh_credential(c.pk, now=NOW) == "refreshed"
+    locks.release(f"refresh:{c.pk}")
+    assert token_refresh.refresh_credential(c.pk, now=NOW) == "refreshed"
     c.refresh_from_db()
     assert c.access_token == "async-token"
-    assert jobs.refresh_credential(c.pk, now=NOW) == "not_due"
+    assert token_refresh.refresh_credential(c.pk, now=NOW) == "not_due"
     assert tasks.refresh_credential(c.pk) == "refreshed"  # the on-demand task forces it
     assert calls == [c.pk, c.pk]
-    assert jobs.refresh_credential(10**9) == "missing"
+    assert token_refresh.refresh_credential(10**9) == "missing"
 
 
 # -- usage rollups ---------------------------------------------------------------------------------
@@ -212,7 +213,7 @@ def _seed() -> None:
 
 def test_it_rolls_usage_up_per_day_user_key_model_and_provider() -> None:
     _seed()
-    days = jobs.rollup_usage(now=NOW)
+    days = rollups.rollup_usage(now=NOW)
     assert days == [date(2026, 3, 17), date(2026, 3, 18)]
     got = _rollups()
     assert got == _expected()
@@ -225,28 +226,28 @@ def test_it_rolls_usage_up_per_day_user_key_model_and_provider() -> None:
 
 def test_it_gives_the_same_rollups_when_run_twice_and_recomputes_only_touched_days() -> None:
     _seed()
-    jobs.rollup_usage(now=NOW)
+    rollups.rollup_usage(now=NOW)
     first = _rollups()
-    jobs.rollup_usage(now=NOW)
+    rollups.rollup_usage(now=NOW)
     assert _rollups() == first
-    assert jobs.rollup_usage(now=NOW) == []  # nothing new since the last two runs
+    assert rollups.rollup_usage(now=NOW) == []  # nothing new since the last two runs
 
     older = NOW - timedelta(days=5)
     UsageRecord.objects.bulk_create([_rec(older, model="late"), _rec(NOW - timedelta(days=1), prompt=1000)])
-    assert jobs.rollup_usage(now=NOW) == [older.date(), date(2026, 3, 17)]
+    assert rollups.rollup_usage(now=NOW) == [older.date(), date(2026, 3, 17)]
     assert _rollups() == _expected()
 
-    cache.delete(jobs.WATERMARK_KEY)  # the cache was flushed: every day is recomputed, same result
+    cache.delete(rollups.WATERMARK_KEY)  # the cache was flushed: every day is recomputed, same result
     before = _rollups()
-    assert jobs.rollup_usage(now=NOW) == [older.date() + timedelta(days=i) for i in range(6)]
+    assert rollups.rollup_usage(now=NOW) == [older.date() + timedelta(days=i) for i in range(6)]
     assert _rollups() == before
 
 
 def test_it_drops_rollup_groups_whose_raw_rows_are_gone() -> None:
     _seed()
-    jobs.rollup_usage(now=NOW)
+    rollups.rollup_usage(now=NOW)
     UsageRecord.objects.filter(model="claude-x").delete()
-    assert jobs.rollup_day(date(2026, 3, 17)) == 2
+    assert rollups.rollup_day(date(2026, 3, 17)) == 2
     assert _rollups() == _expected()
     assert not UsageDaily.objects.filter(model="claude-x").exists()
 
@@ -257,31 +258,31 @@ def test_it_drops_rollup_groups_whose_raw_rows_are_gone() -> None:
 def test_it_purges_raw_rows_older_than_the_retention_and_keeps_their_rollups(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LLMPROXY_USAGE_RETENTION_DAYS", raising=False)
     cutoff = datetime(2025, 12, 18, tzinfo=UTC)  # 90 days before 2026-03-18, at midnight
-    assert jobs.retention_cutoff(NOW) == cutoff
+    assert rollups.retention_cutoff(NOW) == cutoff
     UsageRecord.objects.bulk_create([
         _rec(cutoff - timedelta(days=10)), _rec(cutoff - timedelta(days=10), status=500),
         _rec(cutoff - timedelta(microseconds=1)),
         _rec(cutoff), _rec(NOW),
     ])  # fmt: skip
-    assert jobs.purge_usage(now=NOW, batch=1) == 3  # never rolled up before: rolled up, then purged
+    assert rollups.purge_usage(now=NOW, batch=1) == 3  # never rolled up before: rolled up, then purged
     assert sorted(UsageRecord.objects.values_list("created_at", flat=True)) == [cutoff, NOW]
     old = {d.day: (d.requests, d.errors) for d in UsageDaily.objects.filter(day__lt=cutoff.date())}
     assert old == {date(2025, 12, 8): (2, 1), date(2025, 12, 17): (1, 0)}
 
-    cache.delete(jobs.WATERMARK_KEY)
+    cache.delete(rollups.WATERMARK_KEY)
     UsageRecord.objects.bulk_create([_rec(cutoff - timedelta(days=10), prompt=1)])  # a straggler for a purged day
-    jobs.rollup_usage(now=NOW)  # must not recompute the purged day from what is left of it
+    rollups.rollup_usage(now=NOW)  # must not recompute the purged day from what is left of it
     assert UsageDaily.objects.get(day=date(2025, 12, 8)).requests == 2
-    assert jobs.purge_usage(now=NOW) == 1
+    assert rollups.purge_usage(now=NOW) == 1
 
 
 def test_it_reads_the_retention_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     UsageRecord.objects.bulk_create([_rec(NOW - timedelta(days=40)), _rec(NOW - timedelta(days=20))])
     monkeypatch.setenv("LLMPROXY_USAGE_RETENTION_DAYS", "0")
-    assert jobs.retention_cutoff(NOW) is None
-    assert jobs.purge_usage(now=NOW) == 0
+    assert rollups.retention_cutoff(NOW) is None
+    assert rollups.purge_usage(now=NOW) == 0
     monkeypatch.setenv("LLMPROXY_USAGE_RETENTION_DAYS", "30")
-    assert jobs.purge_usage(now=NOW) == 1
+    assert rollups.purge_usage(now=NOW) == 1
     assert tasks.purge_usage(retention_days=10) == 1  # the task's argument wins
     assert UsageRecord.objects.count() == 0
     assert UsageDaily.objects.count() == 2
@@ -306,19 +307,19 @@ def test_it_advances_budget_periods_that_ended(django_capture_on_commit_callback
     fresh = key("monthly", None)
     never = key("none", datetime(2020, 1, 1, tzinfo=UTC))
     resets: list[int] = []
-    jobs.BUDGET_RESET_HOOKS.append(resets.append)
+    budget_periods.BUDGET_RESET_HOOKS.append(resets.append)
     try:
         before = ConfigVersion.objects.filter(pk=1).values_list("version", flat=True).first() or 0
         with django_capture_on_commit_callbacks(execute=True):
-            moved = jobs.advance_budget_periods(now=NOW)
+            moved = budget_periods.advance_budget_periods(now=NOW)
         assert sorted(moved) == sorted([daily.pk, weekly.pk, monthly.pk, fresh.pk])
         assert sorted(resets) == sorted([daily.pk, weekly.pk, monthly.pk])  # a first start is not a reset
         assert ConfigVersion.objects.get(pk=1).version > before
-        assert jobs.advance_budget_periods(now=NOW) == []
-        moved = jobs.advance_budget_periods(now=NOW + timedelta(hours=8, minutes=30))
+        assert budget_periods.advance_budget_periods(now=NOW) == []
+        moved = budget_periods.advance_budget_periods(now=NOW + timedelta(hours=8, minutes=30))
         assert sorted(moved) == sorted([daily.pk, daily_reset_today.pk])
     finally:
-        jobs.BUDGET_RESET_HOOKS.remove(resets.append)
+        budget_periods.BUDGET_RESET_HOOKS.remove(resets.append)
     starts = dict(ApiKey.objects.values_list("id", "period_started_at"))
     assert starts[weekly.pk] == starts[weekly_current.pk] == datetime(2026, 3, 16, tzinfo=UTC)
     assert starts[monthly.pk] == starts[fresh.pk] == datetime(2026, 3, 1, tzinfo=UTC)
@@ -330,9 +331,9 @@ def test_it_advances_budget_periods_that_ended(django_capture_on_commit_callback
                                              ("weekly", datetime(2026, 3, 23, tzinfo=UTC)),
                                              ("monthly", datetime(2026, 4, 1, tzinfo=UTC))])  # fmt: skip
 def test_it_starts_periods_where_the_limiter_expects_them_to_end(period: str, end: datetime) -> None:
-    start = jobs.period_start(period, NOW)
+    start = periods.period_start(period, NOW)
     assert bounds(period, start.timestamp(), UTC)[1] == end.timestamp()
-    assert jobs.period_start(period, end) == end  # the next period starts exactly there
+    assert periods.period_start(period, end) == end  # the next period starts exactly there
 
 
 # -- tasks -----------------------------------------------------------------------------------------
@@ -343,7 +344,7 @@ def test_it_skips_a_duplicate_run_while_the_first_one_holds_the_claim() -> None:
     assert tasks.rollup_usage() is not None
     assert tasks.rollup_usage() is None  # a second beat's copy of the same tick
     assert UsageDaily.objects.count() == 1
-    jobs.release("rollup_usage")
+    locks.release("rollup_usage")
     assert tasks.rollup_usage() is not None
 
 
@@ -351,7 +352,7 @@ def test_it_releases_the_claim_when_a_run_fails(monkeypatch: pytest.MonkeyPatch)
     def boom() -> None:
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(jobs, "advance_budget_periods", boom)
+    monkeypatch.setattr(budget_periods, "advance_budget_periods", boom)
     with pytest.raises(RuntimeError):
         tasks.advance_budget_periods()
     monkeypatch.undo()
@@ -360,17 +361,10 @@ def test_it_releases_the_claim_when_a_run_fails(monkeypatch: pytest.MonkeyPatch)
 
 def test_it_runs_the_health_checks_of_the_routing_side(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
-    fake = types.ModuleType("proxy.health")
-    fake.run_health_checks = lambda: calls.append(1) or {"checked": 3}  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "proxy.health", fake)
+    monkeypatch.setattr(checks, "run_health_checks", lambda: calls.append(1) or {"checked": 3})
     assert tasks.health_checks() == {"checked": 3}
     assert tasks.health_checks() is None
     assert calls == [1]
-
-
-def test_it_skips_health_checks_quietly_when_there_is_no_health_module(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "proxy.health", None)
-    assert tasks.health_checks() is None
 
 
 def test_it_tells_serve_not_to_start_jobs_with_an_external_broker(settings: Any) -> None:

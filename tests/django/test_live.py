@@ -20,7 +20,7 @@ from llmproxy.model import Usage
 from llmproxy.state import MemoryStateStore
 from llmproxy.usage import UsageEvent
 from llmproxy_site.asgi import application
-from proxy import live as feed
+from proxy.serving import live_feed as feed
 from tests import factories
 from tests.fakes import FakeUpstream
 from tests.fakes import openai as up

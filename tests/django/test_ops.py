@@ -12,7 +12,7 @@ from django.test import Client
 
 from llmproxy.model import Usage
 from llmproxy.usage import UsageEvent
-from proxy import metrics
+from proxy.serving import metrics
 
 pytestmark = pytest.mark.django_db
 

@@ -16,9 +16,11 @@ import httpx
 import pytest
 from django.core.management import call_command
 
-from proxy.health import credential_states, run_health_checks
+from accounts.actions import reset_budget_period
+from proxy.jobs.health_checks import run_health_checks
 from proxy.models import ConfigVersion, Credential, HealthState, HealthStatus, ModelRoute, Provider, UsageRecord
-from proxy.resilience import clear_cooldowns, reset_budget_period, seed_spend
+from proxy.serving.routing_state import credential_states
+from proxy.serving.state import clear_cooldowns, seed_spend
 from tests import factories
 from tests.fakes import FakeUpstream, Recorded, Stream
 from tests.fakes import Reply as FakeReply

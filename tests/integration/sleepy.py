@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from llmproxy_site.celery import EmbeddedJobs
+from proxy.jobs.embedded import EmbeddedJobs
 
 
 class Sleepy(EmbeddedJobs):

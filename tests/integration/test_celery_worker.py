@@ -14,7 +14,8 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from llmproxy_site.celery import app
-from proxy import jobs
+from proxy.jobs import locks
+from proxy.jobs.rollups import WATERMARK_KEY
 from proxy.models import UsageDaily, UsageRecord
 
 from .conftest import Child, child_env, until
@@ -59,7 +60,7 @@ def test_it_rolls_usage_up_on_a_real_worker() -> None:
     seed_usage(timezone.now())
     expected = sums_of_raw_rows()
     assert len({k[0] for k in expected}) >= 10  # many days, several groups each
-    cache.delete_many([jobs.WATERMARK_KEY, jobs.LOCK_PREFIX + "rollup_usage"])  # shared with the worker on Redis
+    cache.delete_many([WATERMARK_KEY, locks.LOCK_PREFIX + "rollup_usage"])  # shared with the worker on Redis
     queue = f"llmproxy-test-{uuid.uuid4().hex[:12]}"  # nobody else's worker takes our message
     worker = Child([sys.executable, "-m", "celery", "-A", "llmproxy_site", "worker", "--pool", "solo", "-Q", queue,
                     "--hostname", f"{queue}@%h", "--loglevel", "WARNING", "--without-mingle", "--without-gossip",

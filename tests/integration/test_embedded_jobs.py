@@ -16,8 +16,8 @@ import pytest
 from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
+from proxy.jobs.schedules import setup_schedules
 from proxy.models import UsageDaily, UsageRecord
-from proxy.schedules import setup_schedules
 
 from .conftest import BASE_DIR, Serve, child_env, children_of, is_running, until
 from .sleepy import Sleepy

@@ -6,7 +6,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from proxy.resilience import clear_cooldowns, shares_state
+from proxy.models import Credential
+from proxy.serving.state import clear_cooldowns, shares_state
 
 
 class Command(BaseCommand):
@@ -18,8 +19,6 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **opts: Any) -> None:
         if not shares_state():
             raise CommandError("without REDIS_URL the cooldowns live in the serving process: clear them from the admin")
-        from proxy.models import Credential
-
         try:
             n = clear_cooldowns(opts["credential"])
         except Credential.DoesNotExist:

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from proxy.actions import export_config
+from proxy.configsync.apply import export_config
 
 
 class Command(BaseCommand):

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from proxy.actions import import_config_file
+from proxy.configsync.apply import import_config_file
 
 
 class Command(BaseCommand):

@@ -21,6 +21,10 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
+from proxy.configsync.config_file import server_address
+from proxy.jobs.embedded import EmbeddedJobs
+from proxy.jobs.schedules import setup_schedules
+
 ASGI_APP = "llmproxy_site.asgi:application"
 
 
@@ -76,8 +80,6 @@ class Command(BaseCommand):
                     jobs.kill()
 
     def _address(self, opts: dict[str, Any]) -> tuple[str, int]:
-        from proxy.config_file import server_address
-
         host, port = server_address()
         return opts["host"] or host, opts["port"] or port
 
@@ -90,9 +92,6 @@ class Command(BaseCommand):
         if not settings.CELERY_EMBEDDED_BROKER:
             self.stdout.write("Background jobs: run 'celery -A llmproxy_site worker' and 'beat' (broker is external).")
             return None
-        from llmproxy_site.celery import EmbeddedJobs
-        from proxy.schedules import setup_schedules
-
         setup_schedules()
         jobs = EmbeddedJobs.start(Path(settings.VAR_DIR))
         if jobs is None:

@@ -1,0 +1,1 @@
+"""The management REST API (django-ninja, ``/api/v1/``): one module per resource, mounted in ``app``."""
