@@ -1,16 +1,19 @@
-"""Budget periods: where a key's daily, weekly or monthly period starts. The one home of that rule.
+"""Budget periods as the shell sees them: a key's period, from the engine's one calendar rule.
 
-Calendar periods in UTC: a day starts at midnight, a week on Monday, a month on the 1st.
-``advance_budget_periods`` (a job) moves each key's ``period_started_at`` with
-``period_start``; the portal shows a key's spend since ``current_period_start``. Plain
-functions over datetimes and the key's two fields, no queries.
+Where a daily, weekly or monthly period starts is ``llmproxy.periods`` (the limiter's
+rule); the shell applies it in UTC, as it always has. ``advance_budget_periods`` (a job)
+moves each key's ``period_started_at`` with ``period_start``; the portal shows a key's
+spend since ``current_period_start``. Plain functions over datetimes and the key's two
+fields, no queries.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime
 
 from django.utils import timezone
+
+from llmproxy.periods import start_of
 
 from .models import ApiKey, BudgetPeriod
 
@@ -20,14 +23,10 @@ PERIODS = (BudgetPeriod.DAILY.value, BudgetPeriod.WEEKLY.value, BudgetPeriod.MON
 
 def period_start(period: str, at: datetime) -> datetime:
     """The calendar start (UTC) of the daily/weekly (Monday)/monthly period containing ``at``."""
-    midnight = datetime.combine(at.astimezone(UTC).date(), time.min, tzinfo=UTC)
-    if period == BudgetPeriod.DAILY:
-        return midnight
-    if period == BudgetPeriod.WEEKLY:
-        return midnight - timedelta(days=midnight.weekday())
-    if period == BudgetPeriod.MONTHLY:
-        return midnight.replace(day=1)
-    raise ValueError(f"not a budget period: {period!r}")
+    start = start_of(period, at, UTC) if period in PERIODS else None
+    if start is None:
+        raise ValueError(f"not a budget period: {period!r}")
+    return start
 
 
 def current_period_start(key: ApiKey, now: datetime | None = None) -> datetime | None:
