@@ -180,8 +180,13 @@ def _decode_messages(raw: list[Any]) -> list[Message]:
         if not isinstance(m, dict):
             raise InvalidRequest(f"{where}: Input should be an object", param=where)
         role = m.get("role")
+        if role == "system":  # mid-conversation system (Claude Code; beta mid-conversation-system-2026-04-07)
+            out += _decode_mid_system(m.get("content"), where)
+            continue
         if role not in ("user", "assistant"):
-            raise InvalidRequest(f"{where}.role: Input should be 'user' or 'assistant'", param=f"{where}.role")
+            raise InvalidRequest(
+                f"{where}.role: Input should be 'user', 'assistant' or 'system'", param=f"{where}.role"
+            )
         blocks = _blocks(m.get("content"), where)
         if not blocks and not (role == "assistant" and i == len(raw) - 1):
             raise InvalidRequest(
@@ -192,6 +197,23 @@ def _decode_messages(raw: list[Any]) -> list[Message]:
         turns.append((i, role, blocks))
     _check_tool_pairs(turns)
     return out
+
+
+def _decode_mid_system(content: Any, where: str) -> list[Message]:
+    """A ``{"role": "system"}`` entry of ``messages``: text only, kept at its place in the
+    history. An Anthropic upstream gets it as sent (passthrough); encoders for other dialects
+    put it where their dialect keeps system text (see docs/providers.md)."""
+    blocks = _blocks(content, where)
+    if not blocks:
+        raise InvalidRequest(f"{where}: system messages must have non-empty content", param=f"{where}.content")
+    parts: list[Part] = []
+    for k, block in enumerate(blocks):
+        if block["type"] != "text":
+            raise InvalidRequest(
+                f"{where}.content.{k}: system messages take text blocks only", param=f"{where}.content.{k}"
+            )
+        parts.append(_decode_text(block, f"{where}.content.{k}"))
+    return [Message("system", parts)]
 
 
 def _decode_turn(role: str, blocks: list[dict[str, Any]], where: str) -> list[Message]:

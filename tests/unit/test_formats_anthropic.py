@@ -231,7 +231,10 @@ def assistant(content: Any) -> dict[str, Any]:
         ({"max_tokens": 5, "messages": [user("hi")]}, "model", "model"),
         (body(user("hi"), max_tokens="many"), "max_tokens", "type int"),
         (body(), "messages", "at least one message"),
-        (body({"role": "system", "content": "x"}), "messages.0.role", "'user' or 'assistant'"),
+        (body({"role": "tool", "content": "x"}), "messages.0.role", "'user', 'assistant' or 'system'"),
+        (body(user("x"), {"role": "system", "content": ""}), "messages.1.content", "non-empty content"),
+        (body(user("x"), {"role": "system", "content": [{"type": "image", "source": {}}]}), "messages.1.content.0",
+         "text blocks only"),
         (body(user([{"type": "text", "text": ""}])), "messages.0.content.0", "text content blocks must be non-empty"),
         (body(user(""), assistant("x"), user("y")), "messages.0.content", "non-empty content"),
         (body(user([{"text": "no type"}])), "messages.0.content.0", "'type'"),
@@ -300,6 +303,14 @@ def test_anthropic_user_turn_with_tool_results_becomes_a_tool_message_then_a_use
         "type": "url",
         "url": "https://x.test/a.png",
     }
+
+
+def test_anthropic_keeps_a_mid_conversation_system_message_in_place() -> None:
+    """Claude Code's ``{"role": "system"}`` entries (beta mid-conversation-system-2026-04-07)."""
+    req = A.decode_request(body(user("hi"), assistant("ok"), {"role": "system", "content": "cwd is /srv"},
+                                user("go"), system="Be terse."))  # fmt: skip
+    assert [(m.role, m.text()) for m in req.messages] == [
+        ("system", "Be terse."), ("user", "hi"), ("assistant", "ok"), ("system", "cwd is /srv"), ("user", "go")]  # fmt: skip
 
 
 def test_anthropic_decodes_system_thinking_and_sampling_fields() -> None:
