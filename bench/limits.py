@@ -1,0 +1,123 @@
+"""Key + user limits and a budget reservation, as the hot path runs them (not part of the suite).
+
+    REDIS_URL=redis://127.0.0.1:6379/15 python -m bench.limits [--n 20000]
+
+Measures, per request: ``Limiter.reserve`` (one Lua script: the key's and the user's RPM,
+TPM, parallel cap and budget) and ``Limiter.settle`` (one more script, after the reply),
+sequentially (the latency one request adds) and with 64 requests in flight (the CPU and
+Redis time under load). Also the in-memory store, and the prompt estimate (tokenizer)
+that only requests under a budget pay. Prints one JSON line; docs/benchmarks.md has the
+figures and the machine they came from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import time
+import uuid
+from typing import Any
+
+from llmproxy.estimate import estimate
+from llmproxy.limits import Limiter
+from llmproxy.model import Message, Request, TextPart
+from llmproxy.providers.base import ProviderConfig
+from llmproxy.runtime import ApiKeyInfo, Route, Runtime, UserLimits
+from llmproxy.state import StateStore, create_store
+
+
+def _key() -> ApiKeyInfo:
+    user = UserLimits(id=1, rpm=10**9, tpm=10**12, max_parallel=10**6, budget_usd=10**9, budget_period="monthly")
+    return ApiKeyInfo(key_hash="h", prefix="sk-llmp-bench", id=1, user_id=1, rpm=10**9, tpm=10**12,
+                      max_parallel=10**6, budget_usd=10**9, budget_period="monthly", user=user)  # fmt: skip
+
+
+async def _sequential(limiter: Limiter, key: ApiKeyInfo, n: int) -> list[float]:
+    samples = []
+    for _ in range(n):
+        t = time.perf_counter()
+        res = await limiter.reserve(key, tokens=100, cost=0.001, request_id=uuid.uuid4().hex)
+        await limiter.settle(res, tokens=120, cost=0.0009)
+        samples.append((time.perf_counter() - t) * 1e6)
+    return samples
+
+
+async def _concurrent(limiter: Limiter, key: ApiKeyInfo, n: int, width: int = 64) -> tuple[float, float]:
+    async def worker(count: int) -> None:
+        for _ in range(count):
+            res = await limiter.reserve(key, tokens=100, cost=0.001, request_id=uuid.uuid4().hex)
+            await limiter.settle(res, tokens=120, cost=0.0009)
+
+    cpu, wall = time.process_time(), time.perf_counter()
+    await asyncio.gather(*(worker(n // width) for _ in range(width)))
+    done = (n // width) * width
+    return (time.perf_counter() - wall) / done * 1e6, (time.process_time() - cpu) / done * 1e6
+
+
+async def _ping_us(url: str, n: int = 2000) -> float:
+    """One bare round trip to the same Redis: what the machine's load adds to any call."""
+    import redis.asyncio as aredis
+
+    client = aredis.Redis.from_url(url)
+    await client.ping()
+    t = time.perf_counter()
+    for _ in range(n):
+        await client.ping()
+    await client.aclose()
+    return (time.perf_counter() - t) / n * 1e6
+
+
+def _evalsha_stats(url: str) -> tuple[int, int]:
+    import redis
+
+    stats = redis.Redis.from_url(url).info("commandstats").get("cmdstat_evalsha", {})
+    return int(stats.get("calls", 0)), int(stats.get("usec", 0))
+
+
+async def _measure(store: StateStore, n: int, url: str | None = None) -> dict[str, Any]:
+    limiter, key = Limiter(store), _key()
+    await _sequential(limiter, key, 200)  # warm up: connections, script cache
+    before = _evalsha_stats(url) if url else (0, 0)
+    seq = sorted(await _sequential(limiter, key, n))
+    after = _evalsha_stats(url) if url else (0, 0)
+    wall, cpu = await _concurrent(limiter, key, n)
+    await store.aclose()
+    extra: dict[str, Any] = {}
+    if url:
+        calls = max(1, after[0] - before[0])  # other clients' scripts on a shared server count too
+        extra = {"server_us_per_script": round((after[1] - before[1]) / calls, 1),
+                 "bare_ping_us": round(await _ping_us(url), 1)}  # fmt: skip
+    return extra | {"p50_us": round(statistics.median(seq), 1), "p99_us": round(seq[int(len(seq) * 0.99)], 1),
+            "mean_us": round(statistics.fmean(seq), 1), "in_flight_64_wall_us": round(wall, 1),
+            "in_flight_64_cpu_us": round(cpu, 1)}  # fmt: skip
+
+
+def _estimate_us(n: int = 2000) -> float:
+    text = "Summarise the following paragraph in two sentences. " * 40  # ~ 400 tokens
+    req = Request(model="gpt-4o", messages=[Message(role="user", parts=[TextPart(text)])], max_tokens=512)
+    routes = Runtime.build(routes=[Route("gpt-4o", "gpt-4o", ProviderConfig(name="p", type="openai"), ())]).routes
+    t = time.perf_counter()
+    for _ in range(n):
+        estimate(req, routes["gpt-4o"], default_output=4096)
+    return (time.perf_counter() - t) / n * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=20000)
+    args = parser.parse_args()
+    out: dict[str, Any] = {"memory": asyncio.run(_measure(create_store(None), args.n))}
+    url = os.environ.get("REDIS_URL")
+    if url:
+        store = create_store(url, prefix=f"bench:{uuid.uuid4().hex}:")
+        out["redis"] = asyncio.run(_measure(store, args.n, url))
+        store.reset()
+    out["estimate_400_tokens_us"] = round(_estimate_us(), 1)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
