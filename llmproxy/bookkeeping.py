@@ -60,10 +60,31 @@ class Books:
         ev.latency_ms = int((time.monotonic() - ex.started) * 1000)
         if ttfb is not None:
             ev.ttfb_ms = int((ttfb - ex.started) * 1000)
+        if ex.reservation is not None:
+            self._end_reservation(ex)
         try:
             self.usage_sink(ev)
         except Exception:
             log.exception("usage sink failed for %s", ev.request_id)
+
+    def _end_reservation(self, ex: Exchange) -> None:
+        """Settle the call's hold to what it cost, or release it when nothing was used.
+
+        A client that hangs up mid-stream before the upstream's usage arrived is charged
+        the hold itself (the upper bound of what the upstream will bill), and its record
+        says so: the spend counter and the usage records stay equal."""
+        res, ev = ex.reservation, ex.event
+        assert res is not None
+        ex.reservation = None
+        if ev.usage is None and ev.status_code == 499 and ex.candidate is not None and res.hold is not None:
+            if res.hold.cost > 0:
+                ev.cost_usd = res.hold.cost
+            self.spawn(self.limiter.settle(res, tokens=res.hold.tokens, cost=ev.cost_usd))
+        elif ev.usage is None:
+            self.spawn(self.limiter.release(res))
+        else:
+            tokens = ev.usage.input_tokens + ev.usage.output_tokens
+            self.spawn(self.limiter.settle(res, tokens=tokens, cost=ev.cost_usd))
 
     def settle(self, ex: Exchange, usage: Usage | None, status: int = 200, error: str = "") -> None:
         """The outcome of the current attempt: status, usage and cost; spend charged in the background."""
@@ -81,7 +102,6 @@ class Books:
 
     async def _charge(self, ex: Exchange, plan: Plan, cand: Candidate, tokens: int, cost: float | None) -> None:
         await self.router.settle(plan, cand, tokens)
-        await self.limiter.settle(ex.key, plan.tokens, tokens, cost)
 
     async def after_failure(self, plan: Plan, cand: Candidate, err: ProviderError) -> Outcome:
         """Cool the candidate as the failure deserves; ask for a token refresh on an auth refusal."""
@@ -104,3 +124,8 @@ class Books:
         task = asyncio.get_running_loop().create_task(run())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def idle(self) -> None:
+        """Wait until the background bookkeeping started so far is done (shutdown, tests)."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)

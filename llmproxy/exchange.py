@@ -18,6 +18,7 @@ from typing import Any
 
 from . import formats
 from .formats import Traits
+from .limits import Reservation
 from .model import Request
 from .providers.base import Executor
 from .routing import Candidate, Plan
@@ -70,6 +71,8 @@ class Exchange:
     request: Request | None = None
     key: ApiKeyInfo | None = None
     plan: Plan | None = None
+    #: What the key's and user's limits hold for this call until it is recorded.
+    reservation: Reservation | None = None
     # The attempt in progress (set by ``begin_attempt``).
     candidate: Candidate | None = None
     executor: Executor | None = None

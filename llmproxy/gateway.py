@@ -29,6 +29,7 @@ from .errors import (
     ProviderError,
     RequestTooLarge,
 )
+from .estimate import estimate
 from .exchange import CONTENT_JSON, CONTENT_SSE, Call, Exchange, Reply, StreamReply
 from .http import HTTPClient, UpstreamReply
 from .images import inline_images
@@ -165,9 +166,8 @@ class Gateway:
             req = self.decode(ex)
             ex.event.model, ex.event.stream = req.model, req.stream
             self.check_model(ex, req.model)
-            estimate = estimate_tokens(call.body)
-            await self.limiter.admit(ex.key, estimate)
-            return await self.failover(ex, req.model, self._attempt, tokens=estimate, session=_session(call, req))
+            tokens = await self.reserve(ex, req)
+            return await self.failover(ex, req.model, self._attempt, tokens=tokens, session=_session(call, req))
         except LLMProxyError as err:
             return self.books.fail(ex, err)
         except Exception as exc:  # a bug of ours: answer cleanly, log the traceback
@@ -188,6 +188,22 @@ class Gateway:
             raise InvalidRequest("'model' is required", param="model")
         ex.request = req
         return req
+
+    async def reserve(self, ex: Exchange, req: Request | None, model: str = "") -> int:
+        """Hold the call's estimate on its key's and user's limits (``ex.reservation``, ended
+        when the call is recorded); raises ``LimitExceeded``. Returns the prompt tokens."""
+        rt = ex.runtime
+        self.limiter.configure(rt.limits)
+        tokens, cost = estimate_tokens(ex.call.body), 0.0
+        if self.limiter.wants_cost(ex.key):
+            routes = rt.routes.get(req.model if req is not None else model, ())
+            if req is not None:
+                est = estimate(req, routes, default_output=rt.limits.default_output_tokens)
+                tokens, cost = est.prompt_tokens, est.cost_usd
+            else:  # embeddings: the input is all there is to pay for
+                cost = max((r.price.cost(tokens, 0, 0) for r in routes if r.price is not None), default=0.0)
+        ex.reservation = await self.limiter.reserve(ex.key, tokens=tokens, cost=cost, request_id=ex.request_id)
+        return tokens
 
     @staticmethod
     def check_model(ex: Exchange, model: str) -> None:

@@ -24,20 +24,17 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import LimitExceeded, LLMProxyError
 from .periods import NOUNS, PeriodClock, zone
 from .reservations import BUDGET, BUDGET_HELD, PARALLEL, RPM, Denial, Hold, Line
-from .runtime import ApiKeyInfo
+from .runtime import ApiKeyInfo, LimitSettings
 from .state import Bucket, StateStore, StoreError
 
 log = logging.getLogger("llmproxy.limits")
-
-#: ``on_store_error`` choices: let the request through, or refuse it (503).
-POLICIES = ("open", "closed")
 
 
 def _limit(*values: Any) -> int | None:
@@ -72,55 +69,6 @@ def tpm_buckets(costs: list[tuple[Bucket, float]]) -> list[Bucket]:
 def estimate_tokens(body: bytes) -> int:
     """A cheap prompt-size guess for TPM (about four bytes of JSON per token)."""
     return max(1, len(body) // 4)
-
-
-@dataclass(frozen=True, slots=True)
-class LimitSettings:
-    """The ``limits:`` config section (and ``LLMPROXY_TIME_ZONE`` for the periods)."""
-
-    #: What to do when the shared store cannot answer: rate limits / budgets.
-    rate_limits_on_store_error: str = "open"
-    budgets_on_store_error: str = "closed"
-    #: Seconds a hold lives if its process dies before settling it (longer than any request).
-    reservation_ttl: float = 900.0
-    #: Output tokens assumed for a request without ``max_tokens`` on a model of unknown cap.
-    default_output_tokens: int = 4096
-    time_zone: str = "UTC"
-
-    @classmethod
-    def from_mapping(cls, data: Mapping[str, Any] | None, *, time_zone: str | None = None) -> LimitSettings:
-        """Validate a ``limits:`` mapping; a ValueError lists every bad entry."""
-        data = dict(data or {})
-        errors: list[str] = []
-        values: dict[str, Any] = {"time_zone": time_zone or "UTC"}
-        try:
-            zone(values["time_zone"])
-        except ValueError as exc:
-            errors.append(f"LLMPROXY_TIME_ZONE: {exc}")
-        policy = data.pop("on_store_error", None)
-        if isinstance(policy, str):
-            policy = {"rate_limits": policy, "budgets": policy}
-        if policy is not None and not isinstance(policy, Mapping):
-            errors.append("limits.on_store_error: open, closed, or {rate_limits: ..., budgets: ...}")
-            policy = None
-        for name, value in (policy or {}).items():
-            if name not in ("rate_limits", "budgets"):
-                errors.append(f"limits.on_store_error.{name}: unknown setting (rate_limits, budgets)")
-            elif value not in POLICIES:
-                errors.append(f"limits.on_store_error.{name}: must be open or closed")
-            else:
-                values[f"{name}_on_store_error"] = value
-        for name in ("reservation_ttl", "default_output_tokens"):
-            if name in data:
-                value = data.pop(name)
-                if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-                    errors.append(f"limits.{name}: must be a number > 0")
-                else:
-                    values[name] = type(getattr(cls(), name))(value)
-        errors += [f"limits.{k}: unknown setting" for k in data]
-        if errors:
-            raise ValueError("; ".join(errors))
-        return cls(**values)
 
 
 @dataclass(slots=True)
@@ -236,22 +184,8 @@ class Limiter:
         what = f"{line.rpm} requests" if denial.kind == RPM else f"{line.tpm} tokens"
         return LimitExceeded(f"{who} rate limit of {what} per minute reached", retry_after=max(denial.wait, 0.001))
 
-    async def admit(self, key: ApiKeyInfo | None, tokens: int) -> None:
-        """Check without holding anything (callers that cannot settle a reservation yet)."""
-        res = await self.reserve(key, tokens=tokens)
-        if res.hold is not None:
-            await self.store.settle(res.hold, res.hold.tokens, 0.0, self.clock())
-
-    async def settle(
-        self, res: Reservation | ApiKeyInfo | None, *legacy: Any, tokens: int = 0, cost: float | None = None
-    ) -> None:
-        """Turn a hold into what the request really used (TPM and spend); idempotent.
-
-        Also takes ``(key, estimate, actual_tokens, cost)`` to charge a request ``admit``ted."""
-        if not isinstance(res, Reservation):
-            estimate, tokens, cost = legacy
-            hold = Hold(uuid.uuid4().hex, self.lines(res, self.clock()), estimate, 0.0, 1.0)
-            res = Reservation(hold if hold.lines else None)
+    async def settle(self, res: Reservation, *, tokens: int, cost: float | None) -> None:
+        """Turn a hold into what the request really used (TPM and spend); idempotent."""
         if res.done or res.hold is None:
             res.done = True
             return

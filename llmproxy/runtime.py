@@ -14,6 +14,7 @@ from functools import cached_property
 from typing import Any
 
 from .netguard import ImageSettings
+from .periods import zone
 from .pricing import Price as Price
 from .pricing import lookup
 from .providers import Executor, create
@@ -101,6 +102,59 @@ def with_catalog(route: Route) -> Route:
     return replace(route, price=entry.price, priced_by="catalog", max_output=route.max_output or entry.max_output)
 
 
+#: ``limits.on_store_error`` choices: let the request through, or refuse it (503).
+POLICIES = ("open", "closed")
+
+
+@dataclass(frozen=True, slots=True)
+class LimitSettings:
+    """The ``limits:`` config section (and ``LLMPROXY_TIME_ZONE`` for the periods)."""
+
+    #: What to do when the shared store cannot answer: rate limits / budgets.
+    rate_limits_on_store_error: str = "open"
+    budgets_on_store_error: str = "closed"
+    #: Seconds a hold lives if its process dies before settling it (longer than any request).
+    reservation_ttl: float = 900.0
+    #: Output tokens assumed for a request without ``max_tokens`` on a model of unknown cap.
+    default_output_tokens: int = 4096
+    time_zone: str = "UTC"
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any] | None, *, time_zone: str | None = None) -> LimitSettings:
+        """Validate a ``limits:`` mapping; a ValueError lists every bad entry."""
+        data = dict(data or {})
+        errors: list[str] = []
+        values: dict[str, Any] = {"time_zone": time_zone or "UTC"}
+        try:
+            zone(values["time_zone"])
+        except ValueError as exc:
+            errors.append(f"LLMPROXY_TIME_ZONE: {exc}")
+        policy = data.pop("on_store_error", None)
+        if isinstance(policy, str):
+            policy = {"rate_limits": policy, "budgets": policy}
+        if policy is not None and not isinstance(policy, Mapping):
+            errors.append("limits.on_store_error: open, closed, or {rate_limits: ..., budgets: ...}")
+            policy = None
+        for name, value in (policy or {}).items():
+            if name not in ("rate_limits", "budgets"):
+                errors.append(f"limits.on_store_error.{name}: unknown setting (rate_limits, budgets)")
+            elif value not in POLICIES:
+                errors.append(f"limits.on_store_error.{name}: must be open or closed")
+            else:
+                values[f"{name}_on_store_error"] = value
+        for name in ("reservation_ttl", "default_output_tokens"):
+            if name in data:
+                value = data.pop(name)
+                if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+                    errors.append(f"limits.{name}: must be a number > 0")
+                else:
+                    values[name] = type(getattr(cls(), name))(value)
+        errors += [f"limits.{k}: unknown setting" for k in data]
+        if errors:
+            raise ValueError("; ".join(errors))
+        return cls(**values)
+
+
 #: ``round-robin`` (smooth, weighted) and ``weighted`` are one strategy under two names.
 STRATEGIES = ("round-robin", "weighted", "fill-first")
 
@@ -167,6 +221,7 @@ class Runtime:
     require_keys: bool = True
     max_body_bytes: int = 10 * 1024 * 1024
     routing: RoutingSettings = field(default_factory=RoutingSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
     #: Credential ids the last health probe found unhealthy: tried only when nothing else is left.
     unhealthy: frozenset[int] = frozenset()
     #: Where image URLs may be fetched from (config ``images:``); the default allows public hosts only.
@@ -187,6 +242,7 @@ class Runtime:
         unhealthy: frozenset[int] = frozenset(),
         images: ImageSettings | None = None,
         extra_secrets: tuple[str, ...] = (),
+        limits: LimitSettings | None = None,
     ) -> Runtime:
         by_model: dict[str, list[Route]] = {}
         executors: dict[str, Executor] = {}
@@ -210,6 +266,7 @@ class Runtime:
             unhealthy=unhealthy,
             images=images or ImageSettings(),
             extra_secrets=extra_secrets,
+            limits=limits or LimitSettings(),
         )
 
     @cached_property

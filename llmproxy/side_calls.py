@@ -16,7 +16,6 @@ from ._json import dumps, loads, loads_body
 from .errors import InvalidRequest, LLMProxyError, ProviderError
 from .exchange import CONTENT_JSON, Call, Exchange, Reply
 from .gateway import Gateway
-from .limits import estimate_tokens
 from .model import Request, Usage
 from .routing import Candidate
 from .tokens import count_request, count_text
@@ -94,8 +93,7 @@ async def embeddings(gw: Gateway, call: Call) -> Reply:
             raise InvalidRequest("'input' must be a string or a non-empty array", param="input")
         ex.event.model = model
         gw.check_model(ex, model)
-        estimate = estimate_tokens(call.body)
-        await gw.limiter.admit(key, estimate)
+        estimate = await gw.reserve(ex, None, model)
 
         async def attempt(ex: Exchange) -> tuple[dict[str, Any], Usage]:
             return await _embed(gw, ex, inputs)
