@@ -20,7 +20,7 @@ from . import formats
 from .formats import Traits
 from .limits import Reservation
 from .model import Request
-from .providers.base import Executor
+from .providers.base import Credential, Executor
 from .routing import Candidate, Plan
 from .runtime import ApiKeyInfo, Runtime
 from .usage import UsageEvent
@@ -104,13 +104,19 @@ class Exchange:
         """The next candidate is tried: the event names it, the attempt fields point at it."""
         self.candidate = cand
         self.executor = self.runtime.executors[cand.route.provider.name]
-        self.passthrough = self.executor.dialect == self.call.ingress
-        self.upstream_codec = self.codec if self.passthrough else formats.get(self.executor.dialect)
+        self.use_credential(cand.credential)
         ev = self.event
         ev.attempts = attempts
         ev.provider = cand.route.provider.name
         ev.credential = cand.credential.name
         ev.upstream_model = cand.route.upstream_model
+
+    def use_credential(self, credential: Credential) -> None:
+        """Speak the dialect the executor uses for this model with this credential (fresh tokens may change it)."""
+        assert self.executor is not None and self.candidate is not None
+        dialect = self.executor.dialect_for(self.candidate.route.upstream_model, credential)
+        self.passthrough = dialect == self.call.ingress
+        self.upstream_codec = self.codec if self.passthrough else formats.get(dialect)
 
     def reply_headers(self) -> dict[str, str]:
         """The headers every successful reply carries: which provider, after how many attempts."""

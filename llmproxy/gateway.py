@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from . import formats, upstream
 from ._json import dumps, loads, loads_body
+from .auth import TokenKeeper, write_back
 from .bookkeeping import Books
 from .errors import (
     AuthenticationFailed,
@@ -27,15 +28,16 @@ from .errors import (
     ModelNotFound,
     PermissionDenied,
     ProviderError,
+    ProviderHTTPError,
     RequestTooLarge,
 )
 from .estimate import estimate
 from .exchange import CONTENT_JSON, CONTENT_SSE, Call, Exchange, Reply, StreamReply
-from .http import HTTPClient, UpstreamReply
+from .http import HTTPClient, UpstreamReply, UpstreamRequest
 from .images import inline_images
 from .limits import Limiter, estimate_tokens
 from .model import Request
-from .providers.base import Credential
+from .providers.base import Credential, StreamFilter
 from .relay import StreamRelay
 from .routing import Router
 from .runtime import ApiKeyInfo, Runtime
@@ -62,15 +64,19 @@ class Gateway:
         refresher: Callable[[Credential], Awaitable[None]] | None = None,
         max_attempts: int | None = None,
         retry_budget: float | None = None,
+        tokens: TokenKeeper | None = None,
     ) -> None:
         """``store`` shares limits, cooldowns and round-robin with other processes (Redis);
         ``refresher`` is called (in the background) for an OAuth credential an upstream
-        refused; ``max_attempts``/``retry_budget`` override the snapshot's ``routing``."""
+        refused; ``max_attempts``/``retry_budget`` override the snapshot's ``routing``;
+        ``tokens`` keeps account tokens fresh (default: one on ``store`` that writes
+        refreshed tokens back to their token file)."""
         self.runtime = runtime or Runtime()
         self.http = http or HTTPClient()
         self.router = router or Router(store)
         self.limiter = Limiter(self.router.store, clock=self.router.clock)
         self.books = Books(self.router, self.limiter, usage_sink, refresher)
+        self.tokens = tokens or TokenKeeper(self.router.store, self.http, on_refreshed=write_back)
         self._max_attempts = max_attempts
         self._retry_budget = retry_budget
 
@@ -265,7 +271,10 @@ class Gateway:
     async def _attempt(self, ex: Exchange) -> Reply | StreamReply:
         """One try on ``ex.candidate``: encode, send, and read or start relaying the reply."""
         req, cand, executor = ex.request, ex.candidate, ex.executor
-        assert req is not None and cand is not None and executor is not None and ex.upstream_codec is not None
+        assert req is not None and cand is not None and executor is not None
+        cred = await self.tokens.for_call(cand.route.provider, cand.credential)  # waits for one shared refresh
+        ex.use_credential(cred)
+        assert ex.upstream_codec is not None
         if ex.passthrough:
             out_body = dict(ex.body)
             if ex.traits.model_in_path:
@@ -277,16 +286,40 @@ class Gateway:
             out_body = ex.upstream_codec.encode_request(
                 dataclasses.replace(req, model=cand.route.upstream_model, extra={})
             )
-        ureq = executor.build(cand.credential, out_body, model=cand.route.upstream_model, stream=req.stream,
-                              client_headers=ex.call.headers, endpoint=ex.endpoint)  # fmt: skip
-        reply = await upstream.send(self.http, executor, ureq)
+        reply = await self._send(ex, cred, out_body)
         if not req.stream:
             return await self._complete(ex, reply)
         return await self._stream(ex, reply)
 
+    async def _send(self, ex: Exchange, cred: Credential, body: dict[str, Any]) -> UpstreamReply:
+        """Build and send; a refused account token is refreshed once and the call sent again."""
+        req, cand, executor = ex.request, ex.candidate, ex.executor
+        assert req is not None and cand is not None and executor is not None
+        provider = cand.route.provider
+
+        def build(c: Credential) -> UpstreamRequest:
+            return executor.build(c, dict(body), model=cand.route.upstream_model, stream=req.stream,
+                                  client_headers=ex.call.headers, endpoint=ex.endpoint)  # fmt: skip
+
+        try:
+            return await upstream.send(self.http, executor, build(cred))
+        except ProviderHTTPError as err:
+            if not executor.token_refused(err):
+                raise
+            renewed = await self.tokens.after_refusal(provider, cred, err.message)
+            if renewed is None:
+                raise
+        try:
+            return await upstream.send(self.http, executor, build(renewed))
+        except ProviderHTTPError as err:
+            if executor.token_refused(err):
+                await self.tokens.refused_again(provider, renewed, err.message)
+            raise
+
     async def _complete(self, ex: Exchange, reply: UpstreamReply) -> Reply:
         assert ex.request is not None and ex.candidate is not None and ex.upstream_codec is not None
-        data = upstream.json_object(await reply.read(), ex.candidate.route.provider.name)
+        assert ex.executor is not None
+        data = upstream.json_object(ex.executor.unwrap_body(await reply.read()), ex.candidate.route.provider.name)
         resp = ex.upstream_codec.decode_response(data)
         if ex.passthrough:
             _set_model(data, ex.request.model)
@@ -301,7 +334,8 @@ class Gateway:
         return Reply(200, out, headers)
 
     async def _stream(self, ex: Exchange, reply: UpstreamReply) -> StreamReply:
-        chunks = reply.iter_chunks()
+        assert ex.executor is not None
+        chunks = _filtered(reply.iter_chunks(), ex.executor.stream_unwrapper())
         # Read the first chunk before committing: a stream that breaks at once fails over.
         try:
             first = await chunks.__anext__()
@@ -315,6 +349,19 @@ class Gateway:
         headers["cache-control"] = "no-cache"
         relay = StreamRelay(ex, self.books, reply, chunks, first, _encoder(ex))
         return StreamReply(200, aiter(relay), headers)
+
+
+async def _filtered(chunks: AsyncIterator[bytes], unwrap: StreamFilter | None) -> AsyncIterator[bytes]:
+    """The upstream's stream through the executor's filter (Code Assist's wrapper), if it has one."""
+    if unwrap is None:
+        async for chunk in chunks:
+            yield chunk
+        return
+    async for chunk in chunks:
+        if out := unwrap.feed(chunk):
+            yield out
+    if tail := unwrap.close():
+        yield tail
 
 
 def _error_from(reply: Reply) -> LLMProxyError:

@@ -28,6 +28,8 @@ The pieces:
   without Redis.
 * ``DeviceCode`` + ``poll_device_code``, ``Pkce`` + ``authorize_url`` +
   ``LoopbackCallback`` + ``split_pasted_code``; ``begin_login`` by type.
+* ``write_back``: an ``on_refreshed`` that rewrites the credential's token file
+  (``extra["file"]``); ``token_file_for`` builds the file of a credential.
 * ``AuthError`` (``permanent`` when only a new login helps); ``USER_AGENT``.
 """
 
@@ -77,6 +79,7 @@ from ._registry import (
     register_refresher,
 )
 from ._tokens import ApiKey, DeviceAccount, OAuthTokens, TokenSet, is_account, kind_of, parse_expiry
+from ._writeback import token_file_for, write_back
 
 __all__ = [
     "DEFAULT_ENDPOINTS",
@@ -123,6 +126,8 @@ __all__ = [
     "register_refresher",
     "register_token_type",
     "split_pasted_code",
+    "token_file_for",
     "token_file_name",
+    "write_back",
     "write_token_file",
 ]

@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from ..errors import ProviderHTTPError
 from ..http import HTTPClient
 from ..providers.base import Credential, ProviderConfig
 from ..state import StateStore, StoreError
@@ -100,6 +101,31 @@ class TokenKeeper:
                 self._inflight.pop(key, None)
         return await asyncio.shield(fut)
 
+    async def for_call(self, provider: ProviderConfig, cred: Credential) -> Credential:
+        """``fresh`` for the gateway: a failed refresh is an auth failure of this candidate."""
+        try:
+            return await self.fresh(provider, cred)
+        except AuthError as exc:
+            raise _refused(provider, cred, exc.message) from None
+
+    async def after_refusal(self, provider: ProviderConfig, cred: Credential, reason: str) -> Credential | None:
+        """After an upstream refused ``cred``'s token: one forced refresh, or None when it has none.
+
+        The caller retries once with what this returns; when that is refused too it calls
+        ``refused_again``, which marks the credential unhealthy through ``on_failed``.
+        """
+        if not self.manages(provider, cred):
+            return None
+        try:
+            return await self.fresh(provider, cred, force=True)
+        except AuthError as exc:
+            raise _refused(provider, cred, exc.message) from None
+
+    async def refused_again(self, provider: ProviderConfig, cred: Credential, reason: str) -> None:
+        if self.on_failed is not None:
+            message = f"the upstream refused the refreshed token too: {reason}"
+            await self.on_failed(provider, cred, AuthError(message, permanent=True, code="refused"))
+
     def _due(self, cred: Credential, margin: float) -> bool:
         if not cred.access_token:
             return True
@@ -172,6 +198,12 @@ class TokenKeeper:
                     await self.store.unlock("refresh:" + key, owner)
                 except StoreError:
                     pass  # the lease ends by itself
+
+
+def _refused(provider: ProviderConfig, cred: Credential, message: str) -> ProviderHTTPError:
+    """An account whose token cannot be renewed: this credential's auth failure (the call fails over)."""
+    return ProviderHTTPError(f"{provider.name}: credential {cred.name}: token refresh failed: {message}",
+                             upstream_status=401, provider=provider.name, retryable=True)  # fmt: skip
 
 
 def _newest(a: Credential, b: Credential | None) -> Credential:

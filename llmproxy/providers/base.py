@@ -12,7 +12,7 @@ import email.utils
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from .. import upstream
 from .._json import dumps, loads
@@ -56,6 +56,14 @@ class Credential:
         return self.access_token or self.api_key or ""
 
 
+class StreamFilter(Protocol):
+    """Bytes in, bytes out, holding back an incomplete line until the next chunk."""
+
+    def feed(self, chunk: bytes) -> bytes: ...
+
+    def close(self) -> bytes: ...
+
+
 class Executor:
     """Base executor. Subclasses set ``dialect`` and ``default_base_url`` and ``build``."""
 
@@ -91,6 +99,22 @@ class Executor:
         """The request ``build`` returns: the JSON body, through the provider's proxy if it has one."""
         return UpstreamRequest(method, url, headers, json_body(body), stream, self.provider.proxy or None)
 
+    def dialect_for(self, model: str, credential: Credential) -> str:
+        """The dialect of one call: ``dialect``, unless a model speaks another (Copilot's Responses-only ones)."""
+        return self.dialect
+
+    def unwrap_body(self, raw: bytes) -> bytes:
+        """A reply body in the executor's dialect (an upstream that wraps replies unwraps them here)."""
+        return raw
+
+    def stream_unwrapper(self) -> StreamFilter | None:
+        """A filter turning the upstream's stream bytes into the dialect's own, or None."""
+        return None
+
+    def token_refused(self, err: ProviderHTTPError) -> bool:
+        """Whether the upstream refused the credential's token (worth one refresh and retry)."""
+        return err.upstream_status == 401
+
     def classify(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
         """An upstream error status -> the error the gateway acts on (retry, cooldown)."""
         message = _error_message(body) or f"upstream answered HTTP {status}"
@@ -116,7 +140,8 @@ class Executor:
         client = http or HTTPClient()
         try:
             req = self.build(credential, body, model=str(body.get("model", "")), stream=False)
-            return await upstream.call_json(client, self, req)
+            reply = await upstream.send(client, self, req)
+            return upstream.json_object(self.unwrap_body(await reply.read()))
         finally:
             if http is None:
                 await client.close()

@@ -66,6 +66,7 @@ class AccountServer:
 
     def stop(self) -> None:
         self.server.stop()
+        self.server._loop.close()  # a fake per test module: leave no loop behind
 
     @property
     def url(self) -> str:
