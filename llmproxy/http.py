@@ -42,6 +42,8 @@ class HTTPClient:
         )
 
     async def send(self, req: UpstreamRequest, *, timeouts: Timeouts | None = None) -> UpstreamReply:
+        if req.local is not None:
+            return req.local(req)
         t = timeouts or self.timeouts
         if self._raw is not None and req.method == "POST" and self._raw.route(req.url, req.proxy) is not None:
             return await self._raw.send(req, t)

@@ -32,6 +32,7 @@ ALIASES: dict[str, str] = {
     "fireworks": "openai_chat",
     "openai-compatible": "openai_chat",
     "copilot": "openai_chat",
+    "demo": "openai_chat",
     "openai-responses": "openai_responses",
     "openai_responses": "openai_responses",
 }

@@ -8,8 +8,8 @@ transport answered.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 
 
@@ -32,6 +32,9 @@ class UpstreamRequest:
     #: An outbound proxy for this request (``http://[user:pass@]host:port``, the
     #: provider's ``proxy:``); None: the environment's ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY``.
     proxy: str | None = None
+    #: A request that answers itself in-process (the offline demo provider):
+    #: ``HTTPClient.send`` returns ``local(request)`` and touches no network.
+    local: Callable[[UpstreamRequest], UpstreamReply] | None = field(default=None, repr=False)
 
 
 class UpstreamReply:
