@@ -20,6 +20,9 @@ VARIANTS: dict[str, tuple[str, str]] = {
     "asgi-aiohttp-h11": ("uvicorn-h11", "plain ASGI + aiohttp, uvicorn (asyncio loop, h11)"),
     "asgi-aiohttp-granian": ("granian", "plain ASGI + aiohttp, granian"),
     "asgi-aiohttp-daphne": ("daphne", "plain ASGI + aiohttp, daphne"),
+    "asgi-pyreqwest": ("uvicorn", "plain ASGI + pyreqwest (Rust reqwest/hyper client)"),
+    "asgi-aiosonic": ("uvicorn", "plain ASGI + aiosonic"),
+    "asgi-niquests": ("uvicorn", "plain ASGI + niquests' AsyncSession"),
     "asgi-httpx": ("uvicorn", "plain ASGI + httpx's own pool"),
     "asgi-httpx-aiohttp": ("uvicorn", "plain ASGI + httpx on an aiohttp transport"),
     "channels-aiohttp": ("uvicorn", "Channels AsyncConsumer (stock dispatch) + aiohttp"),
@@ -51,6 +54,21 @@ class Client:
         if self.kind == "aiohttp":
             async with self.client.post(UPSTREAM, data=body, headers={"content-type": "application/json"}) as r:
                 return r.status, await r.read()
+        if self.kind == "pyreqwest":
+            resp = (
+                await self.client.post(UPSTREAM)
+                .header("content-type", "application/json")
+                .body_bytes(body)
+                .build()
+                .send()
+            )
+            return resp.status, bytes(await resp.bytes())
+        if self.kind == "aiosonic":
+            r = await self.client.post(UPSTREAM, data=body, headers={"content-type": "application/json"})
+            return r.status_code, await r.content()
+        if self.kind == "niquests":
+            r = await self.client.post(UPSTREAM, data=body, headers={"content-type": "application/json"})
+            return r.status_code, r.content or b""
         r = await self.client.post(UPSTREAM, content=body, headers={"content-type": "application/json"})
         return r.status_code, r.content
 
@@ -63,6 +81,20 @@ class Client:
             import aiohttp
 
             return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        # The three below are not dependencies: run.py installs them into var/bench/clients.
+        if self.kind == "pyreqwest":
+            from pyreqwest.client import ClientBuilder
+
+            return ClientBuilder().max_connections(None).build()
+        if self.kind == "aiosonic":
+            import aiosonic
+            from aiosonic.pools import PoolConfig
+
+            return aiosonic.HTTPClient(connector=aiosonic.TCPConnector(pool_configs={":default": PoolConfig(size=256)}))
+        if self.kind == "niquests":
+            import niquests
+
+            return niquests.AsyncSession(pool_connections=4, pool_maxsize=256)
         import httpx
 
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=256)
@@ -165,9 +197,10 @@ relay_view.csrf_exempt = True  # type: ignore[attr-defined]
 
 
 def build(variant: str) -> Any:
-    transport = {"asgi-httpx": "httpx", "asgi-httpx-aiohttp": "httpx-aiohttp", "asgi-raw": "raw"}.get(
+    transport = {"asgi-httpx": "httpx", "asgi-httpx-aiohttp": "httpx-aiohttp", "asgi-raw": "raw",
+                 "asgi-pyreqwest": "pyreqwest", "asgi-aiosonic": "aiosonic", "asgi-niquests": "niquests"}.get(
         variant, "aiohttp"
-    )
+    )  # fmt: skip
     client = Client(transport)
     if variant.startswith("channels"):
         return channels_app(client, lean="lean" in variant)

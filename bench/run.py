@@ -404,9 +404,15 @@ class Bench:
 
         secs = self.secs(4)
         out: dict[str, Any] = {}
+        wanted = [v.strip() for v in os.environ.get("BENCH_RELAYS", "").split(",") if v.strip()]
+        clients = ensure_relay_clients()
         for name, (server, _desc) in VARIANTS.items():
+            if wanted and name not in wanted:
+                continue
             port = free_port()
             env = bench_env(BENCH_RELAY=name, BENCH_UPSTREAM=f"http://127.0.0.1:{self.up_port}")
+            if name in RELAY_CLIENT_VARIANTS:
+                env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH", str(ROOT)), clients) if p)
             proc = self.spawn(f"relay-{name}", [PY, "-m", "bench.relays", "--server", server, "--port", str(port)],
                               self.gw_cpus, env)  # fmt: skip
             try:
@@ -453,6 +459,23 @@ class Bench:
         self.results["seconds"] = round(time.monotonic() - started, 1)
         self.save()
         print(f"bench: done in {self.results['seconds']:.0f} s", flush=True)
+
+
+#: Async clients compared as transports in scenario T; not dependencies of the project.
+RELAY_CLIENTS = ("pyreqwest==0.15.1", "aiosonic==1.3.3", "niquests==3.21.2")
+RELAY_CLIENT_VARIANTS = ("asgi-pyreqwest", "asgi-aiosonic", "asgi-niquests")
+
+
+def ensure_relay_clients() -> str:
+    """Install the compared clients into var/bench-clients (their relays' PYTHONPATH only).
+
+    Not into .venv: niquests brings urllib3-future, which installs over urllib3 there.
+    """
+    target = ROOT / "var" / "bench-clients"
+    if not all((target / name).is_dir() for name in ("pyreqwest", "aiosonic", "niquests")):
+        print(f"bench: installing {', '.join(RELAY_CLIENTS)} into {target}", flush=True)
+        subprocess.run([PY, "-m", "pip", "install", "-q", "--target", str(target), *RELAY_CLIENTS], check=False)
+    return str(target)
 
 
 def ensure_python_tools() -> None:

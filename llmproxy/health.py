@@ -4,6 +4,9 @@ The probe is the provider's models list where it has one (a GET, no tokens spent
 a one-token completion of the cheapest route's model. An executor may offer its own
 ``health_request(credential)``. What counts as healthy is "reachable, and the credential
 is accepted": a 429 is healthy (the cooldowns deal with limits), a 401 or a 5xx is not.
+
+``probe_completion`` is the stricter check an operator asks for ("does this credential
+work?"): one real one-token completion that must succeed. Both answer a ``ProbeResult``.
 """
 
 from __future__ import annotations
@@ -11,8 +14,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 
-from . import formats
-from .errors import ProviderError
+from . import formats, upstream
+from .errors import LLMProxyError, ProviderError, ProviderHTTPError
 from .http import HTTPClient, Timeouts, UpstreamRequest
 from .model import Message, Request, TextPart
 from .providers.base import Credential, Executor
@@ -27,6 +30,7 @@ class ProbeResult:
     latency_ms: int
     error: str = ""
     http_status: int | None = None
+    model: str = ""  # the model a completion probe used
 
     @property
     def healthy(self) -> bool:
@@ -61,9 +65,8 @@ def completion_request(executor: Executor, credential: Credential, model: str) -
 
 
 async def _send(http: HTTPClient, req: UpstreamRequest, timeout: float) -> int:
-    reply = await http.send(req, timeouts=Timeouts(connect=timeout, first_byte=timeout, read=timeout))
-    await reply.read()
-    return reply.status
+    status, _ = await upstream.fetch(http, req, timeouts=Timeouts(connect=timeout, first_byte=timeout, read=timeout))
+    return status
 
 
 async def probe(
@@ -82,3 +85,22 @@ async def probe(
         return ProbeResult(UNHEALTHY, int((time.monotonic() - started) * 1000), err.message)
     verdict, error = _verdict(status)
     return ProbeResult(verdict, int((time.monotonic() - started) * 1000), error, status)
+
+
+async def probe_completion(
+    executor: Executor, credential: Credential, http: HTTPClient, *, model: str, timeout: float = 20.0
+) -> ProbeResult:
+    """One one-token completion with ``credential``: healthy only if it succeeds.
+
+    Any error status fails it, with the executor's own reading of the upstream's error;
+    never raises for the upstream's faults (the caller scrubs secrets from ``error``).
+    """
+    started = time.monotonic()
+    timeouts = Timeouts(connect=min(timeout, 10.0), first_byte=timeout, read=timeout)
+    try:
+        reply = await upstream.send(http, executor, completion_request(executor, credential, model), timeouts=timeouts)
+        await reply.read()
+    except LLMProxyError as err:  # the upstream's refusal, or a request the codec could not build
+        status = err.upstream_status if isinstance(err, ProviderHTTPError) else None
+        return ProbeResult(UNHEALTHY, int((time.monotonic() - started) * 1000), err.message, status, model)
+    return ProbeResult(HEALTHY, int((time.monotonic() - started) * 1000), "", reply.status, model)

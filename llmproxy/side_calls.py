@@ -64,9 +64,8 @@ async def _upstream_count(gw: Gateway, ex: Exchange, cand: Candidate, req: Reque
     try:
         ureq = executor.build(cand.credential, out, model=model, stream=False, client_headers=ex.call.headers,
                               endpoint="count_tokens")  # fmt: skip
-        reply = await gw.http.send(ureq)
-        data = await reply.read()
-        if reply.status >= 400:
+        status, data = await upstream.fetch(gw.http, ureq)
+        if status >= 400:
             return None
         value = loads(data).get(field)
         return int(value) if isinstance(value, int) else None

@@ -31,6 +31,12 @@ def failure(executor: Classifier, status: int, headers: Mapping[str, str], body:
     return err
 
 
+async def fetch(http: HTTPClient, req: UpstreamRequest, *, timeouts: Timeouts | None = None) -> tuple[int, bytes]:
+    """Send and read, whatever the status: for callers that judge the status themselves."""
+    reply = await http.send(req, timeouts=timeouts)
+    return reply.status, await reply.read()
+
+
 async def send(
     http: HTTPClient, executor: Classifier, req: UpstreamRequest, *, timeouts: Timeouts | None = None
 ) -> UpstreamReply:
