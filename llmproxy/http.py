@@ -19,14 +19,14 @@ import os
 
 from ._transports.aio import AiohttpTransport
 from ._transports.base import Timeouts, Transport, UpstreamReply, UpstreamRequest
-from ._transports.proxies import ProxyResolver
+from ._transports.proxies import ProxyResolver, mask_proxy, parse_proxy
 
 try:
     from ._transports.raw import RawTransport
 except ImportError:  # pragma: no cover - uvicorn[standard] brings httptools
     RawTransport = None  # type: ignore[assignment,misc]
 
-__all__ = ["HTTPClient", "Timeouts", "Transport", "UpstreamReply", "UpstreamRequest"]
+__all__ = ["HTTPClient", "Timeouts", "Transport", "UpstreamReply", "UpstreamRequest", "mask_proxy", "parse_proxy"]
 
 
 class HTTPClient:

@@ -29,6 +29,7 @@ from django.utils.timesince import timesince
 
 from accounts.admin import StaffAccess
 
+from .configsync.actions import masked_proxy
 from .crypto import is_sensitive, mask, masked_mapping
 from .models import (
     ConfigImport,
@@ -85,6 +86,13 @@ class ProviderForm(forms.ModelForm):  # type: ignore[type-arg]
             for name in ("headers", "options"):
                 if name in self.fields:
                     self.initial[name] = masked_mapping(getattr(self.instance, name) or {})
+            if "proxy" in self.fields:
+                self.initial["proxy"] = masked_proxy(self.instance.proxy)
+
+    def clean_proxy(self) -> Any:
+        value = self.cleaned_data.get("proxy") or ""
+        stored = self.instance.proxy or ""
+        return stored if stored and value == masked_proxy(stored) != stored else value
 
     def clean_headers(self) -> Any:
         return _unmask(self.cleaned_data.get("headers"), self.instance.headers or {})
@@ -234,7 +242,7 @@ class ProviderAdmin(StaffAccess, admin.ModelAdmin):  # type: ignore[type-arg]
     fieldsets = (
         (None, {"fields": ("name", "type", "enabled", "base_url", "auth_type")}),
         ("Routing", {"fields": ("priority", "weight", "cooldown_seconds", "rpm", "tpm")}),
-        ("Advanced", {"fields": ("headers", "options"), "classes": ("collapse",)}),
+        ("Advanced", {"fields": ("headers", "options", "proxy"), "classes": ("collapse",)}),
         ("Origin", {"fields": ("from_config", "created_at", "updated_at")}),
     )
     readonly_fields = ("from_config", "created_at", "updated_at", "credential_state")

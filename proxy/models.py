@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
+
+from llmproxy.http import parse_proxy
 
 from .fields import EncryptedTextField
 
@@ -26,6 +29,16 @@ class AuthType(models.TextChoices):
     DEVICE_FLOW = "device_flow", "Device flow"
 
 
+def validate_proxy(value: str) -> None:
+    """An outbound proxy is an http:// proxy URL (its password is never echoed back)."""
+    if not value:
+        return
+    try:
+        parse_proxy(value)
+    except ValueError:
+        raise ValidationError("must be an http:// proxy URL, http://[user:password@]host:port") from None
+
+
 class Provider(models.Model):
     name = models.SlugField(max_length=100, unique=True)
     type = models.CharField(max_length=32, choices=ProviderType.choices)
@@ -39,6 +52,10 @@ class Provider(models.Model):
     tpm = models.PositiveIntegerField(null=True, blank=True)
     headers = models.JSONField(default=dict, blank=True)
     options = models.JSONField(default=dict, blank=True)
+    #: Encrypted: a proxy URL may carry a password.
+    proxy = EncryptedTextField(blank=True, validators=[validate_proxy],
+                               help_text="Outbound proxy, http://[user:password@]host:port. "
+                                         "Empty: the environment's HTTPS_PROXY / NO_PROXY.")  # fmt: skip
     from_config = models.BooleanField(default=False, editable=False, help_text="Created by import_config.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

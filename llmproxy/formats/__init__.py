@@ -9,6 +9,7 @@ Every codec module offers the same functions:
 * ``StreamEncoder(model=..., include_usage=..., request_id=...)``: ``.encode(event) -> bytes``,
   ``.error(err) -> bytes`` (a mid-stream error event plus the dialect's terminator)
 * ``error_body(err) -> (status, body)`` for errors before the first byte
+* ``models_body(names) -> dict`` for the dialect's models list (where it has an endpoint)
 
 and may declare ``TRAITS`` (a ``Traits``: model in the URL, no image URLs, ...) that the
 pipeline reads through ``traits(codec)`` rather than comparing dialect names. Helpers

@@ -13,8 +13,18 @@ import re
 from typing import Any
 
 from .._json import dumps_str, parse_arguments
-from ..errors import LLMProxyError, ProviderHTTPError
-from ..model import FinishReason, ImagePart, Part, TextPart, ThinkingPart, ToolCallPart, Usage
+from ..errors import InvalidRequest, LLMProxyError, ProviderHTTPError
+from ..model import (
+    FinishReason,
+    ImagePart,
+    Part,
+    ResponseFormat,
+    TextPart,
+    ThinkingPart,
+    Tool,
+    ToolCallPart,
+    Usage,
+)
 from ._common import image_from_url
 
 NAME = "anthropic"
@@ -102,6 +112,13 @@ def thinking_source(signature: str | None) -> str:
     if signature is not None and signature.startswith(SIGNATURE_PREFIX):
         return GATEWAY_SOURCE
     return NAME
+
+
+def models_body(models: list[str]) -> dict[str, Any]:
+    """``GET /v1/models`` as Anthropic lists models."""
+    data = [{"type": "model", "id": m, "display_name": m, "created_at": "2025-01-01T00:00:00Z"} for m in models]
+    return {"data": data, "has_more": False, "first_id": models[0] if models else None,
+            "last_id": models[-1] if models else None}  # fmt: skip
 
 
 def error_type(status: int) -> str:
@@ -204,3 +221,56 @@ def reply_block(p: Part) -> dict[str, Any] | None:
     if p.source == NAME and p.signature:
         return {"type": "thinking", "thinking": p.text, "signature": p.signature}
     return {"type": "thinking", "thinking": p.text, "signature": gateway_signature(p.text)} if p.text else None
+
+
+def check_tool_pairs(turns: list[tuple[int, str, list[dict[str, Any]]]]) -> None:
+    """Every ``tool_use`` answered in the next (merged) user turn, and nothing else answered there."""
+    groups: list[tuple[int, str, list[dict[str, Any]]]] = []
+    for i, role, blocks in turns:
+        if groups and groups[-1][1] == role:
+            groups[-1][2].extend(blocks)
+        else:
+            groups.append((i, role, list(blocks)))
+    called: list[str] = []
+    for i, role, blocks in groups:
+        if role == "assistant":
+            called = [b["id"] for b in blocks if b["type"] == "tool_use"]
+            continue
+        answered = [b["tool_use_id"] for b in blocks if b["type"] == "tool_result"]
+        missing = [c for c in called if c not in answered]
+        if missing:
+            raise InvalidRequest(
+                f"messages.{i}: `tool_use` ids were found without `tool_result` blocks immediately after: "
+                f"{', '.join(missing)}. Each `tool_use` block must have a corresponding `tool_result` block "
+                "in the next message.",
+                param=f"messages.{i}",
+            )
+        unexpected = [a for a in answered if a not in called]
+        if unexpected:
+            raise InvalidRequest(
+                f"messages.{i}.content: unexpected `tool_use_id` found in `tool_result` blocks: "
+                f"{', '.join(unexpected)}. Each `tool_result` block must have a corresponding `tool_use` block "
+                "in the previous message.",
+                param=f"messages.{i}.content",
+            )
+        called = []
+
+
+def decode_format(fmt: Any) -> ResponseFormat | None:
+    if fmt is None:
+        return None
+    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema" or not isinstance(fmt.get("schema"), dict):
+        raise InvalidRequest("output_config.format: expected {type: json_schema, schema: {...}}",
+                             param="output_config.format")  # fmt: skip
+    return ResponseFormat("json_schema", schema=fmt["schema"])
+
+
+def encode_tool(t: Tool) -> dict[str, Any]:
+    schema = t.parameters if t.parameters.get("type") else {"type": "object", **t.parameters}
+    out: dict[str, Any] = {"name": t.name}
+    if t.description:
+        out["description"] = t.description
+    out["input_schema"] = schema
+    if t.strict:
+        out["strict"] = True
+    return out

@@ -259,6 +259,13 @@ def error_body(err: LLMProxyError) -> tuple[int, dict[str, Any]]:
     return status, {"error": body}
 
 
+def models_body(models: list[str]) -> dict[str, Any]:
+    """``GET /v1beta/models`` as Gemini lists models."""
+    return {"models": [{"name": f"models/{m}", "displayName": m,
+                        "supportedGenerationMethods": ["generateContent", "streamGenerateContent", "countTokens"]}
+                       for m in models]}  # fmt: skip
+
+
 def embeddings_body(model: str, texts: list[str], dimensions: Any = None) -> dict[str, Any]:
     """``:batchEmbedContents`` for OpenAI's ``input`` texts."""
     body: dict[str, Any] = {"requests": [{"model": f"models/{model}", "content": {"parts": [{"text": t}]}}

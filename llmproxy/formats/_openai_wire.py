@@ -18,6 +18,14 @@ FINISH_IN: dict[str, FinishReason] = {
 }
 
 
+def models_body(models: list[str]) -> dict[str, Any]:
+    """``GET /v1/models`` as OpenAI lists models (every OpenAI-family dialect)."""
+    return {
+        "object": "list",
+        "data": [{"id": m, "object": "model", "created": 0, "owned_by": "llmproxy"} for m in models],
+    }
+
+
 def image_to_url(img: ImagePart) -> str:
     if img.data is not None:
         return f"data:{img.media_type or 'image/png'};base64,{img.data}"

@@ -30,7 +30,6 @@ from ..model import (
     Reasoning,
     Request,
     Response,
-    ResponseFormat,
     TextPart,
     ThinkingPart,
     Tool,
@@ -46,13 +45,17 @@ from ._anthropic_wire import (
     NAME,
     SIGNATURE_PREFIX,
     anthropic_meta,
+    check_tool_pairs,
+    decode_format,
     decode_usage,
     default_max_tokens,
+    encode_tool,
     encode_usage,
     error_body,
     finish_in,
     gateway_signature,
     image_block,
+    models_body,
     reply_block,
     reply_part,
     stop_reason_out,
@@ -76,6 +79,7 @@ __all__ = [
     "encode_response",
     "error_body",
     "gateway_signature",
+    "models_body",
     "uses_adaptive_thinking",
 ]
 
@@ -124,7 +128,7 @@ def decode_request(body: dict[str, Any]) -> Request:
     if output_config is not None:
         field_type(output_config, dict, "output_config")
     req.reasoning = _decode_reasoning(body.get("thinking"), output_config or {})
-    req.response_format = _decode_format((output_config or {}).get("format"))
+    req.response_format = decode_format((output_config or {}).get("format"))
     metadata = body.get("metadata")
     if isinstance(metadata, dict):
         req.metadata = dict(metadata)
@@ -195,7 +199,7 @@ def _decode_messages(raw: list[Any]) -> list[Message]:
             )
         out += _decode_turn(role, blocks, where)
         turns.append((i, role, blocks))
-    _check_tool_pairs(turns)
+    check_tool_pairs(turns)
     return out
 
 
@@ -229,39 +233,6 @@ def _decode_turn(role: str, blocks: list[dict[str, Any]], where: str) -> list[Me
             rest.append(_decode_block(block, f"{where}.content.{k}", role))
     out = [Message("tool", results)] if results else []
     return out + ([Message("user", rest)] if rest else [])
-
-
-def _check_tool_pairs(turns: list[tuple[int, str, list[dict[str, Any]]]]) -> None:
-    """Every ``tool_use`` answered in the next (merged) user turn, and nothing else answered there."""
-    groups: list[tuple[int, str, list[dict[str, Any]]]] = []
-    for i, role, blocks in turns:
-        if groups and groups[-1][1] == role:
-            groups[-1][2].extend(blocks)
-        else:
-            groups.append((i, role, list(blocks)))
-    called: list[str] = []
-    for i, role, blocks in groups:
-        if role == "assistant":
-            called = [b["id"] for b in blocks if b["type"] == "tool_use"]
-            continue
-        answered = [b["tool_use_id"] for b in blocks if b["type"] == "tool_result"]
-        missing = [c for c in called if c not in answered]
-        if missing:
-            raise InvalidRequest(
-                f"messages.{i}: `tool_use` ids were found without `tool_result` blocks immediately after: "
-                f"{', '.join(missing)}. Each `tool_use` block must have a corresponding `tool_result` block "
-                "in the next message.",
-                param=f"messages.{i}",
-            )
-        unexpected = [a for a in answered if a not in called]
-        if unexpected:
-            raise InvalidRequest(
-                f"messages.{i}.content: unexpected `tool_use_id` found in `tool_result` blocks: "
-                f"{', '.join(unexpected)}. Each `tool_result` block must have a corresponding `tool_use` block "
-                "in the previous message.",
-                param=f"messages.{i}.content",
-            )
-        called = []
 
 
 def _decode_block(block: dict[str, Any], where: str, role: str) -> Part:
@@ -384,15 +355,6 @@ def _decode_reasoning(thinking: Any, output_config: dict[str, Any]) -> Reasoning
     return reasoning
 
 
-def _decode_format(fmt: Any) -> ResponseFormat | None:
-    if fmt is None:
-        return None
-    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema" or not isinstance(fmt.get("schema"), dict):
-        raise InvalidRequest("output_config.format: expected {type: json_schema, schema: {...}}",
-                             param="output_config.format")  # fmt: skip
-    return ResponseFormat("json_schema", schema=fmt["schema"])
-
-
 # --- encoding requests -----------------------------------------------------------------
 
 
@@ -433,7 +395,7 @@ def encode_request(req: Request) -> dict[str, Any]:
         body["system"] = system
     body["messages"] = _encode_messages(req.messages)
     if req.tools:
-        body["tools"] = [_encode_tool(t) for t in req.tools]
+        body["tools"] = [encode_tool(t) for t in req.tools]
         choice = _encode_tool_choice(req)
         if choice is not None:
             body["tool_choice"] = choice
@@ -525,17 +487,6 @@ def _tool_result_block(p: ToolResultPart, ids: _ToolIds) -> dict[str, Any]:
     if p.is_error:
         block["is_error"] = True
     return block
-
-
-def _encode_tool(t: Tool) -> dict[str, Any]:
-    schema = t.parameters if t.parameters.get("type") else {"type": "object", **t.parameters}
-    out: dict[str, Any] = {"name": t.name}
-    if t.description:
-        out["description"] = t.description
-    out["input_schema"] = schema
-    if t.strict:
-        out["strict"] = True
-    return out
 
 
 def _encode_tool_choice(req: Request) -> dict[str, Any] | None:

@@ -57,6 +57,7 @@ from ._gemini_wire import (
     generation,
     integer_field,
     meta,
+    models_body,
     norm,
     number_field,
     reply_part,
@@ -86,6 +87,7 @@ __all__ = [
     "encode_usage",
     "error_body",
     "generation",
+    "models_body",
     "signature_bytes",
     "signature_from_id",
 ]  # fmt: skip

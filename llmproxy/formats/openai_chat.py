@@ -36,12 +36,23 @@ from ._openai_wire import (
     error_body,
     finish_out,
     image_to_url,
+    models_body,
     short_id,
 )
 
 __all__ = [
-    "NAME", "TRAITS", "StreamDecoder", "StreamEncoder", "decode_request", "decode_response", "decode_usage",
-    "encode_request", "encode_response", "encode_usage", "error_body",
+    "NAME",
+    "TRAITS",
+    "StreamDecoder",
+    "StreamEncoder",
+    "decode_request",
+    "decode_response",
+    "decode_usage",
+    "encode_request",
+    "encode_response",
+    "encode_usage",
+    "error_body",
+    "models_body",
 ]  # fmt: skip
 
 NAME = "openai_chat"

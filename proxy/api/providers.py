@@ -17,7 +17,7 @@ from ninja import Router, Schema, Status
 
 from proxy.configsync import actions
 from proxy.crypto import mask, masked_mapping
-from proxy.jobs.probes import probe_credential
+from proxy.jobs.probes import as_api, probe_credential
 from proxy.models import AuthType, Credential, HealthState, ModelRoute, Provider, ProviderType
 
 from .auth import staff
@@ -40,6 +40,7 @@ class ProviderIn(Schema):
     tpm: int | None = None
     headers: dict[str, str] = {}
     options: dict[str, Any] = {}
+    proxy: str = ""
 
 
 class ProviderPatch(Schema):
@@ -55,6 +56,7 @@ class ProviderPatch(Schema):
     tpm: int | None = None
     headers: dict[str, str] | None = None
     options: dict[str, Any] | None = None
+    proxy: str | None = None
 
 
 class ProviderOut(Schema):
@@ -71,6 +73,7 @@ class ProviderOut(Schema):
     tpm: int | None
     headers: dict[str, Any]
     options: dict[str, Any]
+    proxy: str
     from_config: bool
     credentials: int
     models: list[str]
@@ -84,6 +87,7 @@ def _provider_out(p: Provider) -> dict[str, Any]:
                                       "cooldown_seconds", "rpm", "tpm", "from_config", "created_at", "updated_at")},
         "headers": masked_mapping(p.headers or {}),
         "options": masked_mapping(p.options or {}),
+        "proxy": actions.masked_proxy(p.proxy),
         "credentials": p.credentials.count(),
         "models": sorted(p.routes.values_list("name", flat=True)),
     }  # fmt: skip
@@ -236,7 +240,7 @@ def test_credential(request: HttpRequest, credential_id: int, model: str | None 
     """One real one-token request upstream with this credential (``?model=`` upstream name, else the first route's)."""
     staff(request)
     credential = get_object_or_404(_credentials(), pk=credential_id)
-    return probe_credential(credential, model=model).as_dict()
+    return as_api(probe_credential(credential, model=model))
 
 
 class RouteIn(Schema):

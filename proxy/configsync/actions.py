@@ -15,15 +15,21 @@ from typing import Any
 from django.db import transaction
 
 from accounts.validation import ValidationFailed, assign, validated_save
+from llmproxy.http import mask_proxy
 from proxy.crypto import mask
 from proxy.models import Credential, ModelRoute, Provider
 
 PROVIDER_FIELDS = ("name", "type", "enabled", "base_url", "auth_type", "priority", "weight", "cooldown_seconds",
-                   "rpm", "tpm", "headers", "options")  # fmt: skip
+                   "rpm", "tpm", "headers", "options", "proxy")  # fmt: skip
 CREDENTIAL_FIELDS = ("name", "enabled", "weight", "api_key", "access_token", "refresh_token", "expires_at", "file",
                      "extra")  # fmt: skip
 ROUTE_FIELDS = ("provider", "name", "upstream", "enabled", "input_price", "output_price", "cached_input_price")
 SECRET_FIELDS = ("api_key", "access_token", "refresh_token")
+
+
+def masked_proxy(url: str) -> str:
+    """A provider's proxy URL as the API and the admin show it: the password masked."""
+    return mask_proxy(url, "****") if url else ""
 
 
 def _unmask_mapping(new: Mapping[str, Any], old: Mapping[str, Any]) -> dict[str, Any]:
@@ -53,6 +59,8 @@ def update_provider(provider: Provider, data: Mapping[str, Any]) -> Provider:
     data = dict(data)
     if isinstance(data.get("headers"), Mapping):
         data["headers"] = _unmask_mapping(data["headers"], provider.headers or {})
+    if provider.proxy and data.get("proxy") == masked_proxy(provider.proxy) != provider.proxy:
+        del data["proxy"]  # the masked value read back unchanged: keep the stored password
     assign(provider, data, PROVIDER_FIELDS)
     return validated_save(provider)
 

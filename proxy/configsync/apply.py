@@ -154,6 +154,8 @@ def _provider_values(spec: ProviderSpec, provider: Provider, issues: list[cfg.Co
         "tpm": spec.rate_limit.tpm,
         "headers": _unredact(dict(spec.headers), provider.headers or {}, issues, f"{path}.headers"),
         "options": _unredact(dict(spec.options), provider.options or {}, issues, f"{path}.options"),
+        # An export without secrets wrote the proxy's password as <redacted>: keep the stored one.
+        "proxy": provider.proxy if cfg.REDACTED in spec.proxy and provider.proxy else spec.proxy,
         "from_config": True,
     }
 
@@ -306,6 +308,7 @@ def _provider_spec(p: Provider, with_secrets: bool) -> ProviderSpec:
         rate_limit=cfg.RateLimit(rpm=p.rpm, tpm=p.tpm),
         headers=_redact(p.headers or {}, with_secrets),
         options=_redact(p.options or {}, with_secrets),
+        proxy=p.proxy,  # the dump masks its password unless with_secrets
         credentials=tuple(_credential_spec(c) for c in p.credentials.order_by("name")),
         models=tuple(
             ModelSpec(

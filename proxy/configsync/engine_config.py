@@ -24,6 +24,7 @@ def provider_config(p: Provider) -> ProviderConfig:
         rpm=p.rpm,
         tpm=p.tpm,
         options=dict(p.options or {}),
+        proxy=p.proxy,
     )
 
 

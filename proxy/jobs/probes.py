@@ -1,24 +1,24 @@
 """One real upstream call with one credential: does it work, and how fast.
 
-The call goes through the engine's own pieces (the provider's executor, the codec of
-the dialect it speaks, the shared HTTP client type), so a passing probe means the
-gateway can use the credential. The secret never appears in the result: upstream error
-messages that echo it are scrubbed.
+The call is the engine's own check (``llmproxy.health.probe_completion``: the provider's
+executor, the codec of the dialect it speaks, the shared HTTP client type and the one
+send-and-classify helper), on the rows converted as the snapshot converts them, so a
+passing probe means the gateway can use the credential. The secret never appears in
+the result: upstream error messages that echo it are scrubbed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import time
 from collections.abc import Coroutine
-from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
-from llmproxy import formats, providers
-from llmproxy.errors import LLMProxyError
-from llmproxy.http import HTTPClient, Timeouts
-from llmproxy.model import Message, Request, TextPart
+from llmproxy import providers
+from llmproxy.health import UNHEALTHY, ProbeResult, probe_completion
+from llmproxy.http import HTTPClient
 from llmproxy.providers.base import Credential as EngineCredential
 from proxy.configsync.engine_config import engine_credential, provider_config
 from proxy.crypto import mask
@@ -27,33 +27,24 @@ from proxy.models import Credential, Provider
 T = TypeVar("T")
 
 
-@dataclass(slots=True)
-class ProbeResult:
-    ok: bool
-    status: int | None
-    latency_ms: int
-    error: str = ""
-    model: str = ""
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+def as_api(result: ProbeResult) -> dict[str, Any]:
+    """The management API's shape of a credential test: ok, HTTP status, latency, error, model."""
+    return {"ok": result.healthy, "status": result.http_status, "latency_ms": result.latency_ms,
+            "error": result.error, "model": result.model}  # fmt: skip
 
 
 def probe_credential(credential: Credential, *, model: str | None = None, timeout: float = 20.0) -> ProbeResult:
     """Send a one-token request with ``credential`` (to ``model`` or the provider's first route)."""
     upstream = model or _first_model(credential.provider)
     if not upstream:
-        return ProbeResult(False, None, 0, "the provider has no enabled model to test with")
+        return ProbeResult(UNHEALTHY, 0, "the provider has no enabled model to test with")
     cred = engine_credential(credential)
     started = time.monotonic()
     try:
-        status = _run(_send(credential.provider, cred, upstream, timeout))
-    except LLMProxyError as err:
-        upstream_status: int | None = getattr(err, "upstream_status", None)
-        return ProbeResult(False, upstream_status, _ms(started), _scrub(err.message, cred), upstream)
+        result = _run(_send(credential.provider, cred, upstream, timeout))
     except KeyError as err:  # no executor for this provider type
-        return ProbeResult(False, None, _ms(started), _scrub(str(err.args[0] if err.args else err), cred), upstream)
-    return ProbeResult(True, status, _ms(started), "", upstream)
+        return ProbeResult(UNHEALTHY, _ms(started), _scrub(str(err.args[0] if err.args else err), cred), None, upstream)
+    return dataclasses.replace(result, error=_scrub(result.error, cred))
 
 
 def _first_model(provider: Provider) -> str:
@@ -61,18 +52,11 @@ def _first_model(provider: Provider) -> str:
     return route.upstream_name if route is not None else ""
 
 
-async def _send(provider: Provider, cred: EngineCredential, model: str, timeout: float) -> int:
+async def _send(provider: Provider, cred: EngineCredential, model: str, timeout: float) -> ProbeResult:
     executor = providers.create(provider_config(provider))
-    codec = formats.get(executor.dialect)
-    ping = Request(model=model, messages=[Message("user", [TextPart("ping")])], max_tokens=1)
-    req = executor.build(cred, codec.encode_request(ping), model=model, stream=False)
-    http = HTTPClient(timeouts=Timeouts(connect=min(timeout, 10.0), first_byte=timeout, read=timeout))
+    http = HTTPClient()
     try:
-        reply = await http.send(req)
-        body = await reply.read()
-        if reply.status >= 400:
-            raise executor.classify(reply.status, reply.headers, body)
-        return reply.status
+        return await probe_completion(executor, cred, http, model=model, timeout=timeout)
     finally:
         await http.close()
 

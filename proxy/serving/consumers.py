@@ -115,7 +115,9 @@ class LLMConsumer(AsyncConsumer):  # type: ignore[misc]  # channels ships no typ
             api_key=client_key(headers, query),
             model=self.kwargs.get("model"),
             stream=self.kwargs.get("stream"),
-            sse=query.get("alt", [""])[0] == "sse" if self.ingress == "gemini" else True,
+            sse=query.get("alt", [""])[0] == "sse"
+            if formats.traits(formats.get(self.ingress)).json_array_streams
+            else True,
             request_id=rid,
         )
         result = await self.dispatch_call(call, headers, query)
@@ -172,22 +174,8 @@ class ModelsConsumer(LLMConsumer):
             status, body = formats.get(style).error_body(err)
             return Reply(status, orjson.dumps(body), {"content-type": "application/json"})
         models = gateway.models_for(key, rt)
-        return Reply(200, orjson.dumps(models_body(style, models)), {"content-type": "application/json"})
-
-
-def models_body(style: str, models: list[str]) -> dict[str, Any]:
-    if style == "anthropic":
-        data = [{"type": "model", "id": m, "display_name": m, "created_at": "2025-01-01T00:00:00Z"} for m in models]
-        return {"data": data, "has_more": False, "first_id": models[0] if models else None,
-                "last_id": models[-1] if models else None}  # fmt: skip
-    if style == "gemini":
-        return {"models": [{"name": f"models/{m}", "displayName": m,
-                            "supportedGenerationMethods": ["generateContent", "streamGenerateContent", "countTokens"]}
-                           for m in models]}  # fmt: skip
-    return {
-        "object": "list",
-        "data": [{"id": m, "object": "model", "created": 0, "owned_by": "llmproxy"} for m in models],
-    }
+        body = formats.get(style).models_body(models)
+        return Reply(200, orjson.dumps(body), {"content-type": "application/json"})
 
 
 def _headers(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
