@@ -18,14 +18,16 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from .models import ApiKey, User, generate_key
+from .models import LIMIT_FIELDS, ApiKey, User, generate_key
 from .validation import ServiceError, assign, validated_save
 
-USER_FIELDS = ("username", "email", "first_name", "last_name", "is_active", "is_staff", "is_superuser")
-KEY_FIELDS = ("name", "allowed_models", "expires_at", "revoked", "is_admin", "rpm", "tpm", "budget_usd",
-              "budget_period", "period_started_at")  # fmt: skip
-#: What a key's owner may change without being staff: nothing that lifts a limit.
-KEY_OWNER_FIELDS = frozenset({"name", "revoked"})
+USER_FIELDS = ("username", "email", "first_name", "last_name", "is_active", "is_staff", "is_superuser",
+               *LIMIT_FIELDS)  # fmt: skip
+KEY_FIELDS = ("name", "allowed_models", "expires_at", "revoked", "is_admin", *LIMIT_FIELDS, "period_started_at")
+#: What a key's owner may change without being staff: its name, revoking it, and
+#: tightening (never lifting) its numeric limits.
+KEY_OWNER_FIELDS = frozenset({"name", "revoked", "rpm", "tpm", "max_parallel", "budget_usd"})
+_NUMERIC_LIMITS = ("rpm", "tpm", "max_parallel", "budget_usd")
 
 
 @transaction.atomic
@@ -40,6 +42,7 @@ def create_api_key(
     tpm: int | None = None,
     budget_usd: Decimal | None = None,
     budget_period: str = "none",
+    max_parallel: int | None = None,
 ) -> tuple[ApiKey, str]:
     """Create a key and return it with its plain value, which is never stored or shown again."""
     raw = generate_key()
@@ -51,11 +54,12 @@ def create_api_key(
         expires_at=expires_at,
         rpm=rpm,
         tpm=tpm,
+        max_parallel=max_parallel,
         budget_usd=budget_usd,
         budget_period=budget_period,
     )
     key.set_key(raw)
-    key.save()
+    validated_save(key)
     return key, raw
 
 
@@ -120,15 +124,30 @@ def _check_superuser_grant(fields: Mapping[str, Any], actor: User) -> None:
         raise ServiceError("only a superuser may grant superuser status", status=403)
 
 
+def check_within_owner_limits(owner: User, limits: Mapping[str, Any]) -> None:
+    """A member's own key may not allow more than the member's own user does (403 naming the
+    field). No limit on the key is fine: the user's own limit applies to every key anyway."""
+    for name in _NUMERIC_LIMITS:
+        cap, value = getattr(owner, name), limits.get(name)
+        if cap is not None and value is not None and value > cap:
+            raise ServiceError(f"{name} may not exceed your own limit of {cap}: ask staff to raise it", status=403)
+
+
 @transaction.atomic
 def update_api_key(key: ApiKey, data: Mapping[str, Any], *, actor: User) -> ApiKey:
-    """Change a key. Owners who are not staff may rename or revoke it, nothing more."""
+    """Change a key. Owners who are not staff may rename or revoke it, or tighten a limit."""
     if not actor.is_staff:
         forbidden = sorted(set(data) - KEY_OWNER_FIELDS)
         if forbidden:
             raise ServiceError(f"only staff may change {', '.join(forbidden)}", status=403)
         if data.get("revoked") is False and key.revoked:
             raise ServiceError("only staff may restore a revoked key", status=403)
+        for name in _NUMERIC_LIMITS:
+            if name in data:
+                old, new = getattr(key, name), data[name]
+                if new is None or (old is not None and new > old):
+                    raise ServiceError(f"only staff may raise {name} (now {old if old is not None else 'unlimited'})",
+                                       status=403)  # fmt: skip
     assign(key, data, KEY_FIELDS)
     return validated_save(key)
 

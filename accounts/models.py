@@ -12,7 +12,34 @@ from django.db import models
 KEY_PREFIX = "sk-llmp-"
 
 
-class User(AbstractUser):
+class BudgetPeriod(models.TextChoices):
+    NONE = "none", "No reset"
+    DAILY = "daily", "Daily"
+    WEEKLY = "weekly", "Weekly"
+    MONTHLY = "monthly", "Monthly"
+
+
+class Limits(models.Model):
+    """The limits keys and users both carry; both a key's and its user's apply."""
+
+    rpm = models.PositiveIntegerField(null=True, blank=True, help_text="Requests per minute; empty: unlimited.")
+    tpm = models.PositiveIntegerField(null=True, blank=True, help_text="Tokens per minute; empty: unlimited.")
+    max_parallel = models.PositiveIntegerField(null=True, blank=True,
+                                               help_text="Requests in flight at once; empty: unlimited.")  # fmt: skip
+    budget_usd = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True,
+                                     help_text="USD per budget period; empty: unlimited.")  # fmt: skip
+    budget_period = models.CharField(max_length=10, choices=BudgetPeriod.choices, default=BudgetPeriod.NONE,
+                                     help_text="Calendar period in LLMPROXY_TIME_ZONE.")  # fmt: skip
+
+    class Meta:
+        abstract = True
+
+
+#: The limit fields, in the order the API and admin show them.
+LIMIT_FIELDS = ("rpm", "tpm", "max_parallel", "budget_usd", "budget_period")
+
+
+class User(AbstractUser, Limits):
     """A person with API keys. Staff (``is_staff``) see and manage everything."""
 
 
@@ -24,14 +51,7 @@ def generate_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
 
 
-class BudgetPeriod(models.TextChoices):
-    NONE = "none", "No reset"
-    DAILY = "daily", "Daily"
-    WEEKLY = "weekly", "Weekly"
-    MONTHLY = "monthly", "Monthly"
-
-
-class ApiKey(models.Model):
+class ApiKey(Limits):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")
     name = models.CharField(max_length=100, blank=True)
     prefix = models.CharField(max_length=16, db_index=True, editable=False)
@@ -40,10 +60,6 @@ class ApiKey(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked = models.BooleanField(default=False)
     is_admin = models.BooleanField(default=False, help_text="May use the management API, as its owner's role allows.")
-    rpm = models.PositiveIntegerField(null=True, blank=True, help_text="Requests per minute; empty: unlimited.")
-    tpm = models.PositiveIntegerField(null=True, blank=True, help_text="Tokens per minute; empty: unlimited.")
-    budget_usd = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
-    budget_period = models.CharField(max_length=10, choices=BudgetPeriod.choices, default=BudgetPeriod.NONE)
     period_started_at = models.DateTimeField(null=True, blank=True, help_text="Start of the current budget period.")
     created_at = models.DateTimeField(auto_now_add=True)
 

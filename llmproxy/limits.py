@@ -103,26 +103,33 @@ class Limiter:
         if key is None or key.id is None:
             return ()
         out = [self._line(f"k:{key.id}", key.rpm, key.tpm, key.max_parallel, key.budget_usd, key.budget_period,
-                          key.spent_usd, key.spent_period_start, now)]  # fmt: skip
+                          key.spent_usd, key.spent_period_start, now, key.period_started_at)]  # fmt: skip
         u = key.user
         if u is not None:
             out.append(self._line(f"u:{u.id}", u.rpm, u.tpm, u.max_parallel, u.budget_usd, u.budget_period,
                                   u.spent_usd, u.spent_period_start, now))  # fmt: skip
         return tuple(out)
 
+    def period_start(self, period: str, now: float, reset_at: float | None = None) -> tuple[float, float | None]:
+        """The current period's ``(start, end)``: the calendar's, or a later manual reset's start."""
+        start, end = self.periods.bounds(period, now)
+        if reset_at is not None and start < reset_at <= now:
+            start = reset_at
+        return start, end
+
     def _line(
         self, scope: str, rpm: int | None, tpm: int | None, par: int | None, budget: float | None, period: str,
-        spent: float, spent_start: float | None, now: float,
+        spent: float, spent_start: float | None, now: float, reset_at: float | None = None,
     ) -> Line:  # fmt: skip
-        start, end = self.periods.bounds(period, now)
-        floor = spent if (spent_start or 0.0) == start else 0.0
+        start, end = self.period_start(period, now, reset_at)
+        floor = spent if int(spent_start or 0.0) == int(start) else 0.0
         ttl = (end - now) + 2 * 86400 if end is not None else 400 * 86400.0
         return Line(scope, rpm or None, tpm or None, par if par is not None and par >= 0 else None, budget,
                     f"{scope}:{int(start)}", floor, ttl, period)  # fmt: skip
 
-    def spend_key(self, scope: str, period: str, now: float | None = None) -> str:
+    def spend_key(self, scope: str, period: str, now: float | None = None, reset_at: float | None = None) -> str:
         """The counter of a holder's current period (``k:7:<start>``), for the API and jobs."""
-        start, _ = self.periods.bounds(period, self.clock() if now is None else now)
+        start, _ = self.period_start(period, self.clock() if now is None else now, reset_at)
         return f"{scope}:{int(start)}"
 
     def wants_cost(self, key: ApiKeyInfo | None) -> bool:
@@ -199,14 +206,3 @@ class Limiter:
     async def release(self, res: Reservation) -> None:
         """Give a hold back after a failure: no spend, and its tokens refunded."""
         await self.settle(res, tokens=0, cost=0.0)
-
-
-def spend_key(key_id: int | None, period_started_at: float | None) -> str:
-    """Compatibility name for a key's counter: ``k:<id>:<period start>``."""
-    return f"k:{key_id}:{int(period_started_at or 0)}"
-
-
-def spend_ttl(period: str) -> float:
-    """How long a spend counter is kept: its period and some slack (a year and more without one)."""
-    days = {"daily": 1, "weekly": 7, "monthly": 31}.get(period, 400)
-    return (days + 2) * 86400.0

@@ -119,6 +119,11 @@ LLMPROXY: dict[str, Any] = {
     "RELOAD_POLL_INTERVAL": float(os.environ.get("LLMPROXY_RELOAD_POLL_INTERVAL", "0.25")),
     "USAGE_FLUSH_INTERVAL": float(os.environ.get("LLMPROXY_USAGE_FLUSH_INTERVAL", "1.0")),
     "WATCH_DEBOUNCE_MS": int(os.environ.get("LLMPROXY_WATCH_DEBOUNCE_MS", "500")),
+    # Budget periods (daily/weekly/monthly) are calendar periods in this IANA time zone.
+    "TIME_ZONE": os.environ.get("LLMPROXY_TIME_ZONE") or "UTC",
+    # Seconds after which a serving process rebuilds its snapshot even without a config
+    # change, so spend floors from the usage records catch up (e.g. after Redis lost them).
+    "SPEND_FLOOR_REFRESH": float(os.environ.get("LLMPROXY_SPEND_FLOOR_REFRESH", "60")),
 }
 
 # The one-time plain API key travels in a message: keep it server-side, not in a cookie.

@@ -1,4 +1,9 @@
-"""Management API for users (staff only) and API keys (staff: all; others: their own).
+"""Management API for users and API keys (staff: all; others: their own).
+
+Members see only themselves among users (``/users/me`` or their own id; the list is
+staff's) and only their own keys; another member's id answers 404, as if it did not exist. They create and revoke their own keys, and may
+tighten a key's limits but never raise them or set one above their own user's limit.
+Keys and users show ``spend_usd`` (this budget period, live) and ``budget_resets_at``.
 
 A key's plain value exists only in the response to its creation; afterwards only its
 prefix is ever shown. Deleting a key revokes it, so its usage keeps its attribution.
@@ -18,8 +23,10 @@ from ninja.errors import HttpError
 
 from accounts import actions
 from accounts.actions import create_api_key, revoke_api_key
-from accounts.models import ApiKey, BudgetPeriod, User
+from accounts.models import LIMIT_FIELDS, ApiKey, BudgetPeriod, User
+from accounts.periods import period_resets_at
 from accounts.validation import ValidationFailed
+from proxy.serving.spend import live_spend
 
 from .auth import actor, staff
 
@@ -36,6 +43,11 @@ class UserIn(Schema):
     is_active: bool = True
     is_staff: bool = False
     is_superuser: bool = False
+    rpm: int | None = None
+    tpm: int | None = None
+    max_parallel: int | None = None
+    budget_usd: Decimal | None = None
+    budget_period: BudgetPeriod = BudgetPeriod.NONE
 
 
 class UserPatch(Schema):
@@ -47,9 +59,24 @@ class UserPatch(Schema):
     is_active: bool | None = None
     is_staff: bool | None = None
     is_superuser: bool | None = None
+    rpm: int | None = None
+    tpm: int | None = None
+    max_parallel: int | None = None
+    budget_usd: Decimal | None = None
+    budget_period: BudgetPeriod | None = None
 
 
-class UserOut(Schema):
+class Spend(Schema):
+    rpm: int | None
+    tpm: int | None
+    max_parallel: int | None
+    budget_usd: float | None
+    budget_period: str
+    spend_usd: float
+    budget_resets_at: datetime | None
+
+
+class UserOut(Spend):
     id: int
     username: str
     email: str
@@ -63,15 +90,27 @@ class UserOut(Schema):
     keys: int
 
 
-def _user_out(u: User) -> dict[str, Any]:
+def _limits_out(holder: ApiKey | User, spend: Decimal | None = None) -> dict[str, Any]:
+    spend = live_spend([holder])[0] if spend is None else spend
+    return {"rpm": holder.rpm, "tpm": holder.tpm, "max_parallel": holder.max_parallel,
+            "budget_usd": None if holder.budget_usd is None else float(holder.budget_usd),
+            "budget_period": holder.budget_period, "spend_usd": float(spend),
+            "budget_resets_at": period_resets_at(holder.budget_period)}  # fmt: skip
+
+
+def _user_out(u: User, spend: Decimal | None = None) -> dict[str, Any]:
     fields = ("id", "username", "email", "first_name", "last_name", "is_active", "is_staff", "is_superuser",
               "date_joined", "last_login")  # fmt: skip
     keys = getattr(u, "key_count", None)
-    return {**{f: getattr(u, f) for f in fields}, "keys": u.api_keys.count() if keys is None else keys}
+    return {**{f: getattr(u, f) for f in fields}, "keys": u.api_keys.count() if keys is None else keys,
+            **_limits_out(u, spend)}  # fmt: skip
 
 
-def _users() -> QuerySet[User]:
-    return User.objects.annotate(key_count=Count("api_keys")).order_by("username")
+def _users(request: HttpRequest) -> QuerySet[User]:
+    """The users the caller may see: everyone for staff, else only themselves."""
+    caller = actor(request)
+    qs = User.objects.annotate(key_count=Count("api_keys")).order_by("username")
+    return qs if caller.is_staff else qs.filter(pk=caller.pk)
 
 
 @users_router.get("/me", response=UserOut)
@@ -82,8 +121,10 @@ def me(request: HttpRequest) -> dict[str, Any]:
 
 @users_router.get("", response=list[UserOut])
 def list_users(request: HttpRequest) -> list[dict[str, Any]]:
+    """Every user (staff only; a member reads its own at ``/users/me`` or its id)."""
     staff(request)
-    return [_user_out(u) for u in _users()]
+    users = list(_users(request))
+    return [_user_out(u, spend) for u, spend in zip(users, live_spend(users), strict=True)]
 
 
 @users_router.post("", response={201: UserOut})
@@ -94,21 +135,20 @@ def create_user(request: HttpRequest, payload: UserIn) -> Status[dict[str, Any]]
 
 @users_router.get("/{int:user_id}", response=UserOut)
 def get_user(request: HttpRequest, user_id: int) -> dict[str, Any]:
-    staff(request)
-    return _user_out(get_object_or_404(_users(), pk=user_id))
+    return _user_out(get_object_or_404(_users(request), pk=user_id))
 
 
 @users_router.patch("/{int:user_id}", response=UserOut)
 def update_user(request: HttpRequest, user_id: int, payload: UserPatch) -> dict[str, Any]:
+    user = get_object_or_404(_users(request), pk=user_id)
     caller = staff(request)
-    user = get_object_or_404(User, pk=user_id)
     return _user_out(actions.update_user(user, payload.model_dump(exclude_unset=True), actor=caller))
 
 
 @users_router.delete("/{int:user_id}", response={204: None})
 def delete_user(request: HttpRequest, user_id: int) -> Status[None]:
-    caller = staff(request)
-    actions.delete_user(get_object_or_404(User, pk=user_id), actor=caller)
+    user = get_object_or_404(_users(request), pk=user_id)
+    actions.delete_user(user, actor=staff(request))
     return Status(204, None)
 
 
@@ -120,6 +160,7 @@ class KeyIn(Schema):
     is_admin: bool = False
     rpm: int | None = None
     tpm: int | None = None
+    max_parallel: int | None = None
     budget_usd: Decimal | None = None
     budget_period: BudgetPeriod = BudgetPeriod.NONE
 
@@ -132,12 +173,13 @@ class KeyPatch(Schema):
     is_admin: bool | None = None
     rpm: int | None = None
     tpm: int | None = None
+    max_parallel: int | None = None
     budget_usd: Decimal | None = None
     budget_period: BudgetPeriod | None = None
     period_started_at: datetime | None = None
 
 
-class KeyOut(Schema):
+class KeyOut(Spend):
     id: int
     user_id: int
     username: str
@@ -147,10 +189,6 @@ class KeyOut(Schema):
     expires_at: datetime | None
     revoked: bool
     is_admin: bool
-    rpm: int | None
-    tpm: int | None
-    budget_usd: float | None
-    budget_period: str
     period_started_at: datetime | None
     created_at: datetime
 
@@ -159,11 +197,10 @@ class KeyCreated(KeyOut):
     key: str
 
 
-def _key_out(k: ApiKey) -> dict[str, Any]:
-    fields = ("id", "user_id", "name", "prefix", "allowed_models", "expires_at", "revoked", "is_admin", "rpm", "tpm",
-              "budget_period", "period_started_at", "created_at")  # fmt: skip
-    return {**{f: getattr(k, f) for f in fields}, "username": k.user.username,
-            "budget_usd": None if k.budget_usd is None else float(k.budget_usd)}  # fmt: skip
+def _key_out(k: ApiKey, spend: Decimal | None = None) -> dict[str, Any]:
+    fields = ("id", "user_id", "name", "prefix", "allowed_models", "expires_at", "revoked", "is_admin",
+              "period_started_at", "created_at")  # fmt: skip
+    return {**{f: getattr(k, f) for f in fields}, "username": k.user.username, **_limits_out(k, spend)}
 
 
 def _visible_keys(request: HttpRequest) -> QuerySet[ApiKey]:
@@ -193,7 +230,8 @@ def list_keys(request: HttpRequest, user: str | None = None, revoked: bool | Non
         qs = qs.filter(user__username=user)
     if revoked is not None:
         qs = qs.filter(revoked=revoked)
-    return [_key_out(k) for k in qs]
+    keys = list(qs)
+    return [_key_out(k, spend) for k, spend in zip(keys, live_spend(keys), strict=True)]
 
 
 @keys_router.post("", response={201: KeyCreated})
@@ -201,10 +239,12 @@ def create_key(request: HttpRequest, payload: KeyIn) -> Status[dict[str, Any]]:
     """Create a key; the response carries its plain value, which is never shown again."""
     data = payload.model_dump()
     owner = _owner(request, data.pop("user"))
+    if not actor(request).is_staff:
+        actions.check_within_owner_limits(owner, {f: data[f] for f in LIMIT_FIELDS})
     key, raw = create_api_key(
         owner, name=data["name"], models=data["allowed_models"], admin=data["is_admin"],
-        expires_at=data["expires_at"], rpm=data["rpm"], tpm=data["tpm"], budget_usd=data["budget_usd"],
-        budget_period=data["budget_period"],
+        expires_at=data["expires_at"], rpm=data["rpm"], tpm=data["tpm"], max_parallel=data["max_parallel"],
+        budget_usd=data["budget_usd"], budget_period=data["budget_period"],
     )  # fmt: skip
     return Status(201, {**_key_out(key), "key": raw})
 

@@ -20,8 +20,8 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from accounts.models import ApiKey, User
-from accounts.periods import current_period_start
 from proxy.models import UsageDaily, UsageRecord
+from proxy.serving.spend import settled_spend
 
 #: The usage record fields of the external contract (INTERFACE.md section 4), in order.
 USAGE_FIELDS = ("request_id", "created_at", "user", "key_prefix", "ingress", "model", "upstream_model", "provider",
@@ -219,11 +219,6 @@ def _csv_value(value: Any) -> str:
     return str(value)
 
 
-def key_spend(key: ApiKey, now: datetime | None = None) -> Decimal:
-    """USD spent by the key in its current budget period, from the usage rows."""
-    start = current_period_start(key, now)
-    qs = UsageRecord.objects.filter(key_id=key.pk)
-    if start is not None:
-        qs = qs.filter(created_at__gte=start)
-    total = qs.aggregate(total=Sum("cost_usd"))["total"]
-    return Decimal(total or 0)
+def key_spend(key: ApiKey | User, now: datetime | None = None) -> Decimal:
+    """USD spent by the key (or all of a user's keys) in its current budget period, from the usage rows."""
+    return settled_spend(key, now)

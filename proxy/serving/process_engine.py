@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -106,10 +107,16 @@ class Engine:
         return await self.run_db(self.writer.flush)
 
     async def _poll(self) -> None:
+        refresh = float(settings.LLMPROXY.get("SPEND_FLOOR_REFRESH") or 60.0)
+        built = time.monotonic()
         while True:
             await asyncio.sleep(self.poll_interval)
             try:
-                await self.reload()
+                # Rebuilt now and then without a config change too: the snapshot's spend
+                # floors (from the usage records) catch up, e.g. after Redis lost its counters.
+                stale = time.monotonic() - built > refresh
+                if await self.reload(force=stale) or stale:
+                    built = time.monotonic()
             except Exception:
                 log.exception("config reload failed; still serving version %s", self.gateway.runtime.version)
 

@@ -12,15 +12,17 @@ import logging
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Sum
 
-from accounts.models import ApiKey
+from accounts.models import ApiKey, User
+from accounts.periods import current_period_start
 from llmproxy.providers.base import Credential as EngineCredential
 from llmproxy.providers.base import ProviderConfig
-from llmproxy.runtime import ApiKeyInfo, Price, Route, RoutingSettings, Runtime
+from llmproxy.runtime import ApiKeyInfo, LimitSettings, Price, Route, RoutingSettings, Runtime, UserLimits
 from proxy.configsync.engine_config import engine_credential, provider_config
 from proxy.configsync.version import current_version
-from proxy.models import HealthState, HealthStatus, Provider, UsageRecord
+from proxy.models import HealthState, HealthStatus, Provider
+
+from .spend import settled_spend
 
 log = logging.getLogger("llmproxy.runtime")
 
@@ -45,6 +47,7 @@ def build_runtime(version: int | None = None) -> Runtime:
                 )
             routes.append(Route(r.name, r.upstream_name, pconf, creds, price))
             routes.extend(_extra_routes(pconf, r.name, r.upstream_name, creds, price))
+    users = {u.pk: _user_limits(u) for u in User.objects.filter(is_active=True)}
     keys = [
         ApiKeyInfo(
             key_hash=k.key_hash,
@@ -63,7 +66,9 @@ def build_runtime(version: int | None = None) -> Runtime:
             budget_usd=float(k.budget_usd) if k.budget_usd is not None else None,
             budget_period=k.budget_period,
             period_started_at=k.period_started_at.timestamp() if k.period_started_at else None,
-            spent_usd=_settled_spend(k) if k.budget_usd is not None else 0.0,
+            max_parallel=k.max_parallel,
+            user=users.get(k.user_id),
+            **_floor(k),
         )
         for k in ApiKey.objects.select_related("user")
     ]
@@ -77,6 +82,7 @@ def build_runtime(version: int | None = None) -> Runtime:
         max_body_bytes=settings.LLMPROXY["MAX_BODY_BYTES"],
         routing=routing_settings(),
         unhealthy=unhealthy,
+        limits=limit_settings(),
     )
 
 
@@ -110,12 +116,40 @@ def _extra_routes(
     return out
 
 
-def _settled_spend(key: Any) -> float:
-    """Spend of a key in its current period, as far as the usage table knows (the counter's floor)."""
-    rows = UsageRecord.objects.filter(key_id=key.pk)
-    if key.period_started_at is not None:
-        rows = rows.filter(created_at__gte=key.period_started_at)
-    return float(rows.aggregate(total=Sum("cost_usd"))["total"] or 0)
+def limit_settings() -> LimitSettings:
+    """The ``limits:`` section of ``LLMPROXY_CONFIG`` and ``LLMPROXY_TIME_ZONE``."""
+    tz = settings.LLMPROXY.get("TIME_ZONE") or "UTC"
+    path = settings.LLMPROXY.get("CONFIG")
+    try:
+        if path:
+            from llmproxy.config import ConfigError, load
+
+            try:
+                return LimitSettings.from_mapping(load(path).limits, time_zone=tz)
+            except (ConfigError, OSError) as exc:
+                log.error("limits settings from %s not applied, keeping the defaults: %s", path, exc)
+        return LimitSettings.from_mapping(settings.LLMPROXY.get("LIMITS"), time_zone=tz)
+    except ValueError as exc:
+        log.error("ignoring invalid limits settings, using the defaults: %s", exc)
+        return LimitSettings()
 
 
-__all__ = ["build_runtime", "routing_settings"]
+def _floor(holder: ApiKey | User) -> dict[str, Any]:
+    """What the usage records show as spent this period: the live counter's floor.
+
+    After Redis lost its counters (or on a fresh start) the limiter reads this instead of
+    zero; it is a lower bound of the truth, so taking the larger of it and a live counter
+    never counts anything twice."""
+    if holder.budget_usd is None:
+        return {"spent_usd": 0.0, "spent_period_start": None}
+    start = current_period_start(holder)
+    return {"spent_usd": float(settled_spend(holder)), "spent_period_start": start.timestamp() if start else 0.0}
+
+
+def _user_limits(u: User) -> UserLimits:
+    return UserLimits(id=u.pk, rpm=u.rpm, tpm=u.tpm, max_parallel=u.max_parallel,
+                      budget_usd=float(u.budget_usd) if u.budget_usd is not None else None,
+                      budget_period=u.budget_period, **_floor(u))  # fmt: skip
+
+
+__all__ = ["build_runtime", "limit_settings", "routing_settings"]

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from accounts.models import ApiKey
-from llmproxy.limits import spend_key, spend_ttl
 from llmproxy.routing import Router
 from llmproxy.state import StateStore, create_store
 from proxy.models import Credential
@@ -50,12 +48,3 @@ def clear_cooldowns(credential_id: int | None = None) -> int:
         cred = Credential.objects.select_related("provider").get(pk=credential_id)
         path = f"{cred.provider.name}/{cred.name}"
     return process_router().clear_cooldowns(path)
-
-
-def seed_spend(key_id: int, usd: float) -> float:
-    """Raise a key's live spend counter to at least ``usd`` (e.g. the usage table's sum
-    after Redis lost its data); never lowers it. Returns the counter's value."""
-    key = ApiKey.objects.get(pk=key_id)
-    started = key.period_started_at.timestamp() if key.period_started_at else None
-    store = process_router().store
-    return store.set_spend(spend_key(key_id, started), float(usd), spend_ttl(key.budget_period), at_least=True)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import pytest
 from django.test import Client
 
-from accounts.models import ApiKey, hash_key
+from accounts.models import ApiKey, User, hash_key
 from tests import factories
 
 from .helpers import API, bearer, send
@@ -63,9 +64,13 @@ def test_it_shows_a_non_staff_user_only_their_own_keys(alice_client: Client) -> 
 
 
 def test_it_lets_an_owner_rename_and_revoke_but_not_lift_limits(alice_client: Client) -> None:
-    key = send(alice_client, "post", "/keys", {"name": "a"}).json()
+    key = send(alice_client, "post", "/keys", {"name": "a", "rpm": 60}).json()
     resp = send(alice_client, "patch", f"/keys/{key['id']}", {"rpm": 100000})
-    assert resp.status_code == 403 and "rpm" in resp.json()["detail"]
+    assert resp.status_code == 403 and resp.json()["detail"] == "only staff may raise rpm (now 60)"
+    resp = send(alice_client, "patch", f"/keys/{key['id']}", {"rpm": None})
+    assert resp.status_code == 403 and ApiKey.objects.get(pk=key["id"]).rpm == 60
+    assert send(alice_client, "patch", f"/keys/{key['id']}", {"rpm": 30}).json()["rpm"] == 30  # tightening is fine
+    assert send(alice_client, "patch", f"/keys/{key['id']}", {"budget_period": "daily"}).status_code == 403
     resp = send(alice_client, "patch", f"/keys/{key['id']}", {"name": "renamed", "revoked": True})
     assert resp.json()["name"] == "renamed" and resp.json()["revoked"] is True
     assert send(alice_client, "patch", f"/keys/{key['id']}", {"revoked": False}).status_code == 403
@@ -97,3 +102,29 @@ def test_it_lets_a_non_staff_admin_key_manage_its_owners_keys(client: Client) ->
     resp = client.post(API + "/keys", data={"name": "via key"}, content_type="application/json", headers=bearer(raw))
     assert resp.status_code == 201
     assert {k["username"] for k in client.get(API + "/keys", headers=bearer(raw)).json()} == {"bob"}
+
+
+def test_it_keeps_a_members_new_key_within_the_members_own_limits(alice_client: Client) -> None:
+    User.objects.filter(username="alice").update(rpm=60, budget_usd=Decimal("5"), budget_period="monthly")
+    resp = send(alice_client, "post", "/keys", {"name": "greedy", "rpm": 120})
+    assert (
+        resp.status_code == 403
+        and resp.json()["detail"] == "rpm may not exceed your own limit of 60: ask staff to raise it"
+    )
+    assert send(alice_client, "post", "/keys", {"budget_usd": "9"}).status_code == 403
+    key = send(alice_client, "post", "/keys", {"name": "ok", "rpm": 30, "budget_usd": "1"}).json()
+    assert (key["rpm"], key["budget_usd"], key["spend_usd"]) == (30, 1.0, 0.0)
+    assert key["budget_resets_at"] is None  # the key's own budget has no period
+    me = send(alice_client, "get", "/users/me").json()
+    assert (me["rpm"], me["budget_usd"], me["budget_period"], me["spend_usd"]) == (60, 5.0, "monthly", 0.0)
+    assert me["budget_resets_at"] is not None and me["budget_resets_at"][8:10] == "01"  # the 1st of next month
+
+
+def test_it_answers_404_for_another_members_user(alice_client: Client) -> None:
+    bob = factories.user("bob")
+    me = send(alice_client, "get", "/users/me").json()
+    assert send(alice_client, "get", f"/users/{me['id']}").json()["username"] == "alice"
+    for method in ("get", "patch", "delete"):
+        resp = send(alice_client, method, f"/users/{bob.pk}", {} if method == "patch" else None)
+        assert resp.status_code == 404, method
+    assert send(alice_client, "patch", f"/users/{me['id']}", {"rpm": 1000}).status_code == 403

@@ -20,7 +20,8 @@ from accounts.actions import reset_budget_period
 from proxy.jobs.health_checks import run_health_checks
 from proxy.models import ConfigVersion, Credential, HealthState, HealthStatus, ModelRoute, Provider, UsageRecord
 from proxy.serving.routing_state import credential_states
-from proxy.serving.state import clear_cooldowns, seed_spend
+from proxy.serving.spend import seed_spend
+from proxy.serving.state import clear_cooldowns
 from tests import factories
 from tests.fakes import FakeUpstream, Recorded, Stream
 from tests.fakes import Reply as FakeReply

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from proxy.configsync.config_file import server_address
 from proxy.jobs.embedded import EmbeddedJobs
@@ -46,6 +46,14 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **opts: Any) -> None:
         host, port = self._address(opts)
+        if opts["workers"] > 1 and not settings.REDIS_URL:
+            # Without a shared store each process would keep its own limits, budgets and
+            # cooldowns: a 60 RPM key would get 60 per process. Refused rather than wrong.
+            raise CommandError(
+                f"--workers {opts['workers']} needs REDIS_URL: without Redis every server process keeps its own "
+                "rate limits, budgets and cooldowns, so a key would get its limits once per process. "
+                "Set REDIS_URL (several processes then share one state), or serve with --workers 1."
+            )
         jobs = None
         if not opts["no_jobs"] and os.environ.get("LLMPROXY_SERVE_JOBS", "auto") != "off":
             jobs = self._start_jobs()
