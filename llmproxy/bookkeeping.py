@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from . import disclosure
 from ._json import dumps
 from .errors import LLMProxyError, ProviderError
 from .exchange import CONTENT_JSON, Exchange, Reply
@@ -42,8 +43,9 @@ class Books:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def fail(self, ex: Exchange, err: LLMProxyError) -> Reply:
-        """The error reply in the client's dialect; the call is recorded with it."""
-        status, body = ex.codec.error_body(err)
+        """The error reply in the client's dialect (what section 11 lets it see); recorded with the detail."""
+        shown = self.disclose(ex, err)
+        status, body = ex.codec.error_body(shown)
         headers = {"content-type": CONTENT_JSON}
         if err.retry_after is not None:
             headers["retry-after"] = str(max(1, int(-(-err.retry_after // 1))))
@@ -53,6 +55,16 @@ class Books:
         ex.event.status_code, ex.event.error_type = status, err.code
         self.record(ex)
         return Reply(status, dumps(body), headers)
+
+    @staticmethod
+    def disclose(ex: Exchange, err: LLMProxyError) -> LLMProxyError:
+        """``err`` as the client may see it; the upstream's own account goes to ``error_detail``."""
+        scrubber = ex.runtime.scrubber
+        if isinstance(err, ProviderError):
+            ex.note_failure(err)
+        if ex.failures:
+            ex.event.error_detail = disclosure.joined(ex.failures, scrubber)
+        return disclosure.for_client(err, ex.request.model if ex.request else None, scrubber)
 
     def record(self, ex: Exchange, ttfb: float | None = None) -> None:
         """Close the call's usage event (latency, time to first byte) and hand it to the sink."""

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-from . import formats
+from . import disclosure, formats
+from .errors import LLMProxyError
 from .formats import Traits
 from .limits import Reservation
 from .model import Request
@@ -78,6 +79,9 @@ class Exchange:
     executor: Executor | None = None
     upstream_codec: ModuleType | None = None
     passthrough: bool = False
+    #: Each failed attempt's detail (``disclosure.detail``), for the usage record.
+    failures: list[str] = field(default_factory=list)
+    last_failure: LLMProxyError | None = None
 
     @classmethod
     def open(cls, call: Call, runtime: Runtime, codec: ModuleType, endpoint: str = "chat") -> Exchange:
@@ -117,6 +121,12 @@ class Exchange:
         dialect = self.executor.dialect_for(self.candidate.route.upstream_model, credential)
         self.passthrough = dialect == self.call.ingress
         self.upstream_codec = self.codec if self.passthrough else formats.get(dialect)
+
+    def note_failure(self, err: LLMProxyError) -> None:
+        """An attempt failed: keep its detail (provider, credential, upstream text) for staff, once."""
+        if err is not self.last_failure:
+            self.last_failure = err
+            self.failures.append(disclosure.detail(err, self.event.provider, self.event.credential))
 
     def reply_headers(self) -> dict[str, str]:
         """The headers every successful reply carries: which provider, after how many attempts."""

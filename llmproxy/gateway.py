@@ -258,6 +258,7 @@ class Gateway:
                 result = await attempt(ex)
             except ProviderError as err:
                 last = err
+                ex.note_failure(err)
                 if not (await self.books.after_failure(plan, cand, err)).retry:
                     raise
                 continue
@@ -265,8 +266,8 @@ class Gateway:
             return result
         if last is not None and stopped:
             raise last  # out of attempts or time with candidates left: the upstream's own answer
-        detail = f" (last error: {last.message})" if last is not None else ""
-        raise plan.unavailable(self.router.clock(), detail)
+        # What failed goes to the usage record (``ex.failures``), not into the client's message.
+        raise plan.unavailable(self.router.clock())
 
     async def _attempt(self, ex: Exchange) -> Reply | StreamReply:
         """One try on ``ex.candidate``: encode, send, and read or start relaying the reply."""
@@ -281,7 +282,7 @@ class Gateway:
                 out_body.pop("model", None)
         else:
             if formats.traits(ex.upstream_codec).inline_images:
-                await inline_images(req, self.http)  # fetched and inlined (size-capped) once
+                await inline_images(req, settings=ex.runtime.images)  # fetched (guarded) and inlined once
             # ``extra`` holds the ingress dialect's own fields: meaningless to another dialect.
             out_body = ex.upstream_codec.encode_request(
                 dataclasses.replace(req, model=cand.route.upstream_model, extra={})

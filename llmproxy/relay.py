@@ -78,9 +78,10 @@ class StreamRelay:
         except ProviderError as err:
             self.status, self.error = err.status, err.code
             self._cool(err)  # after the first byte: an error event, and the credential cools
-            yield self.encoder.error(err)
+            yield self.encoder.error(self.books.disclose(self.ex, err))
         except (asyncio.CancelledError, GeneratorExit):
-            self.status, self.error = 499, "client_disconnected"
+            if self.relayed is None:  # a client that leaves after the upstream's error event saw that error
+                self.status, self.error = 499, "client_disconnected"
             raise
         finally:
             self.reply.close()
@@ -97,6 +98,9 @@ class StreamRelay:
                 raise
             events, self.status, self.error = [], 502, err.code
             self.relayed = self.relayed or err
+            self.books.disclose(self.ex, err)  # the detail for staff
+            # The upstream's own error event goes out as is, but never with a secret in it.
+            chunk = self.ex.runtime.scrubber.scrub(chunk.decode("utf-8", "replace")).encode()
         self._note_usage(events)
         if passthrough:
             return _rename(chunk, self.upstream_model, self.public_model) if self.rename else chunk

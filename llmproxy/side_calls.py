@@ -44,7 +44,7 @@ async def count_tokens(gw: Gateway, call: Call) -> Reply:
         if tokens is None:
             tokens = count_request(req)
     except LLMProxyError as err:
-        status, ebody = codec.error_body(err)
+        status, ebody = codec.error_body(gw.books.disclose(ex, err))
         return Reply(status, dumps(ebody), {"content-type": CONTENT_JSON, "x-request-id": ex.request_id})
     field = ex.traits.count_field
     if field:

@@ -29,6 +29,8 @@ class UsageEvent:
     latency_ms: int = 0
     ttfb_ms: int | None = None
     attempts: int = 0
+    #: For staff only: which upstream failed how, in its own words (scrubbed of secrets).
+    error_detail: str = ""
 
 
 _EVENT_FIELDS = frozenset(f.name for f in fields(UsageEvent)) - {"usage"}

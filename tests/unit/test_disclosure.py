@@ -1,0 +1,147 @@
+"""What reaches the client of an upstream failure (INTERFACE.md section 11), end to end.
+
+Upstreams quote the key they were sent; the client sees their text only for its own
+errors (upstream 400/404/413/422), scrubbed. Otherwise it sees llmproxy's message: the
+public model and the kind of failure. The usage event keeps the detail for staff.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+
+from llmproxy.gateway import Call, Gateway, Reply, StreamReply
+from llmproxy.http import HTTPClient, Timeouts
+from llmproxy.providers.base import Credential, ProviderConfig
+from llmproxy.routing import Router
+from llmproxy.runtime import Route, Runtime
+from llmproxy.runtime import RoutingSettings as Routing
+from llmproxy.scrub import REDACTED
+from llmproxy.state import MemoryStateStore
+from llmproxy.usage import UsageEvent
+from tests.fakes import FakeUpstream, Stream
+from tests.fakes import Reply as FakeReply
+from tests.fakes import anthropic as fa
+from tests.fakes import openai as up
+
+KEY = "sk-proj-Zq8LmN4vX2pR7tY9wK3sB6"
+FAST = Routing(backoff_base=0.001, backoff_max=0.002, strategy="fill-first", max_attempts=2)
+LEAKS = ("acct-main", "cred-one", "cred-two", KEY[:8], KEY[-8:], "Incorrect API key", "overloaded")
+
+
+def runtime(fake: FakeUpstream, *, kind: str = "openai-compatible", creds: int = 1, attempts: int = 2) -> Runtime:
+    base = f"{fake.url}/v1" if kind == "openai-compatible" else fake.url
+    provider = ProviderConfig(name="acct-main", type=kind, base_url=base)
+    names = ("cred-one", "cred-two")[:creds]
+    credentials = tuple(Credential(n, "acct-main", api_key=KEY + n[-3:]) for n in names)
+    routing = dataclasses.replace(FAST, max_attempts=attempts)
+    return Runtime.build(
+        routes=[Route("public-model", "up-model", provider, credentials)], routing=routing, require_keys=False
+    )
+
+
+@pytest.fixture
+async def gw() -> AsyncIterator[Gateway]:
+    http = HTTPClient(timeouts=Timeouts(connect=1.0, first_byte=0.5, read=0.5))
+    events: list[UsageEvent] = []
+    g = Gateway(http=http, router=Router(MemoryStateStore()), usage_sink=events.append)
+    g.events = events  # type: ignore[attr-defined]
+    yield g
+    await http.close()
+
+
+def last_event(gw: Gateway) -> UsageEvent:
+    return gw.events[-1]  # type: ignore[attr-defined,no-any-return]
+
+
+async def ask(gw: Gateway, ingress: str = "openai_chat", stream: bool = False) -> Reply | StreamReply:
+    body: dict[str, object] = {"model": "public-model", "messages": [{"role": "user", "content": "hi"}],
+                               "stream": stream, "max_tokens": 10}  # fmt: skip
+    return await gw.handle(Call(ingress, json.dumps(body).encode()))
+
+
+async def body_of(reply: Reply | StreamReply) -> str:
+    if isinstance(reply, Reply):
+        return reply.body.decode()
+    return b"".join([c async for c in reply.chunks]).decode()
+
+
+def quoting_the_key(status: int) -> FakeReply:
+    return up.error(status, f"Incorrect API key provided: {KEY[:3]}...{KEY[-12:]}; account acct-main")
+
+
+@pytest.mark.parametrize(
+    ("status", "client_status", "kind"),
+    [(401, 502, "refused the gateway's credentials"), (403, 502, "refused the gateway's credentials"),
+     (429, 429, "rate limit"), (500, 502, "failed"), (503, 503, "failed")],
+)  # fmt: skip
+async def test_the_gateways_own_troubles_get_its_own_message(
+    gw: Gateway, fake: FakeUpstream, status: int, client_status: int, kind: str
+) -> None:
+    gw.swap(runtime(fake, creds=2, attempts=1))  # out of attempts with a candidate left: the failure's own answer
+    fake.default("/v1/chat/completions", quoting_the_key(status))
+    r = await ask(gw)
+    text = await body_of(r)
+    assert r.status == client_status
+    message = json.loads(text)["error"]["message"]
+    assert "'public-model'" in message and kind in message
+    assert not [leak for leak in LEAKS if leak in text]
+    ev = last_event(gw)
+    assert ev.error_detail.startswith(f"acct-main/cred-one HTTP {status}")
+    assert "Incorrect API key provided" in ev.error_detail and KEY[-12:] not in ev.error_detail
+    assert REDACTED in ev.error_detail
+
+
+@pytest.mark.parametrize("status", [400, 404, 413, 422])
+async def test_the_clients_own_errors_keep_the_upstream_text_scrubbed(
+    gw: Gateway, fake: FakeUpstream, status: int
+) -> None:
+    gw.swap(runtime(fake, creds=2, attempts=1))  # a 404 fails over; with no attempt left it is the answer
+    fake.default("/v1/chat/completions", up.error(status, f"messages[0]: bad role (you sent key {KEY}one)"))
+    r = await ask(gw)
+    message = json.loads(await body_of(r))["error"]["message"]
+    assert r.status == (400 if status == 422 else status)
+    assert message == f"messages[0]: bad role (you sent key {REDACTED})"  # no provider name in front either
+
+
+async def test_every_upstream_failing_says_so_without_the_last_error(gw: Gateway, fake: FakeUpstream) -> None:
+    gw.swap(runtime(fake, creds=2))
+    fake.default("/v1/chat/completions", quoting_the_key(401))
+    first = await ask(gw)
+    again = await ask(gw)  # both credentials cool now: no upstream is left
+    for r in (first, again):
+        text = await body_of(r)
+        assert r.status in (502, 503) and not [leak for leak in LEAKS if leak in text]
+    detail = last_event(gw).error_detail or gw.events[-2].error_detail  # type: ignore[attr-defined]
+    assert "acct-main/cred-" in detail
+
+
+async def test_a_timeout_names_only_the_model(gw: Gateway, fake: FakeUpstream) -> None:
+    gw.swap(runtime(fake, creds=2, attempts=1))
+    fake.default("/v1/chat/completions", FakeReply({}, delay=2.0))
+    r = await ask(gw)
+    message = json.loads(await body_of(r))["error"]["message"]
+    assert r.status == 504 and message == "model 'public-model': the upstream did not answer in time"
+    assert last_event(gw).error_detail.startswith("acct-main/cred-one upstream_timeout")
+
+
+async def test_a_mid_stream_failure_event_is_the_gateways_message(gw: Gateway, fake: FakeUpstream) -> None:
+    gw.swap(runtime(fake))
+    fake.default("/v1/chat/completions", up.stream(["Hel", "lo", "x"], cut_after=2))
+    text = await body_of(await ask(gw, "anthropic", stream=True))
+    assert "event: error" in text and "'public-model': the upstream could not be reached" in text
+    assert not [leak for leak in LEAKS if leak in text]
+    assert "upstream_unreachable" in last_event(gw).error_detail
+
+
+async def test_a_passthrough_error_event_is_scrubbed(gw: Gateway, fake: FakeUpstream) -> None:
+    gw.swap(runtime(fake, kind="claude"))
+    leak = f"overloaded for key {KEY}one"
+    frames = [*fa.frames("Hi", model="up-model", end=False)[:3], fa.error_event(message=leak)]
+    fake.default("/v1/messages", Stream(frames))
+    text = await body_of(await ask(gw, "anthropic", stream=True))
+    assert "event: error" in text and KEY[:8] not in text and KEY[-8:] not in text and REDACTED in text
+    assert "overloaded_error" in last_event(gw).error_detail
