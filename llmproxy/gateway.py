@@ -277,7 +277,8 @@ class Gateway:
         ex.use_credential(cred)
         assert ex.upstream_codec is not None
         if ex.passthrough:
-            out_body = dict(ex.body)
+            fix = getattr(ex.codec, "passthrough_body", None)
+            out_body = dict(fix(ex.body) if fix is not None else ex.body)
             if ex.traits.model_in_path:
                 out_body.pop("model", None)
         else:

@@ -11,7 +11,8 @@ Every codec module offers the same functions:
 * ``error_body(err) -> (status, body)`` for errors before the first byte
 * ``models_body(names) -> dict`` for the dialect's models list (where it has an endpoint)
 
-and may declare ``TRAITS`` (a ``Traits``: model in the URL, no image URLs, ...) that the
+and may offer ``passthrough_body(body) -> dict`` (the client's body fixed up for a
+same-dialect upstream, e.g. without signatures the gateway minted), and may declare ``TRAITS`` (a ``Traits``: model in the URL, no image URLs, ...) that the
 pipeline reads through ``traits(codec)`` rather than comparing dialect names. Helpers
 shared by several codecs live in ``_common.py`` (all dialects) and ``_openai_wire.py``
 (the OpenAI family); a big dialect is ``<d>.py`` (requests and replies), ``_<d>_stream.py``

@@ -274,3 +274,40 @@ def encode_tool(t: Tool) -> dict[str, Any]:
     if t.strict:
         out["strict"] = True
     return out
+
+
+def strip_gateway_thinking(body: dict[str, Any]) -> dict[str, Any]:
+    """A passthrough body without the thinking blocks this gateway signed.
+
+    Thinking an Anthropic client got from another provider's upstream carries a gateway
+    signature (``gateway_signature``); sent back to Anthropic it would be refused as an
+    invalid signature, so it is dropped (an assistant turn left empty goes too). Blocks
+    Anthropic signed stay. The body is copied only when something is dropped."""
+    messages = body.get("messages")
+    if not isinstance(messages, list) or SIGNATURE_PREFIX not in _signatures(messages):
+        return body
+    out: list[Any] = []
+    for m in messages:
+        content = m.get("content") if isinstance(m, dict) and m.get("role") == "assistant" else None
+        if isinstance(content, list):
+            kept = [b for b in content if not _gateway_signed(b)]
+            if len(kept) != len(content):
+                if not kept:
+                    continue
+                m = {**m, "content": kept}
+        out.append(m)
+    return {**body, "messages": out}
+
+
+def _signatures(messages: list[Any]) -> str:
+    """The signatures of the assistant thinking blocks, joined (a quick test for our prefix)."""
+    return " ".join(
+        str(b.get("signature"))
+        for m in messages if isinstance(m, dict) and m.get("role") == "assistant" and isinstance(m.get("content"), list)
+        for b in m["content"] if isinstance(b, dict) and b.get("type") == "thinking"
+    )  # fmt: skip
+
+
+def _gateway_signed(block: Any) -> bool:
+    return (isinstance(block, dict) and block.get("type") == "thinking"
+            and str(block.get("signature") or "").startswith(SIGNATURE_PREFIX))  # fmt: skip

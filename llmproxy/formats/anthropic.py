@@ -59,6 +59,7 @@ from ._anthropic_wire import (
     reply_block,
     reply_part,
     stop_reason_out,
+    strip_gateway_thinking,
     text_block,
     thinking_source,
     uses_adaptive_thinking,
@@ -377,11 +378,17 @@ class _ToolIds:
         return candidate
 
 
+def passthrough_body(body: dict[str, Any]) -> dict[str, Any]:
+    """The client's body as an Anthropic upstream gets it on passthrough: untouched but for
+    thinking this gateway signed (never sent to Anthropic: docs/routing.md)."""
+    return strip_gateway_thinking(body)
+
+
 def count_tokens_body(req: Request, passthrough: dict[str, Any] | None = None) -> dict[str, Any]:
     """The body for ``/v1/messages/count_tokens``: the client's own body when it is Anthropic's
     (``passthrough``), else the encoded request, less what a count does not take."""
     if passthrough is not None:
-        return {k: v for k, v in passthrough.items() if k not in ("max_tokens", "stream")}
+        return {k: v for k, v in passthrough_body(passthrough).items() if k not in ("max_tokens", "stream")}
     out = encode_request(dataclasses.replace(req, stream=False))
     for k in _NOT_COUNTED:
         out.pop(k, None)

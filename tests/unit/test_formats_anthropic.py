@@ -970,3 +970,18 @@ def test_anthropic_sdk_reads_our_stream_reply_and_error(fake: FakeUpstream) -> N
     ):
         s.get_final_message()
     assert status == 503
+
+
+def test_anthropic_passthrough_drops_only_thinking_the_gateway_signed() -> None:
+    """Sent back to Anthropic, a gateway signature would be refused as invalid."""
+    ours = {"type": "thinking", "thinking": "t", "signature": A.gateway_signature("t")}
+    theirs = {"type": "thinking", "thinking": "u", "signature": "EqQBCgIYAhIMsig=="}
+    call = {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {}}
+    wire = body(user("x"), assistant([theirs, call]), user("y"), assistant([ours]), user("z"),
+                assistant([ours, {"type": "text", "text": "ok"}]), user("w"))  # fmt: skip
+    out = A.passthrough_body(wire)
+    assert [m["content"] for m in out["messages"] if m["role"] == "assistant"] == [
+        [theirs, call], [{"type": "text", "text": "ok"}]]  # fmt: skip
+    assert len(out["messages"]) == 6  # the thinking-only turn is gone
+    plain = body(user("x"), assistant([theirs, call]), user("y"))
+    assert A.passthrough_body(plain) is plain  # nothing of ours: not even copied
