@@ -38,6 +38,7 @@ from .models import (
     HealthStatus,
     ModelRoute,
     Provider,
+    ProviderType,
     UsageDaily,
     UsageRecord,
 )
@@ -235,7 +236,7 @@ class ModelRouteInline(StaffAccess, admin.TabularInline):  # type: ignore[type-a
 @admin.register(Provider)
 class ProviderAdmin(StaffAccess, admin.ModelAdmin):  # type: ignore[type-arg]
     form = ProviderForm
-    list_display = ("name", "type", "enabled", "priority", "weight", "n_credentials", "n_routes", "from_config",
+    list_display = ("name", "type_label", "enabled", "priority", "weight", "n_credentials", "n_routes", "from_config",
                     "updated_at")  # fmt: skip
     list_filter = ("type", "enabled", "auth_type", "from_config")
     search_fields = ("name", "base_url")
@@ -251,6 +252,13 @@ class ProviderAdmin(StaffAccess, admin.ModelAdmin):  # type: ignore[type-arg]
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
         fieldsets = super().get_fieldsets(request, obj)
         return fieldsets if obj is None else (*fieldsets, ("Credential state", {"fields": ("credential_state",)}))
+
+    @admin.display(description="type", ordering="type")
+    def type_label(self, obj: Provider) -> str | SafeString:
+        """The type's name; the offline demo provider is marked so nobody takes it for a model."""
+        if obj.type == ProviderType.DEMO:
+            return format_html('<span class="llp-state llp-demo">{}</span> {}', "demo", "offline, scripted replies")
+        return obj.get_type_display()
 
     @admin.display(description="credentials")
     def credential_state(self, obj: Provider) -> SafeString:

@@ -21,6 +21,7 @@ class ProviderType(models.TextChoices):
     TOGETHER = "together", "Together"
     FIREWORKS = "fireworks", "Fireworks"
     OPENAI_COMPATIBLE = "openai-compatible", "OpenAI-compatible"
+    DEMO = "demo", "Demo (offline, scripted replies)"
 
 
 class AuthType(models.TextChoices):

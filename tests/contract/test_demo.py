@@ -11,7 +11,7 @@ import pytest
 from google import genai
 from google.genai import types
 
-from proxy.demo import add_demo_provider
+from proxy.configsync.demo import add_demo_provider
 from proxy.models import UsageRecord
 from tests import factories
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -27,7 +28,7 @@ def free_port() -> int:
 def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     tmp_path = tmp_path_factory.mktemp("quickstart")
     e = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL")}
-    e.update(LLMPROXY_VAR_DIR=str(tmp_path / "var"), DATABASE_URL=f"sqlite:///{tmp_path / 'var' / 'db.sqlite3'}",
+    e.update(LLMPROXY_VAR_DIR=str(tmp_path / "var"), LLMPROXY_SERVER_PORT=str(free_port()), DATABASE_URL=f"sqlite:///{tmp_path / 'var' / 'db.sqlite3'}",
              DJANGO_SETTINGS_MODULE="llmproxy_site.settings", LLMPROXY_SERVE_JOBS="off")  # fmt: skip
     e.pop("DJANGO_SECRET_KEY", None)
     e.pop("LLMPROXY_ENCRYPTION_KEY", None)
@@ -40,13 +41,23 @@ def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def served(env: dict[str, str]) -> Iterator[tuple[str, str]]:
+def port(env: dict[str, str]) -> int:
+    return int(env["LLMPROXY_SERVER_PORT"])
+
+
+@pytest.fixture(scope="module")
+def first_start(env: dict[str, str], port: int) -> str:
+    """What ``bootstrap`` prints on a fresh install (told the port the server will use)."""
     assert manage(env, "migrate", "--noinput", "-v0").returncode == 0
     out = manage(env, "bootstrap").stdout
-    key = re.search(r"API key:\s+(\S+)", out)
-    assert key, out
     assert manage(env, "bootstrap").stdout.startswith("Users exist already")
-    port = free_port()
+    return out
+
+
+@pytest.fixture(scope="module")
+def served(env: dict[str, str], first_start: str, port: int) -> Iterator[tuple[str, str]]:
+    key = re.search(r"API key:\s+(\S+)", first_start)
+    assert key, first_start
     proc = subprocess.Popen([sys.executable, "manage.py", "serve", "--no-jobs", "--port", str(port)], cwd=ROOT,
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -68,7 +79,7 @@ def test_it_bootstraps_secrets_admin_and_a_first_key(served: tuple[str, str], en
     var = Path(env["LLMPROXY_VAR_DIR"])
     assert (var / "secret_key").exists() and (var / "encryption_key").exists()
     r = httpx.get(url + "/v1/models", headers={"authorization": f"Bearer {key}"})
-    assert r.status_code == 200 and r.json() == {"object": "list", "data": []}
+    assert r.status_code == 200 and [m["id"] for m in r.json()["data"]] == ["demo"]
     assert httpx.get(url + "/v1/models").status_code == 401
     assert httpx.get(url + "/admin/login/").status_code == 200
 
@@ -119,3 +130,34 @@ def test_it_serves_the_admins_static_files(served: tuple[str, str]) -> None:
     url, _ = served
     r = httpx.get(url + "/static/admin/css/base.css")
     assert r.status_code == 200 and "text/css" in r.headers["content-type"]
+
+
+def test_the_printed_curl_line_gets_a_demo_answer(served: tuple[str, str], first_start: str) -> None:
+    (line,) = [ln.strip() for ln in first_start.splitlines() if ln.strip().startswith("curl ")]
+    done = subprocess.run(["bash", "-c", line + " --silent --show-error --max-time 20"], capture_output=True,
+                          text=True, timeout=30)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    reply = json.loads(done.stdout)
+    assert reply["model"] == "demo"
+    assert reply["choices"][0]["message"]["content"].startswith("[llmproxy demo provider]")
+    assert reply["usage"]["completion_tokens"] > 0
+
+
+def test_demo_remove_and_add(served: tuple[str, str], env: dict[str, str]) -> None:
+    url, key = served
+
+    def models_soon(expected: list[str]) -> list[str]:
+        seen: list[str] = []
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            seen = [m["id"] for m in httpx.get(url + "/v1/models", headers={"x-api-key": key}).json()["data"]]
+            if seen == expected:
+                break
+            time.sleep(0.1)
+        return seen
+
+    assert manage(env, "demo", "--remove").stdout.strip() == "removed the demo provider"
+    assert models_soon([]) == []
+    assert manage(env, "demo", "--remove").stdout.strip() == "no demo provider to remove"
+    assert "added the demo provider" in manage(env, "demo", "--add").stdout
+    assert models_soon(["demo"]) == ["demo"]

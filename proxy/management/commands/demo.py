@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from proxy.demo import add_demo_provider, remove_demo_provider
+from proxy.configsync.demo import add_demo_provider, remove_demo_provider
 
 
 class Command(BaseCommand):

@@ -13,7 +13,7 @@ from django.db import transaction
 
 from llmproxy.providers.demo import DEMO
 
-from .models import Credential, ModelRoute, Provider
+from ..models import Credential, ModelRoute, Provider
 
 
 def demo_providers() -> list[Provider]:
