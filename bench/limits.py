@@ -26,7 +26,8 @@ from llmproxy.limits import Limiter
 from llmproxy.model import Message, Request, TextPart
 from llmproxy.providers.base import ProviderConfig
 from llmproxy.runtime import ApiKeyInfo, Route, Runtime, UserLimits
-from llmproxy.state import StateStore, create_store
+from llmproxy.state import StateStore
+from llmproxy.stores import create_store
 
 
 def _key() -> ApiKeyInfo:

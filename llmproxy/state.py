@@ -7,7 +7,8 @@ several processes serve together. Each operation that reads then writes runs ato
 token or both start the half-open trial of a cooled credential.
 
 Times are wall-clock seconds passed in by the caller (``now``), never read here, so
-processes on one host agree and tests drive a fake clock.
+processes on one host agree and tests drive a fake clock. ``llmproxy.stores.create_store``
+picks the store for a deployment.
 """
 
 from __future__ import annotations
@@ -362,20 +363,3 @@ def _smooth_wrr(current: dict[str, float], members: Sequence[tuple[str, int]]) -
     current[best] -= total
     rest = sorted((name for name, _ in members if name != best), key=lambda n: -current[n])
     return [best, *rest]
-
-
-def __getattr__(name: str) -> object:
-    if name == "RedisStateStore":  # imported lazily: the redis package is only needed with Redis
-        from ._state_redis import RedisStateStore
-
-        return RedisStateStore
-    raise AttributeError(name)
-
-
-def create_store(redis_url: str | None = None, *, prefix: str = "llmproxy:rt:") -> StateStore:
-    """Redis when a URL is given (several processes agree), else this process's memory."""
-    if redis_url:
-        from ._state_redis import RedisStateStore
-
-        return RedisStateStore(redis_url, prefix=prefix)
-    return MemoryStateStore()

@@ -14,7 +14,8 @@ from __future__ import annotations
 from django.conf import settings
 
 from llmproxy.routing import Router
-from llmproxy.state import StateStore, create_store
+from llmproxy.state import StateStore
+from llmproxy.stores import create_store
 from proxy.models import Credential
 
 from . import current

@@ -19,7 +19,8 @@ from llmproxy.http import HTTPClient
 from llmproxy.providers.base import Credential, ProviderConfig
 from llmproxy.routing import Router
 from llmproxy.runtime import ApiKeyInfo, Price, Route, Runtime, UserLimits
-from llmproxy.state import StateStore, create_store
+from llmproxy.state import StateStore
+from llmproxy.stores import create_store
 from llmproxy.usage import UsageEvent
 
 KEY = "sk-llmp-edge-test"

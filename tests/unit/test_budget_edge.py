@@ -21,7 +21,8 @@ import pytest
 
 from llmproxy.http import HTTPClient
 from llmproxy.limits import Limiter
-from llmproxy.state import MemoryStateStore, create_store
+from llmproxy.state import MemoryStateStore
+from llmproxy.stores import create_store
 from llmproxy.usage import UsageEvent
 from tests.fakes import FakeUpstream
 from tests.fakes import openai as up

@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from llmproxy.state import MAX_COOLDOWN, Bucket, MemoryStateStore, StateStore, create_store
+from llmproxy.state import MAX_COOLDOWN, Bucket, MemoryStateStore, StateStore
+from llmproxy.stores import create_store
 
 
 class Clock:
