@@ -88,50 +88,30 @@ def bump(interval: float, duration: float, delay: float = 0.0) -> int:
 
 
 def usage_cost(n: int = 4000) -> dict[str, float]:
-    """µs per usage row: the ORM's bulk_create (what proxy/usage.py does) vs one raw executemany."""
+    """µs CPU per usage record: the serving process's journal append, and the ingester's read + insert."""
     _django()
-    from datetime import UTC, datetime
+    import tempfile
 
-    from django.db import connection, transaction
-
+    from llmproxy.journal import JournalWriter
     from llmproxy.model import Usage
     from llmproxy.usage import UsageEvent
-    from proxy.models import UsageRecord
-    from proxy.serving.usage_writer import to_record
+    from proxy.jobs.usage_ingest import Ingester
 
-    def events() -> list[UsageEvent]:
-        return [UsageEvent(request_id=os.urandom(16).hex(), created_at=time.time(), ingress="openai_chat",
-                           model="bench-chat", upstream_model="m-1-0", provider="bench-openai", credential="bench",
-                           key_prefix="sk-llmp-abcd", status_code=200, usage=Usage(input_tokens=42, output_tokens=1),
-                           cost_usd=0.000141, latency_ms=1, attempts=1) for _ in range(n)]  # fmt: skip
-
-    batch = events()
-    t = time.perf_counter()
-    UsageRecord.objects.bulk_create([to_record(ev) for ev in batch], batch_size=2000)
-    orm = (time.perf_counter() - t) / n
-
-    names = ["request_id", "created_at", "user", "key", "key_prefix", "ingress", "model", "upstream_model", "provider",
-             "credential", "stream", "status_code", "error_type", "prompt_tokens", "completion_tokens",
-             "cached_tokens", "reasoning_tokens", "cost_usd", "latency_ms", "ttfb_ms", "attempts"]  # fmt: skip
-    meta = UsageRecord._meta
-    cols = ", ".join(connection.ops.quote_name(meta.get_field(f).column) for f in names)
-    sql = f"INSERT INTO {connection.ops.quote_name(meta.db_table)} ({cols}) VALUES ({', '.join(['%s'] * len(names))})"
-    ops = connection.ops
-    batch = events()
-    t = time.perf_counter()
-    rows = [
-        (ev.request_id, ops.adapt_datetimefield_value(datetime.fromtimestamp(ev.created_at, tz=UTC)), ev.user_id,
-         ev.key_id, ev.key_prefix, ev.ingress, ev.model[:200], ev.upstream_model[:200], ev.provider, ev.credential,
-         ev.stream, ev.status_code, ev.error_type[:64], ev.usage.input_tokens, ev.usage.output_tokens,
-         ev.usage.cached_tokens, ev.usage.reasoning_tokens,
-         None if ev.cost_usd is None else ops.adapt_decimalfield_value(Decimal(repr(round(ev.cost_usd, 8))), 14, 8),
-         ev.latency_ms, ev.ttfb_ms, max(ev.attempts, 0))
-        for ev in batch
-    ]  # fmt: skip
-    with transaction.atomic(), connection.cursor() as cur:
-        cur.executemany(sql, rows)
-    raw = (time.perf_counter() - t) / n
-    return {"orm_us_per_row": round(orm * 1e6, 1), "executemany_us_per_row": round(raw * 1e6, 1), "rows": n}
+    batch = [UsageEvent(request_id=os.urandom(16).hex(), created_at=time.time(), ingress="openai_chat",
+                        model="bench-chat", upstream_model="m-1-0", provider="bench-openai", credential="bench",
+                        key_prefix="sk-llmp-abcd", status_code=200, usage=Usage(input_tokens=42, output_tokens=1),
+                        cost_usd=0.000141, latency_ms=1, attempts=1) for _ in range(n)]  # fmt: skip
+    with tempfile.TemporaryDirectory() as directory:
+        writer = JournalWriter(directory)
+        t = time.process_time()
+        for ev in batch:
+            writer.append(ev)
+        append = (time.process_time() - t) / n
+        writer.close()
+        t = time.process_time()
+        written = Ingester(directory, quota_bytes=2**40).drain()
+        ingest = (time.process_time() - t) / max(1, written)
+    return {"append_us_per_record": round(append * 1e6, 1), "ingest_us_per_record": round(ingest * 1e6, 1), "rows": n}
 
 
 def main() -> None:

@@ -435,9 +435,9 @@ class Bench:
         text = ", ".join(f"{k} {v['rps']:,.0f} ({v['cpu_us']:.0f} µs)" for k, v in out.items()
                          if isinstance(v, dict) and "rps" in v)  # fmt: skip
         self.line("T", f"bare relays, one core, req/s (CPU/req): {text}; JSON orjson vs json "
-                       f"{out['json']['orjson_us']:.1f} vs {out['json']['json_us']:.1f} µs per request+reply; usage row via ORM "
-                       f"{out.get('usage_rows', {}).get('orm_us_per_row', 0):.0f} µs vs executemany "
-                       f"{out.get('usage_rows', {}).get('executemany_us_per_row', 0):.0f} µs", out)  # fmt: skip
+                       f"{out['json']['orjson_us']:.1f} vs {out['json']['json_us']:.1f} µs per request+reply; usage record: "
+                       f"journal append {out.get('usage_rows', {}).get('append_us_per_record', 0):.1f} µs CPU (serving), "
+                       f"ingest {out.get('usage_rows', {}).get('ingest_us_per_record', 0):.0f} µs CPU (ingester)", out)  # fmt: skip
 
     # -- the run ----------------------------------------------------------------------------
     def run(self, only: list[str]) -> None:

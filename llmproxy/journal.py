@@ -203,6 +203,22 @@ def read_state(directory: str | Path) -> Any:
         return None
 
 
+def backlog_bytes(directory: str | Path) -> int:
+    """Journaled bytes past the committed watermark, over every segment (for a gauge)."""
+    path = Path(directory)
+    try:
+        positions = orjson.loads((path / WATERMARK).read_bytes()).get("positions", {})
+    except FileNotFoundError:
+        positions = {}
+    total = 0
+    for seg in path.glob(f"*{SUFFIX}"):
+        try:
+            total += max(0, seg.stat().st_size - int(positions.get(seg.name, 0)))
+        except FileNotFoundError:
+            pass
+    return total
+
+
 def is_sealed(path: Path) -> bool:
     """No writer holds the segment (closed, rotated, or its process died)."""
     try:
@@ -243,13 +259,7 @@ class JournalReader:
 
     def backlog_bytes(self) -> int:
         """Bytes not yet committed, over every segment."""
-        total = 0
-        for seg in self.directory.glob(f"*{SUFFIX}"):
-            try:
-                total += max(0, seg.stat().st_size - self.positions.get(seg.name, 0))
-            except FileNotFoundError:
-                pass
-        return total
+        return backlog_bytes(self.directory)
 
     def read(self, max_records: int = 10_000) -> Batch:
         """The next records past the watermark, without moving it."""

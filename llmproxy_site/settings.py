@@ -117,7 +117,8 @@ LLMPROXY: dict[str, Any] = {
     "MAX_BODY_BYTES": int(os.environ.get("LLMPROXY_MAX_BODY_BYTES", str(10 * 1024 * 1024))),
     # How often each serving process checks the shared config version (seconds).
     "RELOAD_POLL_INTERVAL": float(os.environ.get("LLMPROXY_RELOAD_POLL_INTERVAL", "0.25")),
-    "USAGE_FLUSH_INTERVAL": float(os.environ.get("LLMPROXY_USAGE_FLUSH_INTERVAL", "1.0")),
+    # The usage journal (default: usage-journal/ in the var dir); the ingester tails it.
+    "USAGE_JOURNAL_DIR": os.environ.get("LLMPROXY_USAGE_JOURNAL_DIR") or None,
     "WATCH_DEBOUNCE_MS": int(os.environ.get("LLMPROXY_WATCH_DEBOUNCE_MS", "500")),
     # Budget periods (daily/weekly/monthly) are calendar periods in this IANA time zone.
     "TIME_ZONE": os.environ.get("LLMPROXY_TIME_ZONE") or "UTC",

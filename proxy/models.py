@@ -114,9 +114,10 @@ class ModelRoute(models.Model):
 
 
 class UsageRecord(models.Model):
-    """One row per request, success or failure; written in batches off the request path."""
+    """One row per request, success or failure; written by the usage ingester from the journal."""
 
-    request_id = models.CharField(max_length=64, db_index=True)
+    #: Unique: the ingester inserts with ON CONFLICT DO NOTHING, so a replayed batch adds nothing.
+    request_id = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(db_index=True)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, db_constraint=False

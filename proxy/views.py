@@ -24,10 +24,12 @@ from django.views.decorators.http import require_GET, require_POST
 from accounts.actions import create_api_key, revoke_api_key
 from accounts.models import ApiKey, User
 from accounts.periods import current_period_start
+from llmproxy.journal import backlog_bytes as journal_backlog
 
 from .reports import queries
 from .serving import metrics
 from .serving.process_engine import get_engine
+from .serving.usage_journal import journal_dir
 
 log = logging.getLogger("llmproxy.views")
 LOGIN_URL = "/accounts/login/"
@@ -101,13 +103,16 @@ def _check_broker_folders() -> None:
 @require_GET
 @never_cache
 def metrics_view(request: HttpRequest) -> HttpResponse:
-    """Prometheus exposition of this process's counters, plus gauges read from its engine."""
-    engine = get_engine()
+    """Prometheus exposition of the node's counters (kept by the usage ingester), plus gauges."""
+    directory = journal_dir()
     gauges = {
-        "llmproxy_config_version": ("Config version this process serves.", float(engine.gateway.runtime.version)),
-        "llmproxy_usage_buffer_size": ("Usage events waiting to be written.", float(engine.writer.pending())),
+        "llmproxy_config_version": ("Config version this process serves.", float(get_engine().gateway.runtime.version)),
+        "llmproxy_usage_journal_backlog_bytes": (
+            "Journaled usage not yet in the database.",
+            float(journal_backlog(directory)),
+        ),
     }
-    return HttpResponse(metrics.render(gauges), content_type=metrics.CONTENT_TYPE)
+    return HttpResponse(metrics.from_journal(directory).render(gauges), content_type=metrics.CONTENT_TYPE)
 
 
 def portal_login_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:

@@ -79,13 +79,21 @@ class LiveServer:
         self.engine.gateway.router.clear()
 
     def flush_usage(self) -> int:
-        """Write buffered usage now (waits for streams to settle first)."""
+        """Ingest the journal now, as the ingester would (waits for streams to settle first)."""
+        from proxy.jobs.usage_ingest import Ingester
+
         self.call(asyncio.sleep(0.05))
-        return int(self.call(self.engine.flush_usage()))
+        return Ingester(self.engine.journal.directory, quota_bytes=2**40).drain()
 
 
 @pytest.fixture(scope="session")
-def live_server_session(django_db_setup: Any, django_db_blocker: Any) -> Iterator[LiveServer]:
+def live_server_session(
+    django_db_setup: Any, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    from django.conf import settings
+
+    # This session's own journal: nothing another run left behind reaches its database.
+    settings.LLMPROXY["USAGE_JOURNAL_DIR"] = str(tmp_path_factory.mktemp("usage-journal"))
     with django_db_blocker.unblock():
         server = LiveServer().start()
     yield server

@@ -24,6 +24,7 @@ from llmproxy.errors import AuthenticationFailed, LLMProxyError, RequestTooLarge
 from llmproxy.gateway import Call, Reply, StreamReply
 
 from .process_engine import get_engine
+from .usage_journal import full_error
 
 
 def client_key(headers: dict[str, str], query: dict[str, list[str]]) -> str | None:
@@ -103,7 +104,11 @@ class LLMConsumer(AsyncConsumer):  # type: ignore[misc]  # channels ships no typ
         qs = self.scope.get("query_string", b"")
         query = parse_qs(qs.decode("latin-1")) if qs else {}
         rid = self.request_id(headers)
-        gateway = get_engine().gateway
+        engine = get_engine()
+        gateway = engine.gateway
+        if engine.journal.full():  # backpressure: a request that could not be recorded is not taken
+            await self.send_error(full_error(), rid)
+            return
         if self.too_large:
             err = RequestTooLarge(f"request body is larger than {gateway.runtime.max_body_bytes} bytes")
             await self.send_error(err, rid)

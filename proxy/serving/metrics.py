@@ -1,9 +1,10 @@
-"""Prometheus metrics, counted in-process from usage events (no database on either side).
+"""Prometheus metrics, counted by the usage ingester from the journal (no database on either side).
 
-The usage path calls ``observe(event)`` once per request; ``render()`` writes the text
-exposition format (version 0.0.4) for ``/metrics``. Counters are per process: with
-several server processes, each one reports its own, as Prometheus expects of workers
-scraped one by one (or summed with ``sum without (instance)``).
+The ingester calls ``observe_record`` for each record it committed and keeps ``state()``
+in its watermark file, so every count covers each request once, for all serving
+processes of the node together (``serve --workers N`` shows one view, not one per
+process) and across restarts. ``/metrics`` renders that state (``Metrics.from_state``)
+in the text exposition format (version 0.0.4).
 """
 
 from __future__ import annotations
@@ -11,8 +12,11 @@ from __future__ import annotations
 import threading
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
 
-from llmproxy.usage import UsageEvent
+from llmproxy.journal import read_state
+from llmproxy.usage import UsageEvent, event_from_record
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 #: Request latency buckets, seconds: LLM calls run from tens of milliseconds to minutes.
@@ -22,6 +26,8 @@ UPSTREAM_ERROR_CODES = frozenset(
 )
 
 Labels = tuple[str, ...]
+COUNTERS = ("requests", "tokens", "cost", "upstream_errors", "retries")
+HISTOGRAMS = ("latency", "ttfb")
 
 
 class Histogram:
@@ -72,6 +78,35 @@ class Metrics:
                 self.upstream_errors[(ev.provider, ev.error_type or str(ev.status_code))] += 1
             if ev.attempts > 1:
                 self.retries[(ev.provider,)] += ev.attempts - 1
+
+    def observe_record(self, record: Mapping[str, Any]) -> None:
+        """Count one journal record (the ingester, after its batch committed)."""
+        self.observe(event_from_record(record))
+
+    def state(self) -> dict[str, Any]:
+        """The counts as JSON-ready lists, for the ingester's watermark file."""
+        with self._lock:
+            out: dict[str, Any] = {name: [[*k, v] for k, v in getattr(self, name).items()] for name in COUNTERS}
+            for name in HISTOGRAMS:
+                out[name] = [[*k, h.counts, h.sum, h.count] for k, h in getattr(self, name).items()]
+        return out
+
+    @classmethod
+    def from_state(cls, state: Any) -> Metrics:
+        m = cls()
+        if not isinstance(state, dict):
+            return m
+        for name in COUNTERS:
+            series = getattr(m, name)
+            for *key, value in state.get(name, ()):
+                series[tuple(key)] = value
+        for name in HISTOGRAMS:
+            hists = getattr(m, name)
+            for *key, counts, total, count in state.get(name, ()):
+                h = hists[tuple(key)]
+                if len(counts) == len(BUCKETS):
+                    h.counts, h.sum, h.count = list(counts), float(total), int(count)
+        return m
 
     def render(self, gauges: Mapping[str, tuple[str, float]] | None = None) -> str:
         """The exposition text; ``gauges`` maps a name to (help, value) read at scrape time."""
@@ -143,13 +178,6 @@ def _number(value: float) -> str:
     return repr(float(value))
 
 
-REGISTRY = Metrics()
-
-
-def observe(event: UsageEvent) -> None:
-    """Count one finished request (call from the usage sink, next to the usage writer)."""
-    REGISTRY.observe(event)
-
-
-def render(gauges: Mapping[str, tuple[str, float]] | None = None) -> str:
-    return REGISTRY.render(gauges)
+def from_journal(directory: str | Path) -> Metrics:
+    """The counts the ingester last committed for the journal in ``directory``."""
+    return Metrics.from_state(read_state(directory))

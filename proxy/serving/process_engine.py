@@ -6,7 +6,7 @@ first snapshot, then polls the shared config version every ``RELOAD_POLL_INTERVA
 seconds and swaps in a rebuilt snapshot when it moved. The request path only ever reads
 ``gateway.runtime``.
 
-All of the engine's database work (version polls, snapshot builds, usage flushes) runs
+All of the engine's database work (version polls, snapshot builds) runs
 on one dedicated thread: it keeps one connection per process instead of one per worker
 thread, and shutdown can close that connection deterministically. ``get_engine`` registers
 the gateway in ``current``, where the rest of the shell reads it.
@@ -33,10 +33,10 @@ from proxy.configsync.version import current_version
 from proxy.configsync.watch import start_watcher, stop_watcher
 from proxy.tasks import request_refresh
 
-from . import current, live_feed, metrics
+from . import current, live_feed
 from .snapshot import build_runtime
 from .state import make_state_store
-from .usage_writer import UsageWriter
+from .usage_journal import make_writer
 
 log = logging.getLogger("llmproxy.engine")
 _T = TypeVar("_T")
@@ -55,18 +55,19 @@ class Engine:
     def __init__(self) -> None:
         conf = settings.LLMPROXY
         self.db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmproxy-db")
-        self.writer = UsageWriter(interval=conf["USAGE_FLUSH_INTERVAL"], run=self.run_db)
+        self.journal = make_writer()
         self.gateway = Gateway(
             http=HTTPClient(), usage_sink=self._on_usage, store=make_state_store(), refresher=request_refresh
         )
         self.poll_interval = conf["RELOAD_POLL_INTERVAL"]
         self._started: asyncio.Future[None] | None = None
         self._reloader: asyncio.Task[None] | None = None
-        atexit.register(self.writer.flush)
+        atexit.register(self.journal.close)
 
     def _on_usage(self, event: UsageEvent) -> None:
-        self.writer.add(event)
-        metrics.observe(event)
+        # Called before the response's last byte: the record is on disk (page cache) before
+        # the client can see the response complete. Metrics are counted by the ingester.
+        self.journal.append(event)
         live_feed.publish(event)
 
     async def run_db(self, fn: Callable[[], _T]) -> _T:
@@ -78,7 +79,6 @@ class Engine:
             self._started = asyncio.get_running_loop().create_future()
             try:
                 await self.reload(force=True)
-                self.writer.start()
                 start_watcher()  # returns at once; only one process holds the lease and applies
                 self._reloader = asyncio.get_running_loop().create_task(self._poll())
                 self._started.set_result(None)
@@ -103,9 +103,6 @@ class Engine:
         log.info("serving config version %s", runtime.version)
         return True
 
-    async def flush_usage(self) -> int:
-        return await self.run_db(self.writer.flush)
-
     async def _poll(self) -> None:
         refresh = float(settings.LLMPROXY.get("SPEND_FLOOR_REFRESH") or 60.0)
         built = time.monotonic()
@@ -125,7 +122,7 @@ class Engine:
         if self._reloader is not None:
             self._reloader.cancel()
             self._reloader = None
-        await self.writer.stop()
+        self.journal.close()  # seals this process's segment: the ingester may delete it once written
         await self.gateway.http.close()
         await self.run_db(connections.close_all)
         self._started = None

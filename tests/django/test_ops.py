@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from llmproxy.journal import Batch, JournalReader
 from llmproxy.model import Usage
 from llmproxy.usage import UsageEvent
 from proxy.serving import metrics
@@ -18,10 +19,18 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def registry() -> Iterator[metrics.Metrics]:
-    metrics.REGISTRY.reset()
-    yield metrics.REGISTRY
-    metrics.REGISTRY.reset()
+def registry(settings: Any, tmp_path: Path) -> Iterator[metrics.Metrics]:
+    """Counts as the usage ingester keeps them: committed with the journal's watermark."""
+    journal = tmp_path / "usage-journal"
+    settings.LLMPROXY = {**settings.LLMPROXY, "USAGE_JOURNAL_DIR": str(journal)}
+    yield metrics.Metrics()
+
+
+def publish(counts: metrics.Metrics) -> None:
+    """Commit the counts with the journal's watermark, as the ingester does after a batch."""
+    from proxy.serving.usage_journal import journal_dir
+
+    JournalReader(journal_dir()).commit(Batch(), counts.state())
 
 
 def event(**kw: Any) -> UsageEvent:
@@ -69,12 +78,13 @@ def test_it_reports_the_part_that_is_not_ready(client: Client, settings: Any) ->
 
 
 def test_it_exposes_metrics_after_usage_events(client: Client, registry: metrics.Metrics) -> None:
-    metrics.observe(event(usage=Usage(input_tokens=100, output_tokens=20, cached_tokens=40), cost_usd=0.002,
-                          latency_ms=300, ttfb_ms=80, stream=True))  # fmt: skip
-    metrics.observe(event(usage=Usage(input_tokens=50, output_tokens=5), cost_usd=0.001, latency_ms=1500))
-    metrics.observe(event(status_code=503, error_type="upstream_timeout", latency_ms=30000, attempts=3))
-    metrics.observe(event(model='we"ird\nname', provider="odd", status_code=400, error_type="upstream_error"))
-    metrics.observe(event(model="made-up-by-client", provider="", status_code=404, error_type="model_not_found"))
+    registry.observe(event(usage=Usage(input_tokens=100, output_tokens=20, cached_tokens=40), cost_usd=0.002,
+                           latency_ms=300, ttfb_ms=80, stream=True))  # fmt: skip
+    registry.observe(event(usage=Usage(input_tokens=50, output_tokens=5), cost_usd=0.001, latency_ms=1500))
+    registry.observe(event(status_code=503, error_type="upstream_timeout", latency_ms=30000, attempts=3))
+    registry.observe(event(model='we"ird\nname', provider="odd", status_code=400, error_type="upstream_error"))
+    registry.observe(event(model="made-up-by-client", provider="", status_code=404, error_type="model_not_found"))
+    publish(registry)
     resp = client.get("/metrics")
     assert resp.status_code == 200 and resp["Content-Type"].startswith("text/plain; version=0.0.4")
     text = resp.content.decode()
@@ -95,7 +105,7 @@ def test_it_exposes_metrics_after_usage_events(client: Client, registry: metrics
     assert sample(text, "llmproxy_upstream_errors_total", provider="up", error_type="upstream_timeout") == 1
     assert sample(text, "llmproxy_retries_total", provider="up") == 2
     assert sample(text, "llmproxy_config_version") >= 0
-    assert sample(text, "llmproxy_usage_buffer_size") >= 0
+    assert sample(text, "llmproxy_usage_journal_backlog_bytes") == 0
     assert "# TYPE llmproxy_request_duration_seconds histogram" in text
     assert not any(line.startswith('llmproxy_upstream_errors_total{provider=""') for line in text.splitlines())
 
@@ -117,3 +127,24 @@ def test_it_serves_ops_endpoints_and_the_api_through_the_asgi_app(live: Any) -> 
                             headers={"Authorization": f"Bearer {raw}"})  # fmt: skip
         assert created.status_code == 201, created.text
         assert http.post("/api/v1/providers", json={"name": "x", "type": "openai"}).status_code == 401
+
+
+def test_it_counts_each_journaled_request_once_for_all_processes(client: Client, registry: metrics.Metrics) -> None:
+    from llmproxy.journal import JournalWriter
+    from proxy.jobs.usage_ingest import Ingester
+    from proxy.serving.usage_journal import journal_dir
+
+    for worker in range(2):  # two serving processes' writers, one ingester
+        w = JournalWriter(journal_dir())
+        for i in range(3):
+            w.append(event(request_id=f"w{worker}-{i}", usage=Usage(input_tokens=10)))
+        w.close()
+    assert sample(client.get("/metrics").content.decode(), "llmproxy_usage_journal_backlog_bytes") > 0
+    assert Ingester(journal_dir(), quota_bytes=2**30).drain() == 6
+    text = client.get("/metrics").content.decode()
+    assert sample(text, "llmproxy_requests_total", model="gpt-test", provider="up", status="200") == 6
+    assert sample(text, "llmproxy_tokens_total", model="gpt-test", provider="up", kind="prompt") == 60
+    assert sample(text, "llmproxy_usage_journal_backlog_bytes") == 0
+    assert Ingester(journal_dir(), quota_bytes=2**30).drain() == 0  # a restarted ingester counts nothing twice
+    assert sample(client.get("/metrics").content.decode(), "llmproxy_requests_total", model="gpt-test",
+                  provider="up", status="200") == 6  # fmt: skip

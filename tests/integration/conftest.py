@@ -46,7 +46,6 @@ def child_env(*, var_dir: Path | None = None, embedded_broker: bool = False, **e
         DJANGO_SECRET_KEY=settings.SECRET_KEY,
         LLMPROXY_ENCRYPTION_KEY=",".join(settings.LLMPROXY_ENCRYPTION_KEYS),
         LLMPROXY_LOG_LEVEL="WARNING",
-        LLMPROXY_USAGE_FLUSH_INTERVAL="0.2",
         PYTHONUNBUFFERED="1",
         **extra,
     )

@@ -23,9 +23,14 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from proxy.configsync.config_file import server_address
 from proxy.jobs.embedded import EmbeddedJobs
+from proxy.jobs.ingest_child import IngesterChild
 from proxy.jobs.schedules import setup_schedules
+from proxy.jobs.usage_ingest import drain_journal
+from proxy.serving.usage_journal import journal_dir, quota_bytes
 
 ASGI_APP = "llmproxy_site.asgi:application"
+#: SIGTERM: in-flight requests get this long to finish (INTERFACE.md section 9).
+DRAIN_SECONDS = 30
 
 
 def _exit_quietly(signum: int, frame: Any) -> None:
@@ -43,6 +48,9 @@ class Command(BaseCommand):
         )
         parser.add_argument("--server", choices=["uvicorn", "granian", "daphne"], default="uvicorn")
         parser.add_argument("--no-jobs", action="store_true", help="Do not start the Celery worker and beat.")
+        parser.add_argument(
+            "--no-ingest", action="store_true", help="Do not start the usage ingester (it runs as its own service)."
+        )
 
     def handle(self, *args: Any, **opts: Any) -> None:
         host, port = self._address(opts)
@@ -57,6 +65,11 @@ class Command(BaseCommand):
         jobs = None
         if not opts["no_jobs"] and os.environ.get("LLMPROXY_SERVE_JOBS", "auto") != "off":
             jobs = self._start_jobs()
+        ingester = None if opts["no_ingest"] else IngesterChild.start()
+        if (jobs is not None or ingester is not None) and threading.current_thread() is threading.main_thread():
+            # uvicorn shuts down on SIGTERM, restores this handler and re-raises the signal; exiting
+            # through SystemExit (not the default, an instant death) lets the finally below stop the children.
+            signal.signal(signal.SIGTERM, _exit_quietly)
         self.stdout.write(f"llmproxy serving on http://{host}:{port} ({opts['server']}, {opts['workers']} worker(s))")
         self.stdout.flush()
         try:
@@ -77,11 +90,16 @@ class Command(BaseCommand):
                     http="auto",
                     log_level="warning",
                     access_log=False,
-                    timeout_graceful_shutdown=10,
+                    timeout_graceful_shutdown=DRAIN_SECONDS,
                 )
         finally:
             if jobs is not None:
                 jobs.terminate()
+            if ingester is not None:  # last: the servers have drained, their segments are sealed
+                ingester.stop()
+                # What the child could not write (stopped while still starting, say) is written here.
+                drain_journal(journal_dir(), quota_bytes())
+            if jobs is not None:
                 try:
                     jobs.wait(15)
                 except subprocess.TimeoutExpired:
@@ -104,10 +122,6 @@ class Command(BaseCommand):
         jobs = EmbeddedJobs.start(Path(settings.VAR_DIR))
         if jobs is None:
             self.stdout.write("Background jobs: already run by another serve on this var/ directory.")
-        elif threading.current_thread() is threading.main_thread():
-            # uvicorn shuts down on SIGTERM, restores this handler and re-raises the signal; exiting
-            # through SystemExit (not the default, an instant death) lets ``handle`` stop the jobs.
-            signal.signal(signal.SIGTERM, _exit_quietly)
         return jobs
 
     def _granian(self, host: str, port: int, workers: int) -> None:
