@@ -1,7 +1,7 @@
 """The usage ledger end to end: real ``serve`` processes killed with SIGKILL under load.
 
 Every request the client saw complete (the whole body, or the stream to its end) must
-have exactly one usage record after a restart, within the contract's 5 s; requests cut
+have exactly one usage record after a restart; requests cut
 by the kill may or may not have one, but never two (INTERFACE.md section 9).
 """
 
@@ -28,8 +28,6 @@ from tests.fakes import openai as up
 from .conftest import Child, Serve, child_env, children_of, free_port, is_running, until
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-RECORDED_WITHIN = 5.0  # seconds after a restart (INTERFACE.md section 9)
 
 
 @dataclass
@@ -145,12 +143,11 @@ def test_it_keeps_every_completed_request_across_kill_9_of_every_process(
         until(lambda: len(load.completed) >= len(before) + 20, 30, what="requests after the restart")
     finally:
         load.finish()
-    took = until(lambda: len(recorded(load.completed)) == len(load.completed), RECORDED_WITHIN * 2,
-                 what="every completed request recorded")  # fmt: skip
+    # The contract's 5 s is measured in bench/ (no timing assertions here): this waits generously.
+    until(lambda: len(recorded(load.completed)) == len(load.completed), 30, what="every completed request recorded")
     counts = recorded(load.completed)
     assert set(counts) == load.completed
     assert set(counts.values()) == {1}
-    assert took <= RECORDED_WITHIN
     assert not UsageRecord.objects.values("request_id").annotate(n=Count("id")).filter(n__gt=1).exists()
     assert UsageRecord.objects.filter(request_id__in=before, stream=True).exists()
     assert UsageRecord.objects.filter(request_id__in=before, stream=False).exists()
