@@ -23,7 +23,7 @@ def provider_config(p: Provider) -> ProviderConfig:
         cooldown=p.cooldown_seconds,
         rpm=p.rpm,
         tpm=p.tpm,
-        options=dict(p.options or {}),
+        options={**(p.options or {}), "auth_type": p.auth_type},
         proxy=p.proxy,
     )
 

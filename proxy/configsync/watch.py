@@ -27,7 +27,7 @@ from llmproxy.config import Config, ConfigError, load
 from llmproxy.watcher import ConfigWatcher
 from proxy.models import ConfigImport
 
-from . import apply
+from . import accounts, apply
 from .version import bump_config_version
 
 log = logging.getLogger("llmproxy.watch")
@@ -204,8 +204,13 @@ class WatchService:
     def _sync_tokens(self, paths: list[Path]) -> None:
         with _db():
             for path in paths:
-                if path.exists():
-                    apply.sync_token_file(path)
+                if not path.exists():
+                    gone = accounts.remove_account_file(path)
+                    log.info("token file %s removed%s", path.name, f": {', '.join(gone)} removed" if gone else "")
+                elif (outcome := accounts.sync_account_file(path)) is None:
+                    apply.sync_token_file(path)  # a bare token file: the credentials that name it
+                else:
+                    log.info("token file %s: %s", path.name, outcome)
 
 
 @contextmanager

@@ -19,14 +19,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from django.db import transaction
 from django.utils import timezone
 
-from proxy.models import Credential
+from llmproxy import auth
+from llmproxy.http import HTTPClient
+from llmproxy.providers.base import Credential as EngineCredential
+from llmproxy.providers.base import ProviderConfig
+from proxy.configsync.accounts import make_keeper, write_file
+from proxy.configsync.engine_config import engine_credential, provider_config
+from proxy.models import Credential, HealthState, HealthStatus
 
 from .locks import claim, release
 
@@ -55,7 +61,32 @@ def register(provider_type: str, refresher: Refresher) -> None:
 
 
 def refresher_for(provider_type: str) -> Refresher | None:
-    return REFRESHERS.get(provider_type)
+    """A registered refresher, else the engine's for that account type (``llmproxy.auth``)."""
+    if provider_type in REFRESHERS:
+        return REFRESHERS[provider_type]
+    return refresh_account if auth.refresher_for(provider_type) is not None else None
+
+
+def refresh_account(cred: Credential) -> RefreshedTokens:
+    """The engine's refresher, under the same shared lease as the serving processes' refreshes.
+
+    A serving process that refreshed this credential meanwhile has published its tokens:
+    those are taken instead of spending the (maybe single-use) refresh token again.
+    """
+    provider, engine = provider_config(cred.provider), engine_credential(cred)
+    fresh = async_to_sync(_refresh_shared)(provider, engine)
+    expires = datetime.fromtimestamp(fresh.expires_at, UTC) if fresh.expires_at is not None else None
+    return RefreshedTokens(fresh.access_token or "", expires, fresh.refresh_token, dict(fresh.extra))
+
+
+async def _refresh_shared(provider: ProviderConfig, cred: EngineCredential) -> EngineCredential:
+    http = HTTPClient()
+    try:
+        keeper = make_keeper(http)
+        keeper.on_refreshed = None  # the driver saves, in its own transaction
+        return await keeper.fresh(provider, cred, force=True)
+    finally:
+        await http.close()
 
 
 REFRESH_AHEAD = timedelta(minutes=10)
@@ -66,7 +97,10 @@ def credentials_due(now: datetime | None = None, ahead: timedelta = REFRESH_AHEA
     """Ids of enabled credentials that expire within ``ahead`` and have a refresher."""
     now = now or timezone.now()
     qs = Credential.objects.filter(
-        enabled=True, expires_at__isnull=False, expires_at__lte=now + ahead, provider__type__in=list(REFRESHERS)
+        enabled=True,
+        expires_at__isnull=False,
+        expires_at__lte=now + ahead,
+        provider__type__in=[*REFRESHERS, *auth.REFRESHERS],
     )
     return list(qs.order_by("expires_at").values_list("id", flat=True))
 
@@ -126,6 +160,17 @@ def _save_tokens(credential_id: int, tokens: RefreshedTokens) -> None:
         cred.extra = {**(cred.extra or {}), **tokens.extra}
         fields.append("extra")
     cred.save(update_fields=fields)
+    HealthStatus.objects.update_or_create(credential=cred, defaults={"state": HealthState.HEALTHY, "error": "",
+                                          "consecutive_failures": 0, "checked_at": timezone.now()})  # fmt: skip
+    if cred.file:
+        transaction.on_commit(lambda: _write_back(cred))
+
+
+def _write_back(cred: Credential) -> None:
+    try:
+        write_file(cred)
+    except OSError as exc:
+        log.warning("could not write the refreshed tokens of %s to %s: %s", cred, cred.file, exc)
 
 
 @dataclass

@@ -29,6 +29,7 @@ from llmproxy.gateway import Gateway
 from llmproxy.http import HTTPClient
 from llmproxy.runtime import Runtime
 from llmproxy.usage import UsageEvent
+from proxy.configsync.accounts import make_keeper
 from proxy.configsync.version import current_version
 from proxy.configsync.watch import start_watcher, stop_watcher
 from proxy.tasks import request_refresh
@@ -56,9 +57,9 @@ class Engine:
         conf = settings.LLMPROXY
         self.db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmproxy-db")
         self.journal = make_writer()
-        self.gateway = Gateway(
-            http=HTTPClient(), usage_sink=self._on_usage, store=make_state_store(), refresher=request_refresh
-        )
+        http = HTTPClient()
+        self.gateway = Gateway(http=http, usage_sink=self._on_usage, store=make_state_store(),
+                               refresher=request_refresh, tokens=make_keeper(http, self.run_db))  # fmt: skip
         self.poll_interval = conf["RELOAD_POLL_INTERVAL"]
         self._started: asyncio.Future[None] | None = None
         self._reloader: asyncio.Task[None] | None = None

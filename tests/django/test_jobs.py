@@ -92,13 +92,13 @@ def test_it_refreshes_only_credentials_that_expire_soon(
 
     monkeypatch.setitem(REFRESHERS, "claude", fake_refresher)
     claude = Provider.objects.create(name="claude-oauth", type="claude", auth_type="oauth")
-    gemini = Provider.objects.create(name="gemini-oauth", type="gemini", auth_type="oauth")
+    other = Provider.objects.create(name="openai-oauth", type="openai", auth_type="oauth")  # no refresher for openai
     due = _cred(claude, "due", timedelta(minutes=5), extra={"keep": True})
     expired = _cred(claude, "expired", -timedelta(minutes=1))
     later = _cred(claude, "later", timedelta(hours=2))
     _cred(claude, "no-expiry", None)
     _cred(claude, "disabled", timedelta(minutes=1), enabled=False)
-    _cred(gemini, "no-refresher", timedelta(minutes=1))
+    _cred(other, "no-refresher", timedelta(minutes=1))
     before = ConfigVersion.objects.filter(pk=1).values_list("version", flat=True).first() or 0
 
     with django_capture_on_commit_callbacks(execute=True):

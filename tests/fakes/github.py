@@ -42,6 +42,8 @@ class FakeGitHub(AccountServer):
         self.interval = interval
         self.expires_in = expires_in
         self.slow_down_once = False
+        #: Approve every device code by itself at this poll (a user typing the code meanwhile).
+        self.auto_approve: int | None = None
         self.codes: dict[str, dict[str, Any]] = {}
         self.github_tokens: set[str] = set()
         self.copilot = Tokens("tid=")
@@ -92,6 +94,8 @@ class FakeGitHub(AccountServer):
             return oauth_error("expired_token", "The device_code has expired.", 200)
         if entry["state"] == "denied":
             return oauth_error("access_denied", "The authorization request was denied.", 200)
+        if self.auto_approve is not None and entry["polls"] >= self.auto_approve and entry["state"] == "pending":
+            entry["state"] = "approved"
         if entry["state"] != "approved":
             return oauth_error("authorization_pending", "The authorization request is still pending.", 200)
         del self.codes[f["device_code"]]
