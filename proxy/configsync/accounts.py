@@ -33,7 +33,7 @@ from llmproxy import auth
 from llmproxy.http import HTTPClient
 from llmproxy.providers.base import Credential as EngineCredential
 from llmproxy.providers.base import ProviderConfig
-from llmproxy.state import create_store
+from llmproxy.stores import create_store
 from proxy.models import AuthType, Credential, HealthState, HealthStatus, Provider
 
 from .version import bump_config_version
