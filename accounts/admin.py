@@ -6,6 +6,9 @@ message after saving; only its prefix and hash are stored, and the hash is never
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from django import forms
@@ -16,6 +19,25 @@ from django.http import HttpRequest
 
 from .actions import revoke_api_key
 from .models import ApiKey, User, generate_key
+from .periods import period_resets_at
+
+#: Where ``spend_usd`` comes from: the proxy app (which owns the usage records and the
+#: live counters) sets it when it starts; this app imports nothing from proxy.
+spend_source: Callable[[Sequence[ApiKey | User]], list[Decimal]] | None = None
+
+
+class SpendColumns:
+    """Read-only ``spend_usd`` (this period, live) and ``budget_resets_at`` for keys and users."""
+
+    @admin.display(description="spend (USD, this period)")
+    def spend_usd(self, obj: ApiKey | User) -> str:
+        if obj.pk is None or spend_source is None:
+            return "-"
+        return f"{spend_source([obj])[0]:.4f}"
+
+    @admin.display(description="budget resets at")
+    def budget_resets_at(self, obj: ApiKey | User) -> datetime | None:
+        return period_resets_at(obj.budget_period)
 
 
 class StaffAccess:
@@ -75,18 +97,32 @@ class ApiKeyInline(StaffAccess, admin.TabularInline):  # type: ignore[type-arg]
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(StaffAccess, admin.ModelAdmin):  # type: ignore[type-arg]
+class ApiKeyAdmin(StaffAccess, SpendColumns, admin.ModelAdmin):  # type: ignore[type-arg]
     form = ApiKeyForm
-    list_display = ("prefix_shown", "name", "user", "is_admin", "revoked", "expires_at", "rpm", "tpm", "budget_usd",
-                    "budget_period", "created_at")  # fmt: skip
+    list_display = ("prefix_shown", "name", "user", "is_admin", "revoked", "expires_at", "rpm", "tpm", "max_parallel",
+                    "budget_usd", "budget_period", "spend_usd", "created_at")  # fmt: skip
     list_filter = ("revoked", "is_admin", "budget_period")
     search_fields = ("prefix", "name", "user__username")
     list_select_related = ("user",)
-    readonly_fields = ("prefix", "created_at")
+    readonly_fields = ("prefix", "created_at", "spend_usd", "budget_resets_at")
     autocomplete_fields = ("user",)
     fieldsets = (
         (None, {"fields": ("user", "name", "prefix", "allowed_models", "expires_at", "revoked", "is_admin")}),
-        ("Limits", {"fields": ("rpm", "tpm", "budget_usd", "budget_period", "period_started_at")}),
+        (
+            "Limits (the owner's own limits apply too)",
+            {
+                "fields": (
+                    "rpm",
+                    "tpm",
+                    "max_parallel",
+                    "budget_usd",
+                    "budget_period",
+                    "period_started_at",
+                    "spend_usd",
+                    "budget_resets_at",
+                )
+            },
+        ),
         ("Created", {"fields": ("created_at",)}),
     )
     actions = ("revoke_selected",)
@@ -123,9 +159,17 @@ class ApiKeyAdmin(StaffAccess, admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(User)
-class UserAdmin(StaffAccess, DjangoUserAdmin):  # type: ignore[type-arg]
-    list_display = ("username", "email", "is_active", "is_staff", "is_superuser", "n_keys", "last_login")
+class UserAdmin(StaffAccess, SpendColumns, DjangoUserAdmin):  # type: ignore[type-arg]
+    list_display = ("username", "email", "is_active", "is_staff", "is_superuser", "n_keys", "rpm", "budget_usd",
+                    "budget_period", "last_login")  # fmt: skip
     inlines = (ApiKeyInline,)
+    fieldsets = (
+        *(DjangoUserAdmin.fieldsets or ()),
+        (
+            "Limits (apply to all of the user's keys, with each key's own)",
+            {"fields": ("rpm", "tpm", "max_parallel", "budget_usd", "budget_period", "spend_usd", "budget_resets_at")},
+        ),
+    )
 
     @admin.display(description="keys")
     def n_keys(self, obj: User) -> int:
@@ -142,7 +186,7 @@ class UserAdmin(StaffAccess, DjangoUserAdmin):  # type: ignore[type-arg]
         return super().has_delete_permission(request, obj) and not self._guards_superuser(request, obj)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
-        fields = list(super().get_readonly_fields(request, obj))
+        fields = [*super().get_readonly_fields(request, obj), "spend_usd", "budget_resets_at"]
         if not request.user.is_superuser:  # only a superuser grants superuser or permissions
             fields += ["is_superuser", "groups", "user_permissions"]
         return fields

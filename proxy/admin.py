@@ -28,6 +28,7 @@ from django.utils.safestring import SafeString, mark_safe
 from django.utils.timesince import timesince
 
 from accounts.admin import StaffAccess
+from llmproxy.pricing import lookup
 
 from .configsync.actions import masked_proxy
 from .crypto import is_sensitive, mask, masked_mapping
@@ -346,8 +347,20 @@ class CredentialAdmin(StaffAccess, admin.ModelAdmin):  # type: ignore[type-arg]
 
 @admin.register(ModelRoute)
 class ModelRouteAdmin(StaffAccess, admin.ModelAdmin):  # type: ignore[type-arg]
-    list_display = ("name", "provider", "upstream_name", "enabled", "input_price", "output_price", "cached_input_price")
+    list_display = ("name", "provider", "upstream_name", "enabled", "input_price", "output_price", "cached_input_price",
+                    "priced_by")  # fmt: skip
     list_filter = ("enabled", "provider")
+
+    @admin.display(description="price from")
+    def priced_by(self, obj: ModelRoute) -> str:
+        """Where the route's price comes from; without one its usage records no cost."""
+        if obj.input_price is not None or obj.output_price is not None:
+            return "this route"
+        entry = lookup(obj.upstream_name)
+        if entry is not None:
+            return f"catalog ({entry.source}, {entry.taken})"
+        return "NO PRICE: cost_usd is null"
+
     search_fields = ("name", "upstream", "provider__name")
     list_select_related = ("provider",)
 

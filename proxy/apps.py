@@ -6,6 +6,10 @@ class ProxyConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        import accounts.admin
+
         from . import signals
+        from .serving.spend import live_spend
 
         signals.connect()
+        accounts.admin.spend_source = live_spend

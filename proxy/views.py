@@ -112,7 +112,8 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
             float(journal_backlog(directory)),
         ),
     }
-    return HttpResponse(metrics.from_journal(directory).render(gauges), content_type=metrics.CONTENT_TYPE)
+    errors = get_engine().gateway.limiter.store_errors  # this process's
+    return HttpResponse(metrics.from_journal(directory).render(gauges, errors), content_type=metrics.CONTENT_TYPE)
 
 
 def portal_login_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:

@@ -108,8 +108,12 @@ class Metrics:
                     h.counts, h.sum, h.count = list(counts), float(total), int(count)
         return m
 
-    def render(self, gauges: Mapping[str, tuple[str, float]] | None = None) -> str:
-        """The exposition text; ``gauges`` maps a name to (help, value) read at scrape time."""
+    def render(
+        self, gauges: Mapping[str, tuple[str, float]] | None = None,
+        store_errors: Mapping[tuple[str, str], int] | None = None,
+    ) -> str:  # fmt: skip
+        """The exposition text; ``gauges`` maps a name to (help, value) read at scrape time,
+        ``store_errors`` is the limiter's count of state-store failures by (limit kind, outcome)."""
         with self._lock:
             out: list[str] = []
             _family(out, "llmproxy_requests_total", "counter", "Requests by public model, provider and status.",
@@ -124,6 +128,9 @@ class Metrics:
                     _series(("provider", "error_type"), self.upstream_errors))  # fmt: skip
             _family(out, "llmproxy_retries_total", "counter", "Extra upstream attempts (failover) by final provider.",
                     _series(("provider",), self.retries))  # fmt: skip
+        _family(out, "llmproxy_limits_store_errors_total", "counter",
+                "Requests whose key/user limits the state store could not check, by limit kind and what was done "
+                "(limits.on_store_error).", _series(("kind", "outcome"), {k: float(v) for k, v in (store_errors or {}).items()}))  # fmt: skip
         for name, (help_text, value) in (gauges or {}).items():
             _family(out, name, "gauge", help_text, [("", value)])
         return "\n".join(out) + "\n"

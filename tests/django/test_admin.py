@@ -190,7 +190,8 @@ def test_it_lets_only_a_superuser_change_a_superuser(client: Client, rows: dict[
     bob = factories.user("bob")
     resp = client.post(reverse("admin:accounts_user_change", args=[bob.pk]), {"username": "bob", "is_superuser": "on",
                        "is_active": "on", "is_staff": "on", "date_joined_0": "2024-01-01",
-                       "date_joined_1": "00:00:00", "api_keys-TOTAL_FORMS": "0", "api_keys-INITIAL_FORMS": "0"})  # fmt: skip
+                       "date_joined_1": "00:00:00", "api_keys-TOTAL_FORMS": "0", "api_keys-INITIAL_FORMS": "0",
+                       "budget_period": "none"})  # fmt: skip
     assert resp.status_code == 302
     bob.refresh_from_db()
     assert bob.is_staff and not bob.is_superuser
@@ -202,3 +203,26 @@ def test_it_keeps_staff_from_making_keys_for_a_superuser(client: Client, rows: d
     resp = client.post(reverse("admin:accounts_apikey_add"), data)
     assert resp.status_code == 200 and "user" in resp.context["adminform"].form.errors
     assert not ApiKey.objects.filter(name="sneaky").exists()
+
+
+def test_it_shows_user_limits_spend_and_reset(client: Client) -> None:
+    from decimal import Decimal
+
+    alice = factories.user("alice")
+    User.objects.filter(pk=alice.pk).update(rpm=60, budget_usd=Decimal("5"), budget_period="monthly")
+    key, _ = factories.api_key(alice, budget_usd=Decimal("1"), budget_period="daily")
+    UsageRecord.objects.create(request_id="r-spent", user_id=alice.pk, key_id=key.pk, cost_usd=Decimal("0.25"),
+                               created_at=timezone.now(), status_code=200)  # fmt: skip
+    page = client.get(reverse("admin:accounts_user_change", args=[alice.pk])).content.decode()
+    assert "Limits (apply to all of the user" in page and 'name="budget_usd" value="5' in page
+    assert "0.2500" in page and "Budget resets at" in page
+    page = client.get(reverse("admin:accounts_apikey_change", args=[key.pk])).content.decode()
+    assert 'name="max_parallel"' in page and "0.2500" in page
+
+
+def test_it_flags_routes_without_any_price(client: Client) -> None:
+    factories.provider("p", "https://up.example/v1", models=[
+        {"name": "own", "upstream": "x", "input_price": "1", "output_price": "2"},
+        {"name": "cat", "upstream": "gpt-4o"}, {"name": "bare", "upstream": "in-house-model"}])  # fmt: skip
+    page = client.get(reverse("admin:proxy_modelroute_changelist")).content.decode()
+    assert "this route" in page and "catalog (openai, " in page and "NO PRICE: cost_usd is null" in page

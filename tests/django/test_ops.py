@@ -148,3 +148,10 @@ def test_it_counts_each_journaled_request_once_for_all_processes(client: Client,
     assert Ingester(journal_dir(), quota_bytes=2**30).drain() == 0  # a restarted ingester counts nothing twice
     assert sample(client.get("/metrics").content.decode(), "llmproxy_requests_total", model="gpt-test",
                   provider="up", status="200") == 6  # fmt: skip
+
+
+def test_it_counts_limits_store_errors(registry: metrics.Metrics) -> None:
+    text = registry.render(store_errors={("budget", "refused"): 2, ("rate_limit", "admitted"): 5})
+    assert sample(text, "llmproxy_limits_store_errors_total", kind="budget", outcome="refused") == 2
+    assert sample(text, "llmproxy_limits_store_errors_total", kind="rate_limit", outcome="admitted") == 5
+    assert "# TYPE llmproxy_limits_store_errors_total counter" in text
