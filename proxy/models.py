@@ -8,7 +8,7 @@ from django.db import models
 
 from llmproxy.http import parse_proxy
 
-from .fields import EncryptedTextField
+from .fields import EncryptedJSONField, EncryptedTextField
 
 
 class ProviderType(models.TextChoices):
@@ -51,8 +51,9 @@ class Provider(models.Model):
     cooldown_seconds = models.FloatField(default=60.0, help_text="After a 429 without Retry-After.")
     rpm = models.PositiveIntegerField(null=True, blank=True)
     tpm = models.PositiveIntegerField(null=True, blank=True)
-    headers = models.JSONField(default=dict, blank=True)
-    options = models.JSONField(default=dict, blank=True)
+    #: Encrypted, like every field that may hold a secret (an Authorization header, a client secret).
+    headers = EncryptedJSONField()
+    options = EncryptedJSONField()
     #: Encrypted: a proxy URL may carry a password.
     proxy = EncryptedTextField(blank=True, validators=[validate_proxy],
                                help_text="Outbound proxy, http://[user:password@]host:port. "
@@ -78,7 +79,7 @@ class Credential(models.Model):
     refresh_token = EncryptedTextField(blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     file = models.CharField(max_length=255, blank=True, help_text="A token file in the auth dir.")
-    extra = models.JSONField(default=dict, blank=True)
+    extra = EncryptedJSONField()
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -140,6 +141,8 @@ class UsageRecord(models.Model):
     latency_ms = models.PositiveIntegerField(default=0)
     ttfb_ms = models.PositiveIntegerField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=1)
+    #: Staff only: which upstream failed how, in its own words (scrubbed of secrets).
+    error_detail = models.TextField(blank=True, default="")
 
     class Meta:
         ordering = ["-created_at"]

@@ -58,6 +58,7 @@ class UsageOut(Schema):
     latency_ms: int
     ttfb_ms: int | None
     attempts: int
+    error_detail: str | None = Field(None, description="Staff only: which upstream failed how, in its own words.")
 
 
 class UsagePage(Schema):
@@ -118,7 +119,8 @@ def _aware(value: datetime | None) -> datetime | None:
 def list_usage(request: HttpRequest, q: Query[UsageQuery], page: Query[Page]) -> dict[str, Any]:
     """Usage records, newest first, ``limit``/``offset`` paginated."""
     qs = queries.records(_filter(request, q))
-    items = [queries.record_row(r) for r in qs[page.offset : page.offset + page.limit]]
+    staff = actor(request).is_staff
+    items = [queries.record_row(r, staff=staff) for r in qs[page.offset : page.offset + page.limit]]
     return {"count": qs.count(), "limit": page.limit, "offset": page.offset, "items": items}
 
 
@@ -139,6 +141,7 @@ def usage_summary(request: HttpRequest, q: Query[UsageQuery], group_by: str = "d
 @usage_router.get("/export", response={200: None}, openapi_extra={"responses": {200: {"content": {"text/csv": {}}}}})
 def usage_export(request: HttpRequest, q: Query[UsageQuery]) -> StreamingHttpResponse:
     """All matching records as CSV, one column per usage field of the contract."""
-    response = StreamingHttpResponse(queries.csv_lines(queries.records(_filter(request, q))), content_type="text/csv")
+    lines = queries.csv_lines(queries.records(_filter(request, q)), staff=actor(request).is_staff)
+    response = StreamingHttpResponse(lines, content_type="text/csv")
     response["Content-Disposition"] = 'attachment; filename="usage.csv"'
     return response

@@ -162,9 +162,9 @@ def _label(rows: list[dict[str, Any]], dims: list[str]) -> None:
             r["key_id"], r["key_prefix"], r["key_name"] = kid, info.get("prefix"), info.get("name")
 
 
-def record_row(rec: UsageRecord) -> dict[str, Any]:
-    """One usage record as the API and the CSV show it."""
-    return {
+def record_row(rec: UsageRecord, *, staff: bool = False) -> dict[str, Any]:
+    """One usage record as the API and the CSV show it; ``error_detail`` (upstream words) for staff only."""
+    row = {
         "id": rec.pk,
         "request_id": rec.request_id,
         "created_at": rec.created_at,
@@ -189,6 +189,9 @@ def record_row(rec: UsageRecord) -> dict[str, Any]:
         "ttfb_ms": rec.ttfb_ms,
         "attempts": rec.attempts,
     }
+    if staff:
+        row["error_detail"] = rec.error_detail
+    return row
 
 
 class _Echo:
@@ -198,13 +201,14 @@ class _Echo:
         return value
 
 
-def csv_lines(qs: QuerySet[UsageRecord]) -> Iterator[str]:
-    """The CSV export: a header of ``USAGE_FIELDS``, then one line per record."""
+def csv_lines(qs: QuerySet[UsageRecord], *, staff: bool = False) -> Iterator[str]:
+    """The CSV export: a header of ``USAGE_FIELDS`` (plus ``error_detail`` for staff), then one line per record."""
     writer = csv.writer(_Echo())
-    yield writer.writerow(USAGE_FIELDS)
+    names = (*USAGE_FIELDS, "error_detail") if staff else USAGE_FIELDS
+    yield writer.writerow(names)
     for rec in qs.iterator(chunk_size=2000):
-        row = record_row(rec)
-        yield writer.writerow([_csv_value(row[name]) for name in USAGE_FIELDS])
+        row = record_row(rec, staff=staff)
+        yield writer.writerow([_csv_value(row[name]) for name in names])
 
 
 def _csv_value(value: Any) -> str:

@@ -25,6 +25,7 @@ from typing import TypeVar
 from django.conf import settings
 from django.db import connections
 
+from llmproxy import scrub
 from llmproxy.gateway import Gateway
 from llmproxy.http import HTTPClient
 from llmproxy.runtime import Runtime
@@ -95,12 +96,15 @@ class Engine:
             version = current_version()
             if not force and version == self.gateway.runtime.version:
                 return None
-            return build_runtime(version)
+            runtime = build_runtime(version)
+            runtime.scrubber  # noqa: B018 - built here, off the event loop
+            return runtime
 
         runtime = await self.run_db(_check_and_build)
         if runtime is None:
             return False
         self.gateway.swap(runtime)
+        scrub.set_active(runtime.scrubber)  # the log filter keeps this snapshot's secrets out of every line
         log.info("serving config version %s", runtime.version)
         return True
 

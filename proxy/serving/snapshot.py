@@ -15,6 +15,7 @@ from django.conf import settings
 
 from accounts.models import ApiKey, User
 from accounts.periods import current_period_start
+from llmproxy.netguard import ImageSettings
 from llmproxy.providers.base import Credential as EngineCredential
 from llmproxy.providers.base import ProviderConfig
 from llmproxy.runtime import ApiKeyInfo, LimitSettings, Price, Route, RoutingSettings, Runtime, UserLimits
@@ -83,7 +84,28 @@ def build_runtime(version: int | None = None) -> Runtime:
         routing=routing_settings(),
         unhealthy=unhealthy,
         limits=limit_settings(),
+        images=images_settings(),
+        extra_secrets=site_secrets(),
     )
+
+
+def images_settings() -> ImageSettings:
+    """The ``images:`` section of ``LLMPROXY_CONFIG``, else the defaults with the
+    ``LLMPROXY_IMAGES_*`` environment applied (``LLMPROXY_IMAGES_ALLOW_PRIVATE`` for test setups)."""
+    from llmproxy.config import ConfigError, load, loads
+
+    path = settings.LLMPROXY.get("CONFIG")
+    try:
+        return load(path).images if path else loads("").images
+    except (ConfigError, OSError) as exc:
+        log.error("images settings not applied, keeping the defaults (public hosts only): %s", exc)
+        return ImageSettings()
+
+
+def site_secrets() -> tuple[str, ...]:
+    """The shell's own secrets, kept out of responses and logs like the providers' ones."""
+    values = [settings.SECRET_KEY, *settings.LLMPROXY_ENCRYPTION_KEYS, settings.LLMPROXY.get("METRICS_TOKEN") or ""]
+    return tuple(v for v in values if v)
 
 
 def routing_settings() -> RoutingSettings:

@@ -132,7 +132,7 @@ def test_it_exports_usage_as_csv_with_the_contract_columns(admin_client: Client,
     resp = admin_client.get("/api/v1/usage/export")
     assert resp.status_code == 200 and resp["Content-Type"].startswith("text/csv")
     rows = list(csv.reader(io.StringIO(b"".join(resp.streaming_content).decode())))
-    assert rows[0] == CONTRACT_FIELDS
+    assert rows[0] == [*CONTRACT_FIELDS, "error_detail"]  # the upstream's own words: staff only
     row = dict(zip(rows[0], rows[1], strict=True))
     assert row["request_id"] == "req-a" and row["user"] == "alice" and row["key_prefix"] == people["alice_key"].prefix
     assert row["created_at"] == "2025-03-04T05:06:07+00:00"
