@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import UTC
 from typing import Any
 
 from django import forms
@@ -394,13 +395,22 @@ class StatusClassFilter(admin.SimpleListFilter):
 
 @admin.register(UsageRecord)
 class UsageRecordAdmin(ReadOnlyAdmin):
-    list_display = ("created_at", "request_id", "user", "key_prefix", "ingress", "model", "provider", "credential",
-                    "stream", "status_code", "prompt_tokens", "completion_tokens", "cost_usd", "latency_ms")  # fmt: skip
+    # Short columns so the list fits a laptop screen; every field is on the record's own page.
+    list_display = ("when", "short_id", "user", "key_prefix", "model", "provider", "status_code", "prompt_tokens",
+                    "completion_tokens", "cost_usd", "latency_ms")  # fmt: skip
     list_filter = (StatusClassFilter, "status_code", "stream", "ingress", "model", "provider", "error_type")
     search_fields = ("=request_id", "^key_prefix")
     date_hierarchy = "created_at"
     list_select_related = ("user",)
     show_full_result_count = False
+
+    @admin.display(description="time (UTC)", ordering="created_at")
+    def when(self, obj: UsageRecord) -> str:
+        return obj.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+    @admin.display(description="request id", ordering="request_id")
+    def short_id(self, obj: UsageRecord) -> SafeString:
+        return format_html('<span title="{}">{}…</span>', obj.request_id, obj.request_id[:10])
 
 
 @admin.register(UsageDaily)

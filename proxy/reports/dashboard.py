@@ -23,6 +23,7 @@ from proxy.serving.routing_state import CredentialState, credential_states
 from proxy.serving.state import shares_state
 
 from . import queries
+from .charts import chart_data
 
 log = logging.getLogger("llmproxy.dashboard")
 
@@ -125,6 +126,8 @@ class Dashboard:
     models: list[Row]
     providers: list[Row]
     errors: list[ErrorKind]
+    ttfb: Latency = field(default_factory=Latency)
+    charts: dict[str, Any] = field(default_factory=dict)  # charts.chart_data, for the page's script
     credentials: list[CredentialState] = field(default_factory=list)
     state_error: str = ""  # the state store could not be read
     shares_state: bool = True  # cooldowns seen here are the ones every serving process sees
@@ -148,7 +151,8 @@ def build(window_name: str = DEFAULT_WINDOW, now: datetime | None = None) -> Das
             setattr(totals, name, getattr(totals, name) + getattr(row.totals, name))
     states, error = safe_credential_states()
     return Dashboard(window=w, totals=totals, latency=latency(w), traffic=traffic(w), models=models,
-                     providers=grouped(w, "provider"), errors=error_kinds(w), credentials=states, state_error=error,
+                     providers=grouped(w, "provider"), errors=error_kinds(w), ttfb=latency(w, "ttfb_ms"),
+                     charts=chart_data(w.since, w.buckets, w.hourly), credentials=states, state_error=error,
                      shares_state=shares_state())  # fmt: skip
 
 
@@ -181,14 +185,14 @@ def grouped(w: Window, dim: str) -> list[Row]:
     return out
 
 
-def latency(w: Window) -> Latency:
-    """Average and nearest-rank p50/p95 of the successful requests' latency."""
-    qs = _raw(w).filter(status_code__lt=400)
-    agg = qs.aggregate(n=Count("id"), avg=Avg("latency_ms"))
+def latency(w: Window, column: str = "latency_ms") -> Latency:
+    """Average and nearest-rank p50/p95 of the successful requests' latency (or ``ttfb_ms``)."""
+    qs = _raw(w).filter(status_code__lt=400, **{f"{column}__isnull": False})
+    agg = qs.aggregate(n=Count("id"), avg=Avg(column))
     n = int(agg["n"] or 0)
     if not n:
         return Latency()
-    ordered = qs.order_by("latency_ms").values_list("latency_ms", flat=True)
+    ordered = qs.order_by(column).values_list(column, flat=True)
 
     def rank(p: float) -> int:
         return int(ordered[max(math.ceil(p * n) - 1, 0)])  # one LIMIT 1 OFFSET k query

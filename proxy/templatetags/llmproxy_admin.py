@@ -6,7 +6,7 @@ from typing import Any
 
 from django import template
 
-from proxy.reports import dashboard
+from proxy.reports import charts, dashboard
 from proxy.serving import live_feed
 
 register = template.Library()
@@ -21,4 +21,5 @@ def llmproxy_dashboard(context: template.Context) -> dict[str, Any]:
         "request": request,
         "csrf_token": context.get("csrf_token"),
         "live_path": live_feed.PATH,
+        "split_dims": charts.DIMENSIONS,
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from datetime import UTC, datetime, timedelta
@@ -69,6 +70,12 @@ def metric(html: str, name: str) -> str:
     return found.group(1)
 
 
+def chart_json(html: str) -> Any:
+    found = re.search(r'<script id="llp-chart-data" type="application/json">(.*?)</script>', html, re.S)
+    assert found, "no chart data on the page"
+    return json.loads(found.group(1))
+
+
 def test_it_shows_the_last_24_hours_from_the_raw_rows(client: Client, seeded: datetime) -> None:
     resp = client.get(INDEX)
     assert resp.status_code == 200
@@ -78,9 +85,12 @@ def test_it_shows_the_last_24_hours_from_the_raw_rows(client: Client, seeded: da
         "450", "300", "150")  # fmt: skip
     assert metric(html, "cost_usd") == "$0.0300"
     # Latency of the successful requests only: 100 and 300 ms.
-    assert (metric(html, "p50_ms"), metric(html, "avg_ms"), metric(html, "p95_ms")) == ("100 ms", "200", "300")
-    bars = [int(n) for n in re.findall(r'data-requests="(\d+)"', html)]
-    assert len(bars) == 24 and sum(bars) == 3 and max(bars) == 3
+    assert (metric(html, "p50_ms"), metric(html, "avg_ms"), metric(html, "p95_ms")) == ("100", "200", "300")
+    charts = chart_json(html)
+    bars = charts["totals"]["requests"]
+    assert len(bars) == 24 and sum(bars) == 3 and max(bars) == 3 and charts["hourly"] is True
+    assert sum(charts["totals"]["errors"]) == 1
+    assert {s["name"]: sum(s["requests"]) for s in charts["split"]["model"]} == {"gpt-a": 2, "gpt-b": 1}
     assert re.search(r"<td>502</td><td>upstream_error</td><td class=\"num\">1</td>", html)
     assert 'id="content-main"' in html and reverse("admin:proxy_usagerecord_changelist") in html  # the app list stays
 
@@ -91,13 +101,16 @@ def test_it_merges_rollups_of_past_days_with_todays_rows(client: Client, seeded:
     assert (metric(html, "prompt_tokens"), metric(html, "completion_tokens")) == ("1,300", "650")
     assert metric(html, "cost_usd") == "$1.5300"  # the rollup, not the raw row of that day ($9)
     # Latency reads the window's raw rows: 100, 200 (two days ago) and 300 ms.
-    assert (metric(html, "p50_ms"), metric(html, "avg_ms"), metric(html, "p95_ms")) == ("200 ms", "200", "300")
+    assert (metric(html, "p50_ms"), metric(html, "avg_ms"), metric(html, "p95_ms")) == ("200", "200", "300")
     board = dashboard.build("7d", seeded)
     assert [(r.name, r.totals.requests, r.totals.errors, r.totals.prompt_tokens) for r in board.models] == [
         ("gpt-a", 12, 1, 1300), ("gpt-b", 1, 1, 0)]  # fmt: skip
     assert [(r.name, r.totals.requests, round(r.totals.cost_usd, 6)) for r in board.providers] == [
         ("up", 12, 1.53), ("other", 1, 0.0)]  # fmt: skip
     assert [b.requests for b in board.traffic] == [0, 0, 0, 0, 10, 0, 3]
+    charts = chart_json(html)
+    assert charts["totals"]["requests"] == [0, 0, 0, 0, 10, 0, 3] and charts["hourly"] is False
+    assert {s["name"]: sum(s["requests"]) for s in charts["split"]["provider"]} == {"up": 12, "other": 1}
     assert '<tr data-name="gpt-a"><td>gpt-a' in html
 
 
