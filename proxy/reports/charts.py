@@ -72,9 +72,9 @@ def _hourly_rows(since: datetime) -> list[dict[str, Any]]:
         .values("bucket", "model", "provider", "user_id", "key_id")
         .annotate(**_sums())
     )
-    out = []
-    for row in qs:
-        row = dict(row)
+    out: list[dict[str, Any]] = []
+    for found in qs:
+        row: dict[str, Any] = dict(found)
         row["bucket"] = row["bucket"].astimezone(UTC)
         out.append(row)
     return out
