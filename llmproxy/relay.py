@@ -26,6 +26,9 @@ from .model import Usage as TokenUsage
 class StreamRelay:
     """An async iterator of the bytes to send to the client for one upstream stream."""
 
+    __slots__ = ("books", "chunks", "decoder", "encoder", "error", "ex", "first", "public_model", "relayed",
+                 "rename", "reply", "status", "ttfb", "upstream_model", "usage")  # fmt: skip
+
     def __init__(
         self,
         ex: Exchange,
