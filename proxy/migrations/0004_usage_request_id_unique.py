@@ -19,7 +19,7 @@ def drop_duplicates(apps: Any, schema_editor: Any) -> None:
 
 
 class Migration(migrations.Migration):
-    dependencies = [("proxy", "0001_initial")]
+    dependencies = [("proxy", "0003_provider_type_demo")]
 
     operations = [
         migrations.RunPython(drop_duplicates, migrations.RunPython.noop),
