@@ -111,6 +111,7 @@ class Engine:
     async def _poll(self) -> None:
         refresh = float(settings.LLMPROXY.get("SPEND_FLOOR_REFRESH") or 60.0)
         built = time.monotonic()
+        failing = ""  # the last failure logged: a database that is down is reported once, not 4x a second
         while True:
             await asyncio.sleep(self.poll_interval)
             try:
@@ -119,8 +120,13 @@ class Engine:
                 stale = time.monotonic() - built > refresh
                 if await self.reload(force=stale) or stale:
                     built = time.monotonic()
-            except Exception:
-                log.exception("config reload failed; still serving version %s", self.gateway.runtime.version)
+                if failing:
+                    log.info("config reload works again; serving version %s", self.gateway.runtime.version)
+                    failing = ""
+            except Exception as exc:
+                if repr(exc) != failing:
+                    failing = repr(exc)
+                    log.exception("config reload failed; still serving version %s", self.gateway.runtime.version)
 
     async def shutdown(self) -> None:
         stop_watcher()
