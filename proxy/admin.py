@@ -11,6 +11,7 @@ the credential list, a credential's page or a provider's page.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from datetime import UTC
@@ -31,6 +32,7 @@ from django.utils.timesince import timesince
 from accounts.admin import StaffAccess
 from llmproxy.pricing import lookup
 
+from .admin_logins import login_view
 from .configsync.actions import masked_proxy
 from .crypto import is_sensitive, mask, masked_mapping
 from .models import (
@@ -323,7 +325,9 @@ class CredentialAdmin(StaffAccess, admin.ModelAdmin):  # type: ignore[type-arg]
 
     def get_urls(self) -> list[URLPattern]:
         view = self.admin_site.admin_view(self.clear_cooldowns_view)
-        return [path("clear-cooldowns/", view, name="proxy_credential_clear_cooldowns"), *super().get_urls()]
+        login = self.admin_site.admin_view(functools.partial(login_view, self.admin_site))
+        return [path("clear-cooldowns/", view, name="proxy_credential_clear_cooldowns"),
+                path("login/", login, name="proxy_credential_login"), *super().get_urls()]  # fmt: skip
 
     def clear_cooldowns_view(self, request: HttpRequest) -> HttpResponse:
         """POST ``all=1``, ``provider=<id>`` or ``credential=<id>``; back to ``next``."""

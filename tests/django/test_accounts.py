@@ -19,6 +19,7 @@ from django.core.management import CommandError, call_command
 from proxy.configsync import accounts, watch
 from proxy.jobs import token_refresh
 from proxy.models import Credential, HealthState, HealthStatus, Provider
+from tests import factories
 from tests.fakes.claude_oauth import FakeClaude
 from tests.fakes.github import FakeGitHub
 
@@ -199,3 +200,29 @@ def test_the_beat_job_refreshes_claude_keeps_the_rotated_token_and_writes_the_fi
     health = HealthStatus.objects.get(credential=dead)
     assert health.state == HealthState.UNHEALTHY and "invalid_grant" in health.error
     assert HealthStatus.objects.get(credential=cred).state == HealthState.HEALTHY
+
+
+def test_the_admin_runs_a_device_login_until_the_credential_is_healthy(github: FakeGitHub, client: Any) -> None:
+
+    client.force_login(factories.user("root", staff=True))
+    Provider.objects.create(name="copilot", type="copilot", auth_type="device_flow",
+                            options={"github_url": github.url, "github_api_url": github.url})  # fmt: skip
+    github.auto_approve = 3
+    started = client.post("/admin/proxy/credential/login/", {"type": "copilot", "name": "team"})
+    assert started.status_code == 302
+    page = ""
+    deadline = time.monotonic() + 10
+    while "credential copilot/team ready" not in page:
+        assert time.monotonic() < deadline, page
+        time.sleep(0.1)
+        page = client.get(started["Location"]).content.decode()
+    assert "and enter" in page or "ready" in page
+    assert "credential copilot/team ready — healthy" in page
+    assert Credential.objects.get(name="team").provider.name == "copilot"
+
+
+def test_the_admin_refuses_an_unknown_account_type(client: Any) -> None:
+
+    client.force_login(factories.user("root", staff=True))
+    page = client.post("/admin/proxy/credential/login/", {"type": "nope"}).content.decode()
+    assert "no login for type &#x27;nope&#x27;" in page
