@@ -57,7 +57,16 @@ def assign(obj: models.Model, data: Mapping[str, Any], allowed: Iterable[str]) -
 
 
 def validated_save(obj: M, *, unique_field: str = "name") -> M:
-    """``full_clean`` then save; uniqueness errors are reported against ``unique_field``."""
+    """``full_clean`` then save; uniqueness errors are reported against ``unique_field``.
+
+    An explicit ``null`` for a column that takes none is the caller's 400, not the
+    database's IntegrityError (``full_clean`` lets ``None`` through on blank fields).
+    """
+    nulls = {f.attname: ["may not be null"] for f in obj._meta.concrete_fields
+             if not f.null and not f.primary_key and getattr(obj, f.attname, None) is None
+             and not (getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False))}  # fmt: skip
+    if nulls:
+        raise ValidationFailed({k.removesuffix("_id"): v for k, v in nulls.items()})
     try:
         obj.full_clean()
     except DjangoValidationError as exc:
