@@ -15,7 +15,7 @@ def encrypt_rows(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('proxy', '0002_usage_request_id_unique'),
+        ('proxy', '0004_usage_request_id_unique'),
         ('proxy', '0003_provider_type_demo'),
     ]
 
