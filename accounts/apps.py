@@ -1,3 +1,5 @@
+"""The ``accounts`` app (users and API keys); ``AUTH_USER_MODEL`` is its ``User``."""
+
 from django.apps import AppConfig
 
 

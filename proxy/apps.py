@@ -1,3 +1,5 @@
+"""The ``proxy`` app: on start, connect the signals that bump the config version."""
+
 from django.apps import AppConfig
 
 
