@@ -41,8 +41,8 @@ def test_it_shows_the_users_keys_usage_and_budget(client: Client, alice: User) -
     key, _ = factories.api_key(alice, name="laptop", budget_usd=Decimal("5"), budget_period="monthly")
     other, _ = factories.api_key(factories.user("bob"), name="bobs-key")
     now = timezone.now()
-    for k, cost in ((key, "1.25"), (key, "0.5"), (other, "9")):
-        UsageRecord.objects.create(request_id="r", created_at=now, user=k.user, key=k, key_prefix=k.prefix,
+    for i, (k, cost) in enumerate(((key, "1.25"), (key, "0.5"), (other, "9"))):
+        UsageRecord.objects.create(request_id=f"r{i}", created_at=now, user=k.user, key=k, key_prefix=k.prefix,
                                    ingress="openai_chat", model="gpt-test", status_code=200, prompt_tokens=1000,
                                    completion_tokens=10, cost_usd=Decimal(cost))  # fmt: skip
     UsageRecord.objects.create(request_id="old", created_at=now - timedelta(days=45), user=alice, key=key,
