@@ -26,7 +26,7 @@ from .model import Usage as TokenUsage
 class StreamRelay:
     """An async iterator of the bytes to send to the client for one upstream stream."""
 
-    __slots__ = ("books", "chunks", "decoder", "encoder", "error", "ex", "first", "public_model", "relayed",
+    __slots__ = ("books", "chunks", "decoder", "encoder", "error", "ex", "first", "held", "public_model", "relayed",
                  "rename", "reply", "status", "ttfb", "upstream_model", "usage")  # fmt: skip
 
     def __init__(
@@ -45,6 +45,9 @@ class StreamRelay:
         self.public_model = ex.request.model
         self.upstream_model = ex.candidate.route.upstream_model
         self.rename = self.upstream_model != self.public_model
+        #: A passthrough chunk's last, unfinished line, held back for the rename: the model
+        #: name may be split across two network chunks (a client cannot use half a line anyway).
+        self.held = b""
         self.usage: TokenUsage | None = None
         self.status, self.error = 200, ""
         self.ttfb: float | None = None
@@ -68,6 +71,8 @@ class StreamRelay:
                     pending = [await self.chunks.__anext__()]
                 except StopAsyncIteration:
                     break
+            if self.held:
+                yield self._release()
             if self.relayed is not None:
                 # The client already holds the upstream's error event: another would end the stream twice.
                 self._cool(self.relayed)
@@ -81,6 +86,8 @@ class StreamRelay:
         except ProviderError as err:
             self.status, self.error = err.status, err.code
             self._cool(err)  # after the first byte: an error event, and the credential cools
+            if self.held:
+                yield self._release()
             yield self.encoder.error(self.books.disclose(self.ex, err))
         except (asyncio.CancelledError, GeneratorExit):
             if self.relayed is None:  # a client that leaves after the upstream's error event saw that error
@@ -106,8 +113,17 @@ class StreamRelay:
             chunk = self.ex.runtime.scrubber.scrub(chunk.decode("utf-8", "replace")).encode()
         self._note_usage(events)
         if passthrough:
-            return _rename(chunk, self.upstream_model, self.public_model) if self.rename else chunk
+            if not self.rename:
+                return chunk
+            data = self.held + chunk
+            cut = data.rfind(b"\n") + 1
+            self.held = data[cut:]
+            return _rename(data[:cut], self.upstream_model, self.public_model)
         return b"".join(self.encoder.encode(e) for e in events)
+
+    def _release(self) -> bytes:
+        out, self.held = _rename(self.held, self.upstream_model, self.public_model), b""
+        return out
 
     def _note_usage(self, events: list[StreamEvent]) -> None:
         for e in events:

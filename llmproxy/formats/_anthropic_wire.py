@@ -116,7 +116,10 @@ def thinking_source(signature: str | None) -> str:
 
 def models_body(models: list[str]) -> dict[str, Any]:
     """``GET /v1/models`` as Anthropic lists models."""
-    data = [{"type": "model", "id": m, "display_name": m, "created_at": "2025-01-01T00:00:00Z"} for m in models]
+    data = [
+        {"type": "model", "id": m, "display_name": m, "created_at": "2025-01-01T00:00:00Z", "lifecycle": "active"}
+        for m in models
+    ]
     return {"data": data, "has_more": False, "first_id": models[0] if models else None,
             "last_id": models[-1] if models else None}  # fmt: skip
 
