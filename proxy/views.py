@@ -6,8 +6,6 @@ import logging
 import os
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, time, timedelta
-from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -23,17 +21,15 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.actions import create_api_key, revoke_api_key
 from accounts.models import ApiKey, User
-from accounts.periods import current_period_start
 from llmproxy.journal import backlog_bytes as journal_backlog
 
-from .reports import queries
+from .reports import portal as portal_data
 from .serving import metrics
 from .serving.process_engine import get_engine
 from .serving.usage_journal import journal_dir
 
 log = logging.getLogger("llmproxy.views")
 LOGIN_URL = "/accounts/login/"
-PORTAL_DAYS = 30
 
 
 @require_GET
@@ -123,24 +119,20 @@ def portal_login_required(view: Callable[..., HttpResponse]) -> Callable[..., Ht
 @portal_login_required
 @require_GET
 def portal(request: HttpRequest) -> HttpResponse:
-    """The signed-in user's keys with their budgets, and their usage of the last 30 days."""
-    user: User = request.user  # type: ignore[assignment]
-    now = timezone.now()
-    keys = [_key_row(k, now) for k in ApiKey.objects.filter(user=user)]
-    since = datetime.combine(now.astimezone(UTC).date() - timedelta(days=PORTAL_DAYS - 1), time(0), tzinfo=UTC)
-    usage = queries.summary(queries.UsageFilter(user_id=user.pk, since=since), ["day", "model"])
-    totals = {m: sum(r[m] for r in usage) for m in ("requests", "errors", "prompt_tokens", "completion_tokens")}
-    totals["cost_usd"] = sum(r["cost_usd"] for r in usage)
-    return render(request, "portal/index.html",
-                  {"keys": keys, "usage": list(reversed(usage)), "totals": totals, "days": PORTAL_DAYS})  # fmt: skip
+    """The signed-in user's usage (chart, filtered table, CSV), keys, budgets and limits.
 
-
-def _key_row(key: ApiKey, now: datetime) -> dict[str, Any]:
-    spend = queries.key_spend(key, now)
-    remaining = None if key.budget_usd is None else max(key.budget_usd - spend, Decimal(0))
-    expired = key.expires_at is not None and key.expires_at <= now
-    return {"key": key, "spend": spend, "remaining": remaining, "expired": expired,
-            "period_start": current_period_start(key, now)}  # fmt: skip
+    Staff may look at anyone's with ``?user=NAME``; keys are created and revoked for oneself.
+    """
+    viewer: User = request.user  # type: ignore[assignment]
+    user = viewer
+    if viewer.is_staff and request.GET.get("user"):
+        user = get_object_or_404(User, username=request.GET["user"])
+    f = portal_data.parse_filters(request.GET)
+    keys = list(ApiKey.objects.filter(user=user).order_by("revoked", "-created_at"))
+    context = {"viewed": user, "own": user.pk == viewer.pk, "filters": f, "keys": keys, "now": timezone.now(),
+               "usage": portal_data.usage(user, f), "limits": portal_data.limits(user),
+               "csv_url": portal_data.csv_url(user, f, viewer)}  # fmt: skip
+    return render(request, "portal/index.html", context)
 
 
 @portal_login_required

@@ -13,6 +13,7 @@ from ninja import Field, Query, Router, Schema
 
 from accounts.validation import ValidationFailed
 from proxy.reports import queries
+from proxy.reports.streaming import streamed
 
 from .auth import actor
 
@@ -142,6 +143,4 @@ def usage_summary(request: HttpRequest, q: Query[UsageQuery], group_by: str = "d
 def usage_export(request: HttpRequest, q: Query[UsageQuery]) -> StreamingHttpResponse:
     """All matching records as CSV, one column per usage field of the contract."""
     lines = queries.csv_lines(queries.records(_filter(request, q)), staff=actor(request).is_staff)
-    response = StreamingHttpResponse(lines, content_type="text/csv")
-    response["Content-Disposition"] = 'attachment; filename="usage.csv"'
-    return response
+    return streamed(request, lines, "text/csv", "usage.csv")

@@ -17,7 +17,6 @@ from django.db.models.functions import TruncHour
 
 from accounts.models import ApiKey, User
 
-from ..models import UsageRecord
 from . import queries
 
 TOP = 6
@@ -37,12 +36,13 @@ def _sums() -> dict[str, Any]:
 _DIM_FIELD = {"model": "model", "provider": "provider", "user": "user_id", "key": "key_id"}
 
 
-def chart_data(since: datetime, buckets: int, hourly: bool) -> dict[str, Any]:
-    """JSON for the dashboard's charts (bucket labels are ISO starts, UTC)."""
+def chart_data(since: datetime, buckets: int, hourly: bool, base: queries.UsageFilter | None = None) -> dict[str, Any]:
+    """JSON for the charts (bucket labels are ISO starts, UTC); ``base`` narrows the rows (a user, a key)."""
+    base = base or queries.UsageFilter(since=since)
     step = timedelta(hours=1) if hourly else timedelta(days=1)
     starts = [since + i * step for i in range(buckets)]
     index = {s: i for i, s in enumerate(starts)}
-    rows = _hourly_rows(since) if hourly else _daily_rows(since)
+    rows = _hourly_rows(base) if hourly else _daily_rows(base)
     totals = {m: [0.0] * buckets for m in SERIES}
     per_dim: dict[str, dict[Any, dict[str, list[float]]]] = {d: {} for d in DIMENSIONS}
     for row in rows:
@@ -64,9 +64,9 @@ def chart_data(since: datetime, buckets: int, hourly: bool) -> dict[str, Any]:
     }
 
 
-def _hourly_rows(since: datetime) -> list[dict[str, Any]]:
+def _hourly_rows(base: queries.UsageFilter) -> list[dict[str, Any]]:
     qs = (
-        UsageRecord.objects.filter(created_at__gte=since)
+        queries.records(base)
         .order_by()
         .annotate(bucket=TruncHour("created_at", tzinfo=UTC))
         .values("bucket", "model", "provider", "user_id", "key_id")
@@ -80,8 +80,8 @@ def _hourly_rows(since: datetime) -> list[dict[str, Any]]:
     return out
 
 
-def _daily_rows(since: datetime) -> list[dict[str, Any]]:
-    rows = queries.summary(queries.UsageFilter(since=since), ["day", "user", "key", "model", "provider"])
+def _daily_rows(base: queries.UsageFilter) -> list[dict[str, Any]]:
+    rows = queries.summary(base, ["day", "user", "key", "model", "provider"])
     for row in rows:
         row["bucket"] = datetime.combine(date.fromisoformat(row["day"]), time(0), tzinfo=UTC)
     return rows

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import timedelta
 from decimal import Decimal
@@ -76,3 +77,38 @@ def test_it_revokes_only_the_users_own_keys(client: Client, alice: User) -> None
     theirs.refresh_from_db()
     assert mine.revoked and not theirs.revoked
     assert "revoked" in client.get("/").content.decode()
+
+
+def test_it_filters_by_model_and_key_and_charts_the_days(client: Client, alice: User) -> None:
+    a, _ = factories.api_key(alice, name="a")
+    b, _ = factories.api_key(alice, name="b")
+    now = timezone.now()
+    for i, (k, model, days_ago) in enumerate(((a, "m1", 0), (a, "m2", 0), (b, "m1", 2), (b, "m1", 40))):
+        UsageRecord.objects.create(request_id=f"f{i}", created_at=now - timedelta(days=days_ago), user=alice, key=k,
+                                   key_prefix=k.prefix, ingress="openai_chat", model=model, status_code=200,
+                                   prompt_tokens=10, completion_tokens=1, cost_usd=Decimal("0.01"))  # fmt: skip
+    html = client.get("/").content.decode()
+    assert re.search(r'data-metric="requests">3<', html)  # the 30 days by default
+    chart = json.loads(re.search(r'id="usage-chart-data" type="application/json">(.*?)</script>', html).group(1))
+    assert len(chart["buckets"]) == 30 and sum(chart["totals"]["requests"]) == 3
+    assert {s["name"]: sum(s["requests"]) for s in chart["split"]["model"]} == {"m1": 2, "m2": 1}
+    assert re.search(r'data-metric="requests">2<', client.get("/", {"model": "m1"}).content.decode())
+    assert re.search(r'data-metric="requests">1<', client.get("/", {"key": b.pk}).content.decode())
+    since = (now - timedelta(days=45)).date().isoformat()
+    wide = client.get("/", {"since": since}).content.decode()
+    assert re.search(r'data-metric="requests">4<', wide) and f"since={since}" in wide  # the CSV link too
+    bad = client.get("/", {"since": "yesterday", "key": "x"}).content.decode()
+    assert "must be a date" in bad and "must be a key id" in bad
+
+
+def test_staff_see_another_users_portal_and_members_do_not(client: Client, alice: User) -> None:
+    bob = factories.user("bob")
+    factories.api_key(bob, name="bobs-key", budget_usd=Decimal("2"), budget_period="daily")
+    assert "bobs-key" not in client.get("/", {"user": "bob"}).content.decode()  # alice is no staff: her own page
+    staff = Client()
+    staff.force_login(factories.user("sam", staff=True))
+    page = staff.get("/", {"user": "bob"}).content.decode()
+    assert "Usage and keys of bob" in page and "bobs-key" in page and "Revoke" not in page
+    assert re.search(r'UTC">in \d+\xa0(hour|minute)', page)  # bob's daily budget resets at midnight
+    assert "user=" + str(bob.pk) in page  # the CSV link exports bob's rows
+    assert staff.get("/", {"user": "nobody"}).status_code == 404

@@ -1,0 +1,87 @@
+"""A real Chromium (Debian's, not a downloaded build) driven by Playwright against the live app.
+
+Every test gets a fresh browser profile. ``shoot`` saves a full-page screenshot of the
+page at desktop (1280 px) and phone (390 px) width under ``var/screenshots/``, which CI
+keeps as artifacts: the layout is judged from those.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import BrowserContext, Page, Playwright, sync_playwright
+
+ROOT = Path(__file__).resolve().parents[2]
+# A real browser takes over a minute for this folder: CI runs it in its first (embedded)
+# pass only, not again in the PostgreSQL + Redis pass.
+collect_ignore_glob = ["test_*.py"] if os.environ.get("LLMPROXY_INTEGRATION") == "1" else []
+CHROMIUM = os.environ.get("LLMPROXY_CHROMIUM", "/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+SHOTS = ROOT / "var" / "screenshots"
+WIDTHS = {"desktop": (1280, 900), "phone": (390, 844)}
+
+
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Playwright]:
+    """Per module: Playwright's sync API keeps an event loop running on this thread, which
+    Django takes for async code; it must be gone before the next module's tests."""
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)"
+    before = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # the tests' own ORM calls are plain sync code
+    try:
+        with sync_playwright() as p:
+            yield p
+    finally:
+        if before is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = before
+
+
+@pytest.fixture
+def context(playwright: Playwright, tmp_path: Path) -> Iterator[BrowserContext]:
+    ctx = playwright.chromium.launch_persistent_context(
+        str(tmp_path / "profile"), executable_path=CHROMIUM, args=ARGS, headless=True,
+        viewport={"width": WIDTHS["desktop"][0], "height": WIDTHS["desktop"][1]}, accept_downloads=True,
+    )  # fmt: skip
+    ctx.set_default_timeout(10_000)
+    yield ctx
+    ctx.close()
+
+
+@pytest.fixture
+def page(context: BrowserContext) -> Page:
+    return context.pages[0] if context.pages else context.new_page()
+
+
+@pytest.fixture
+def shoot() -> Callable[[Page, str], None]:
+    """Screenshot the current page at each width (restoring the desktop width after)."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+
+    def take(page: Page, name: str) -> None:
+        for label, (w, h) in WIDTHS.items():
+            page.set_viewport_size({"width": w, "height": h})
+            page.wait_for_timeout(150)  # let charts redraw at the new size
+            page.screenshot(path=str(SHOTS / f"{name}-{label}.png"), full_page=True)
+        page.set_viewport_size({"width": WIDTHS["desktop"][0], "height": WIDTHS["desktop"][1]})
+
+    return take
+
+
+def sign_in(page: Page, url: str, username: str, password: str) -> None:
+    page.goto(url)
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.locator("form [type=submit]").click()
+    page.wait_for_load_state()
+
+
+def no_horizontal_scroll(page: Page) -> Any:
+    """How far the page is wider than the window (0: nothing sticks out)."""
+    return page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
