@@ -135,6 +135,20 @@ def test_it_unmasks_provider_headers_sent_back_unchanged(client: Client, rows: d
     assert "sk-header-PLAIN" not in str(form["headers"])
 
 
+def test_it_masks_a_providers_proxy_and_keeps_it_when_sent_back(client: Client, rows: dict[str, Any]) -> None:
+    provider = rows["provider"]
+    provider.proxy = "http://me:PLAIN-proxy-pass@proxy.corp:3128"
+    provider.save()
+    resp = client.get(reverse("admin:proxy_provider_change", args=[provider.pk]))
+    form = resp.context["adminform"].form
+    assert form.initial["proxy"] == "http://me:****@proxy.corp:3128"
+    assert b"PLAIN-proxy-pass" not in resp.content
+    form.cleaned_data = {"proxy": form.initial["proxy"]}  # the masked value, sent back unchanged
+    assert form.clean_proxy() == "http://me:PLAIN-proxy-pass@proxy.corp:3128"
+    form.cleaned_data = {"proxy": "http://other.corp:8080"}
+    assert form.clean_proxy() == "http://other.corp:8080"
+
+
 def test_it_shows_a_new_key_once(client: Client, staff: User, rows: dict[str, Any]) -> None:
     data = {"user": staff.pk, "name": "from admin", "allowed_models": "gpt-test, other", "expires_at_0": "",
             "expires_at_1": "", "rpm": "", "tpm": "", "budget_usd": "", "budget_period": "none",
