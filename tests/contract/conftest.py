@@ -30,6 +30,7 @@ from proxy.models import Provider, UsageRecord
 from tests import factories
 from tests.fakes import FakeUpstream
 from tests.fakes.matrix import UPSTREAMS, Sent, Upstream
+from tests.fakes.matrix_accounts import ACCOUNT_UPSTREAMS
 from tests.fakes.server import Script
 
 SYSTEM = "Be brief."
@@ -380,6 +381,9 @@ class GeminiClient(Client):
 
 CLIENTS: dict[str, type[Client]] = {c.name: c for c in (ChatClient, ResponsesClient, AnthropicClient, GeminiClient)}
 PAIRS = [f"{c}->{u}" for c in CLIENTS for u in UPSTREAMS]
+#: Account providers (Copilot, Claude OAuth, Code Assist) x every client, for the core of the matrix.
+ACCOUNT_PAIRS = [f"{c}->{u}" for c in CLIENTS for u in ACCOUNT_UPSTREAMS]
+EVERY_UPSTREAM = {**UPSTREAMS, **ACCOUNT_UPSTREAMS}
 
 
 @dataclass
@@ -439,10 +443,16 @@ def matrix_key(live_server_session: Any, django_db_blocker: Any, upstream: FakeU
     other modules expect an empty database."""
     # Unblocked throughout: the live server's own threads use the database while tests run.
     with django_db_blocker.unblock():
-        for up in UPSTREAMS.values():
+        for up in EVERY_UPSTREAM.values():
             p = factories.provider(f"up-{up.name}", upstream.url + up.suffix, type=up.type, models=[
                 {"name": f"m-{up.name}", "upstream": up.model, "input_price": "1", "output_price": "2"}])  # fmt: skip
-            Provider.objects.filter(pk=p.pk).update(options=up.options)
+            Provider.objects.filter(pk=p.pk).update(options=up.options, auth_type=up.auth_type)
+            if up.credential:
+                for cred in p.credentials.all():
+                    cred.api_key = ""
+                    for k, v in up.credential.items():
+                        setattr(cred, k, v)
+                    cred.save()
         user = User.objects.create(username="matrix")  # no password: hashing one costs ~1 s
         _, key = create_api_key(user)
         live_server_session.reload()
@@ -465,4 +475,4 @@ def pair(
     rid = uuid.uuid4().hex
     client = CLIENTS[client_name](live_server_session.url, matrix_key, f"m-{upstream_name}", rid)
     with django_db_blocker.unblock():
-        yield Pair(client, UPSTREAMS[upstream_name], fake, live_server_session, rid)
+        yield Pair(client, EVERY_UPSTREAM[upstream_name], fake, live_server_session, rid)

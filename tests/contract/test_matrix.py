@@ -12,10 +12,12 @@ import json
 
 import pytest
 
-from tests.contract.conftest import CALLS, PAIRS, PNG, RESULTS, SCHEMA, SYSTEM, Ask, Pair
+from tests.contract.conftest import ACCOUNT_PAIRS, CALLS, PAIRS, PNG, RESULTS, SCHEMA, SYSTEM, Ask, Pair
 from tests.fakes.matrix import Turn
 
 ALL = pytest.mark.parametrize("pair", PAIRS, indirect=True)
+#: The core of the matrix (text, stream, tools, tool results, usage) also through the account providers.
+WITH_ACCOUNTS = pytest.mark.parametrize("pair", PAIRS + ACCOUNT_PAIRS, indirect=True)
 # A Responses upstream sends reasoning text only when asked for a summary. An Anthropic client's
 # enabled thinking asks for one; a Chat client's reasoning_effort does not (real OpenAI Chat shows
 # no reasoning either), so that one pair shows none.
@@ -24,7 +26,7 @@ WEATHER = [("get_weather", {"city": "Paris"})]
 STREAM = pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
 
 
-@ALL
+@WITH_ACCOUNTS
 @STREAM
 def test_it_answers_text_and_records_the_upstreams_usage(pair: Pair, stream: bool) -> None:
     pair.script(pair.upstream.reply(Turn(["Hel", "lo"], prompt=31, completion=17), stream))
@@ -44,7 +46,7 @@ def test_it_answers_text_and_records_the_upstreams_usage(pair: Pair, stream: boo
     assert float(rec.cost_usd) == pytest.approx((31 * 1 + 17 * 2) / 1e6)
 
 
-@ALL
+@WITH_ACCOUNTS
 @STREAM
 def test_it_relays_a_single_tool_call(pair: Pair, stream: bool) -> None:
     pair.script(pair.upstream.reply(Turn([], calls=WEATHER), stream))
@@ -63,7 +65,7 @@ def test_it_relays_parallel_tool_calls_in_order(pair: Pair, stream: bool) -> Non
     pair.client.check_ids(got.call_ids)
 
 
-@ALL
+@WITH_ACCOUNTS
 @pytest.mark.parametrize(("stream", "reverse"), [(False, False), (True, False), (False, True)],
                          ids=["whole", "stream", "reversed"])  # fmt: skip
 def test_it_sends_tool_results_back_in_the_upstreams_dialect(pair: Pair, stream: bool, reverse: bool) -> None:
@@ -74,7 +76,7 @@ def test_it_sends_tool_results_back_in_the_upstreams_dialect(pair: Pair, stream:
     assert [h[0] for h in history] == ["call", "call", "result", "result"]
     calls, results = history[:2], history[2:]
     assert [(name, args) for _, _, name, args in calls] == CALLS
-    if pair.upstream.name == "gemini" and pair.client.name != "gemini":  # translated into the calls' order
+    if pair.upstream.type == "gemini" and pair.client.name != "gemini":  # translated into the calls' order
         assert [r[2] for r in results] == ["get_weather", "get_time"]
     elif reverse:  # kept in the order the client sent them: pairing is by id (or, Gemini to Gemini, by name)
         results = results[::-1]
@@ -82,7 +84,7 @@ def test_it_sends_tool_results_back_in_the_upstreams_dialect(pair: Pair, stream:
         assert result_id == call_id  # None == None for Gemini without native ids
         assert result_name in (None, name)
         assert text in json.dumps(content)
-    if pair.upstream.name != "gemini":
+    if pair.upstream.type != "gemini":
         assert all(call_id for _, call_id, _, _ in calls) and calls[0][1] != calls[1][1]
 
 

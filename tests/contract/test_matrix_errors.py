@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.contract.conftest import PAIRS, Ask, Pair
+from tests.contract.conftest import ACCOUNT_PAIRS, PAIRS, Ask, Pair
 
-pytestmark = pytest.mark.parametrize("pair", PAIRS, indirect=True)
+pytestmark = pytest.mark.parametrize("pair", PAIRS + ACCOUNT_PAIRS, indirect=True)
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])

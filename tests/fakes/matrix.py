@@ -77,6 +77,9 @@ class Upstream:
     name = ""
     type = ""
     options: dict[str, Any] = {}
+    #: Account upstreams (``matrix_accounts``): the provider's auth type and the credential row's fields.
+    auth_type = "api_key"
+    credential: dict[str, Any] = {}
     suffix = ""
     model = UPSTREAM_MODEL
 
