@@ -37,6 +37,7 @@ from ._anthropic_wire import (
     stop_reason_out,
     stream_error,
 )
+from ._common import upstream_shape
 
 
 class StreamDecoder:
@@ -52,12 +53,14 @@ class StreamDecoder:
         self._finish: FinishReason = "stop"
         self._stop_sequence: str | None = None
 
+    @upstream_shape
     def feed(self, chunk: bytes) -> list[StreamEvent]:
         out: list[StreamEvent] = []
         for ev in self._sse.feed(chunk):
             self._event(ev, out)
         return out
 
+    @upstream_shape
     def close(self) -> list[StreamEvent]:
         out: list[StreamEvent] = []
         for ev in self._sse.close():

@@ -3,10 +3,12 @@ of the request decoders (every 400 names its field)."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from ..errors import InvalidRequest
+from ..errors import InvalidRequest, ProviderProtocolError
 from ..model import ImagePart
 
 
@@ -83,3 +85,24 @@ def effort_from_budget(budget: int | None) -> str | None:
     if budget >= 1024:
         return "low"
     return "minimal"
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def upstream_shape(fn: _F) -> _F:
+    """For stream decoders' ``feed``/``close``: a chunk of a shape the decoder did not expect
+    (a list where an object belongs, a null delta) is the upstream's protocol error, not ours."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (TypeError, AttributeError, KeyError, IndexError, ValueError, OverflowError) as exc:
+            if isinstance(exc, ProviderProtocolError):
+                raise
+            raise ProviderProtocolError(
+                f"upstream sent a stream chunk of an unexpected shape ({type(exc).__name__})"
+            ) from None
+
+    return wrapper  # type: ignore[return-value]

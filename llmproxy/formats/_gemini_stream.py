@@ -25,6 +25,7 @@ from ..model import (
     UsageUpdate,
 )
 from ..sse import SSEParser, frame
+from ._common import upstream_shape
 from ._gemini_wire import (
     FINISH_OUT,
     NAME,
@@ -104,6 +105,7 @@ class StreamDecoder:
         self._usage: Usage | None = None
         self._calls = 0
 
+    @upstream_shape
     def feed(self, chunk: bytes) -> list[StreamEvent]:
         out: list[StreamEvent] = []
         if self._mode is None:
@@ -121,6 +123,7 @@ class StreamDecoder:
                 self._data(ev.data, out)
         return out
 
+    @upstream_shape
     def close(self) -> list[StreamEvent]:
         out: list[StreamEvent] = []
         if self._mode == "sse":

@@ -20,6 +20,7 @@ from ..model import (
     UsageUpdate,
 )
 from ..sse import SSEParser, frame
+from ._common import upstream_shape
 from ._openai_wire import FINISH_IN, decode_usage, encode_usage, error_body, finish_out
 
 
@@ -42,12 +43,14 @@ class StreamDecoder:
         self._saw_tools = False
         self._done = False
 
+    @upstream_shape
     def feed(self, chunk: bytes) -> list[StreamEvent]:
         out: list[StreamEvent] = []
         for ev in self._sse.feed(chunk):
             self._event(ev.data, out)
         return out
 
+    @upstream_shape
     def close(self) -> list[StreamEvent]:
         out: list[StreamEvent] = []
         for ev in self._sse.close():

@@ -19,6 +19,7 @@ from ..model import (
     UsageUpdate,
 )
 from ..sse import SSEParser, frame
+from ._common import upstream_shape
 from ._responses_wire import (
     NAME,
     decode_usage,
@@ -49,12 +50,14 @@ class StreamDecoder:
         self._finished: set[int] = set()
         self._summary: dict[int, int] = {}  # output_index -> last summary_index seen
 
+    @upstream_shape
     def feed(self, chunk: bytes) -> list[StreamEvent]:
         out: list[StreamEvent] = []
         for ev in self._sse.feed(chunk):
             self._event(ev.data, out)
         return out
 
+    @upstream_shape
     def close(self) -> list[StreamEvent]:
         out: list[StreamEvent] = []
         for ev in self._sse.close():
