@@ -134,7 +134,7 @@ def test_it_keeps_every_completed_request_across_kill_9_of_every_process(
     server = serve(var_dir, "--workers", "2")
     load = Load(server.url, key).start()
     try:
-        until(lambda: len(load.completed) >= 150, 60, what="requests completed under load")
+        until(lambda: len(load.completed) >= 80, 60, what="requests completed under load")
         pids = kill_all(server)
         assert len(pids) >= 4  # serve, two workers, the ingester
         before = set(load.completed)
@@ -180,7 +180,7 @@ def test_it_loses_nothing_while_the_database_is_down(key: str, var_dir: Path, se
     server = serve(var_dir, "--no-ingest")
     ids = set()
     with httpx.Client(timeout=10) as client:
-        for i in range(20):
+        for i in range(8):
             rid = f"down-{i}"
             r = client.post(server.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {key}",
                             "x-request-id": rid}, json={"model": "gpt-test", "stream": i % 2 == 0,
