@@ -35,6 +35,7 @@ from llmproxy.pricing import lookup
 from .admin_logins import login_view
 from .configsync.actions import masked_proxy
 from .crypto import is_sensitive, mask, masked_mapping
+from .jobs.probes import probe_credential
 from .models import (
     ConfigImport,
     ConfigVersion,
@@ -296,7 +297,7 @@ class CredentialAdmin(StaffAccess, admin.ModelAdmin):  # type: ignore[type-arg]
     search_fields = ("name", "provider__name", "file")
     list_select_related = ("provider",)
     readonly_fields = ("state_detail", "extra_masked", "created_at", "updated_at")
-    actions = ("clear_selected_cooldowns",)
+    actions = ("clear_selected_cooldowns", "test_selected")
     fieldsets = (
         (None, {"fields": ("provider", "name", "enabled", "weight")}),
         ("Secrets", {"fields": ("api_key", "access_token", "refresh_token", "clear_secrets", "expires_at", "file")}),
@@ -348,6 +349,21 @@ class CredentialAdmin(StaffAccess, admin.ModelAdmin):  # type: ignore[type-arg]
     @admin.action(description="Clear cooldowns of the selected credentials")
     def clear_selected_cooldowns(self, request: HttpRequest, queryset: QuerySet[Credential]) -> None:
         messages.success(request, _ended(sum(clear_cooldowns(pk) for pk in queryset.values_list("pk", flat=True))))
+
+    @admin.action(description="Test the selected credentials (one real upstream call each)")
+    def test_selected(self, request: HttpRequest, queryset: QuerySet[Credential]) -> None:
+        """The same probe as ``POST /api/v1/credentials/{id}/test``: the result and latency per credential."""
+        for cred in queryset.select_related("provider")[:MAX_TESTS]:
+            result = probe_credential(cred)
+            status = f"HTTP {result.http_status}" if result.http_status is not None else "no answer"
+            if result.healthy:
+                messages.success(request, f"{cred}: works ({status}, {result.latency_ms} ms, model {result.model})")
+            else:
+                messages.error(request, f"{cred}: failed ({status}, {result.latency_ms} ms): {result.error}")
+
+
+#: Credentials one "Test" action probes (each is a real upstream call, one after another).
+MAX_TESTS = 10
 
 
 @admin.register(ModelRoute)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.core.management import call_command
 from django.test import Client
@@ -11,6 +13,7 @@ from proxy.configsync.demo import add_demo_provider, remove_demo_provider
 from proxy.management.commands.bootstrap import curl_line
 from proxy.models import Credential, ModelRoute, Provider
 from tests import factories
+from tests.fakes import openai as up
 
 pytestmark = pytest.mark.django_db
 
@@ -58,3 +61,17 @@ def test_config_yaml_accepts_the_demo_type() -> None:
     config = load_config("providers:\n  d:\n    type: demo\n    credentials: [{name: offline, api_key: unused}]\n"
                          "    models: [{name: demo, input_price: 0, output_price: 0}]\n")  # fmt: skip
     assert [p.type for p in config.providers.values()] == ["demo"]
+
+
+def test_the_admin_tests_a_credential_for_real(fake: Any) -> None:
+    demo = add_demo_provider()
+    assert demo is not None
+    fake.queue("/v1/chat/completions", up.error(401, "bad key"))
+    broken = factories.provider("up", fake.url + "/v1")
+    c = Client()
+    c.force_login(factories.user("root", staff=True))
+    ids = [str(cr.pk) for cr in Credential.objects.filter(provider__in=[demo, broken])]
+    resp = c.post("/admin/proxy/credential/", {"action": "test_selected", "_selected_action": ids}, follow=True)
+    texts = [str(m) for m in resp.context["messages"]]
+    assert any(t.startswith("demo/offline: works (HTTP 200") and "model demo" in t for t in texts), texts
+    assert any(t.startswith("up/key-1: failed (HTTP 401") for t in texts), texts
