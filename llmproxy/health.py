@@ -12,12 +12,11 @@ work?"): one real one-token completion that must succeed. Both answer a ``ProbeR
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-from . import formats, upstream
+from . import upstream
 from .errors import LLMProxyError, ProviderError, ProviderHTTPError
 from .http import HTTPClient, Timeouts, UpstreamRequest
-from .model import Message, Request, TextPart
 from .providers.base import Credential, Executor
 
 HEALTHY = "healthy"
@@ -46,22 +45,11 @@ def _verdict(status: int) -> tuple[str, str]:
 
 
 def models_request(executor: Executor, credential: Credential, model: str) -> UpstreamRequest | None:
-    own = getattr(executor, "health_request", None)
-    if callable(own):
-        req: UpstreamRequest | None = own(credential)
-        return req
-    try:
-        built = executor.build(credential, {}, model=model, stream=False, endpoint="models")
-    except (KeyError, ValueError, NotImplementedError):
-        return None
-    return replace(built, method="GET", body=None, headers={k: v for k, v in built.headers.items()
-                                                            if k.lower() != "content-type"})  # fmt: skip
+    return executor.models_probe(credential, model)
 
 
 def completion_request(executor: Executor, credential: Credential, model: str) -> UpstreamRequest:
-    req = Request(model=model, messages=[Message("user", [TextPart("ping")])], max_tokens=1)
-    body = formats.get(executor.dialect).encode_request(req)
-    return executor.build(credential, body, model=model, stream=False)
+    return executor.completion_probe(credential, model)
 
 
 async def _send(http: HTTPClient, req: UpstreamRequest, timeout: float) -> int:

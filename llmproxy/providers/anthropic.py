@@ -28,6 +28,8 @@ _LIMITS = ("requests", "tokens", "input-tokens", "output-tokens")
 
 class AnthropicExecutor(Executor):
     dialect = "anthropic"
+    type_name: ClassVar[str] = "claude"
+    model_prefixes: ClassVar[tuple[str, ...]] = ("claude",)
     default_base_url: ClassVar[str] = "https://api.anthropic.com"
     forward_headers: ClassVar[tuple[str, ...]] = ("anthropic-beta", "anthropic-version")
 

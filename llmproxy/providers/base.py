@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import email.utils
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Protocol
 
-from .. import upstream
+from .. import formats, upstream
 from .._json import dumps, loads
 from ..errors import ProviderError, ProviderHTTPError
-from ..http import HTTPClient, UpstreamRequest
+from ..http import HTTPClient, Timeouts, UpstreamRequest
+from ..model import Message, Request, TextPart
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,9 +74,23 @@ class Executor:
     default_base_url: ClassVar[str] = ""
     #: Client headers worth forwarding because they change meaning (lower-case).
     forward_headers: ClassVar[tuple[str, ...]] = ()
+    #: The provider type an executor made without a provider stands for.
+    type_name: ClassVar[str] = ""
+    #: Model families this type serves (lower-case name prefixes); empty: any name.
+    model_prefixes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, provider: ProviderConfig | None = None) -> None:
-        self.provider = provider or ProviderConfig(name=type(self).__name__.lower(), type="")
+        default = self.type_name or type(self).__name__.lower()
+        self.provider = provider or ProviderConfig(name=default, type=self.type_name)
+
+    @property
+    def name(self) -> str:
+        """The provider's name (the type's own name for an executor made without one)."""
+        return self.provider.name
+
+    def supports_model(self, model: str) -> bool:
+        """Whether this type can serve ``model``: by its model families; an open server takes any name."""
+        return bool(model) and (not self.model_prefixes or model.lower().startswith(self.model_prefixes))
 
     @property
     def base_url(self) -> str:
@@ -142,6 +157,75 @@ class Executor:
             req = self.build(credential, body, model=str(body.get("model", "")), stream=False)
             reply = await upstream.send(client, self, req)
             return upstream.json_object(self.unwrap_body(await reply.read()))
+        finally:
+            if http is None:
+                await client.close()
+
+    async def execute_stream(
+        self, credential: Credential, body: dict[str, Any], *, http: HTTPClient | None = None
+    ) -> AsyncIterator[bytes]:
+        """One streamed call: the provider's own stream bytes, for ``Translator.translate_stream``.
+
+        An error status raises the executor's ``ProviderError`` before the first chunk.
+        """
+        client = http or HTTPClient()
+        try:
+            req = self.build(credential, body, model=str(body.get("model", "")), stream=True)
+            reply = await upstream.send(client, self, req)
+            unwrap = self.stream_unwrapper()
+            try:
+                async for chunk in reply.iter_chunks():
+                    out = unwrap.feed(chunk) if unwrap is not None else chunk
+                    if out:
+                        yield out
+                tail = unwrap.close() if unwrap is not None else b""
+                if tail:
+                    yield tail
+            finally:
+                reply.close()
+        finally:
+            if http is None:
+                await client.close()
+
+    def health_request(self, credential: Credential) -> UpstreamRequest | None:
+        """A provider's own cheap probe, where the models list is not one (None: use that)."""
+        return None
+
+    def models_probe(self, credential: Credential, model: str = "") -> UpstreamRequest | None:
+        """The cheapest request that proves ``credential``: the models list (a GET, no tokens)."""
+        own = self.health_request(credential)
+        if own is not None:
+            return own
+        try:
+            built = self.build(credential, {}, model=model, stream=False, endpoint="models")
+        except (KeyError, ValueError, NotImplementedError):
+            return None
+        headers = {k: v for k, v in built.headers.items() if k.lower() != "content-type"}
+        return replace(built, method="GET", body=None, headers=headers)
+
+    def completion_probe(self, credential: Credential, model: str) -> UpstreamRequest:
+        """A one-token completion of ``model``, in the executor's dialect."""
+        req = Request(model=model, messages=[Message("user", [TextPart("ping")])], max_tokens=1)
+        body = formats.get(self.dialect).encode_request(req)
+        return self.build(credential, body, model=model, stream=False)
+
+    async def health_check(
+        self, credential: Credential, *, model: str = "", http: HTTPClient | None = None, timeout: float = 10.0
+    ) -> None:
+        """Return when ``credential`` is accepted; raise the provider's error when it is not.
+
+        Reachable and authenticated is healthy: a 429 (limits are the cooldowns' business)
+        and a 400/422 to the probe pass; a 401, 403 or 5xx raises ``ProviderHTTPError``.
+        """
+        client = http or HTTPClient()
+        timeouts = Timeouts(connect=timeout, first_byte=timeout, read=timeout)
+        try:
+            req = self.models_probe(credential, model)
+            status, body = await upstream.fetch(client, req, timeouts=timeouts) if req is not None else (0, b"")
+            if (req is None or status in (404, 405)) and model:
+                status, body = await upstream.fetch(client, self.completion_probe(credential, model), timeouts=timeouts)
+            if status >= 400 and status not in (400, 422, 429):
+                raise upstream.failure(self, status, {}, body)
         finally:
             if http is None:
                 await client.close()

@@ -26,6 +26,7 @@ _PATHS = {"chat": "/chat/completions", "responses": "/responses", "models": "/mo
 
 class CopilotExecutor(Executor):
     dialect = "openai_chat"
+    type_name: ClassVar[str] = "copilot"
     default_base_url: ClassVar[str] = API_URL
 
     def api_url(self, credential: Credential) -> str:

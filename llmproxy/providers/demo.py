@@ -170,6 +170,8 @@ class DemoExecutor(Executor):
     """Answers in-process: the request it builds carries its own answer (``local``)."""
 
     dialect = "openai_chat"
+    type_name: ClassVar[str] = "demo"
+    model_prefixes: ClassVar[tuple[str, ...]] = ("demo",)
     default_base_url: ClassVar[str] = BASE_URL
 
     def build(

@@ -27,6 +27,8 @@ class GeminiExecutor(Executor):
     """The Gemini API with a key; with ``auth_type: oauth`` (a Google account), Code Assist."""
 
     dialect = "gemini"
+    type_name: ClassVar[str] = "gemini"
+    model_prefixes: ClassVar[tuple[str, ...]] = ("gemini", "gemma", "learnlm")
     default_base_url: ClassVar[str] = "https://generativelanguage.googleapis.com"
 
     @property

@@ -30,6 +30,7 @@ class OpenAIExecutor(Executor):
     """OpenAI Chat by default; ``options: {wire: responses}`` talks the Responses API instead."""
 
     dialect = "openai_chat"
+    type_name: ClassVar[str] = "openai"
     default_base_url: ClassVar[str] = "https://api.openai.com/v1"
     forward_headers: ClassVar[tuple[str, ...]] = ("openai-beta",)
 
