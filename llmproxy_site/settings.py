@@ -113,6 +113,11 @@ STATIC_ROOT = VAR_DIR / "static"
 
 LLMPROXY: dict[str, Any] = {
     "CONFIG": os.environ.get("LLMPROXY_CONFIG") or None,
+    # /metrics: with a token, only "Authorization: Bearer <token>" reads it (from anywhere);
+    # without one, only loopback clients do, unless LLMPROXY_METRICS_ALLOW_REMOTE=true.
+    "METRICS_TOKEN": os.environ.get("LLMPROXY_METRICS_TOKEN", ""),
+    "METRICS_ALLOW_REMOTE": os.environ.get("LLMPROXY_METRICS_ALLOW_REMOTE", "").strip().lower()
+    in ("1", "true", "yes", "on"),
     "AUTH_DIR": os.environ.get("LLMPROXY_AUTH_DIR", "auths"),
     "MAX_BODY_BYTES": int(os.environ.get("LLMPROXY_MAX_BODY_BYTES", str(10 * 1024 * 1024))),
     # How often each serving process checks the shared config version (seconds).

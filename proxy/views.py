@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import logging
 import os
 import uuid
@@ -100,6 +102,9 @@ def _check_broker_folders() -> None:
 @never_cache
 def metrics_view(request: HttpRequest) -> HttpResponse:
     """Prometheus exposition of the node's counters (kept by the usage ingester), plus gauges."""
+    refused = _metrics_refusal(request)
+    if refused is not None:
+        return refused
     directory = journal_dir()
     gauges = {
         "llmproxy_config_version": ("Config version this process serves.", float(get_engine().gateway.runtime.version)),
@@ -110,6 +115,30 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     }
     errors = get_engine().gateway.limiter.store_errors  # this process's
     return HttpResponse(metrics.from_journal(directory).render(gauges, errors), content_type=metrics.CONTENT_TYPE)
+
+
+def _metrics_refusal(request: HttpRequest) -> HttpResponse | None:
+    """None when the caller may read /metrics: the bearer token when one is set, else loopback."""
+    token = settings.LLMPROXY.get("METRICS_TOKEN") or ""
+    if token:
+        sent = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if hmac.compare_digest(sent.encode(), token.encode()):
+            return None
+        resp = HttpResponse("metrics: send Authorization: Bearer <LLMPROXY_METRICS_TOKEN>\n", status=401,
+                            content_type="text/plain")  # fmt: skip
+        resp["WWW-Authenticate"] = "Bearer"
+        return resp
+    if settings.LLMPROXY.get("METRICS_ALLOW_REMOTE") or _is_loopback(request.META.get("REMOTE_ADDR", "")):
+        return None
+    return HttpResponse("metrics: loopback only; set LLMPROXY_METRICS_TOKEN to read them remotely\n",
+                        status=403, content_type="text/plain")  # fmt: skip
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
 
 
 def portal_login_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
