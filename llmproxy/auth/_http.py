@@ -49,8 +49,9 @@ async def call(
     form: Mapping[str, str] | None = None,
     json_body: Any = None,
     headers: Mapping[str, str] | None = None,
+    proxy: str | None = None,
 ) -> JSONReply:
-    """One request; the reply's JSON object (an empty dict for an empty body)."""
+    """One request (through ``proxy``, the provider's, when given); the reply's JSON object."""
     hdrs = {"user-agent": USER_AGENT, "accept": "application/json"}
     body: bytes | None = None
     if form is not None:
@@ -61,7 +62,7 @@ async def call(
         body = json.dumps(json_body).encode()
     hdrs.update({k.lower(): v for k, v in (headers or {}).items()})
     try:
-        reply = await http.send(UpstreamRequest(method, url, hdrs, body), timeouts=_TIMEOUTS)
+        reply = await http.send(UpstreamRequest(method, url, hdrs, body, False, proxy), timeouts=_TIMEOUTS)
         raw = await reply.read()
     except ProviderError as exc:
         raise AuthError(f"{url}: {exc.message}") from None

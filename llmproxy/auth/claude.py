@@ -55,7 +55,13 @@ class ClaudeRefresher:
             raise AuthError("no refresh token stored: log in again", permanent=True)
         body = {"grant_type": "refresh_token", "refresh_token": cred.refresh_token,
                 "client_id": _option(provider, "client_id", CLIENT_ID)}  # fmt: skip
-        reply = await call(http, "POST", endpoint(provider, "oauth_url") + "/v1/oauth/token", json_body=body)
+        reply = await call(
+            http,
+            "POST",
+            endpoint(provider, "oauth_url") + "/v1/oauth/token",
+            json_body=body,
+            proxy=provider.proxy or None,
+        )
         data = dict(check_token_reply(reply, "Claude token refresh"))
         return token_set(data, extra=_email(data))
 
@@ -84,7 +90,11 @@ class ClaudeLogin:
                 "client_id": _option(self.provider, "client_id", CLIENT_ID), "code_verifier": self.pkce.verifier,
                 "state": self.pkce.state}  # fmt: skip
         url = endpoint(self.provider, "oauth_url") + "/v1/oauth/token"
-        data = dict(check_token_reply(await call(self.http, "POST", url, json_body=body), "Claude login"))
+        data = dict(
+            check_token_reply(
+                await call(self.http, "POST", url, json_body=body, proxy=self.provider.proxy or None), "Claude login"
+            )
+        )
         tokens = token_set(data, now=time.time())
         return TokenFile("claude", provider=self.provider.name, access_token=tokens.access_token,
                          refresh_token=tokens.refresh_token, expires_at=tokens.expires_at, extra=_email(data))  # fmt: skip

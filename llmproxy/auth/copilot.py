@@ -58,7 +58,7 @@ async def exchange(provider: ProviderConfig, github_token: str, http: HTTPClient
     """One Copilot token for a GitHub token (``Authorization: token``, not Bearer)."""
     headers = {**editor_headers(provider), "authorization": f"token {github_token}"}
     reply = await call(http, "GET", endpoint(provider, "github_api_url") + "/copilot_internal/v2/token",
-                       headers=headers)  # fmt: skip
+                       headers=headers, proxy=provider.proxy or None)  # fmt: skip
     token = reply.data.get("token")
     if reply.status >= 400 or not isinstance(token, str) or not token:
         code, desc = oauth_error(reply)
@@ -79,7 +79,7 @@ async def _responses_only(provider: ProviderConfig, api: str, token: str, http: 
     base = (provider.base_url or api).rstrip("/")
     headers = {**editor_headers(provider), "authorization": f"Bearer {token}"}
     try:
-        reply = await call(http, "GET", base + "/models", headers=headers)
+        reply = await call(http, "GET", base + "/models", headers=headers, proxy=provider.proxy or None)
     except AuthError:
         return []
     out: list[str] = []
@@ -112,7 +112,7 @@ class CopilotLogin:
         form = {"client_id": _option(self.provider, "client_id", CLIENT_ID), "device_code": self.code.device_code,
                 "grant_type": DEVICE_GRANT}  # fmt: skip
         reply = await call(self.http, "POST", endpoint(self.provider, "github_url") + "/login/oauth/access_token",
-                           form=form)  # fmt: skip
+                           form=form, proxy=self.provider.proxy or None)  # fmt: skip
         if reply.data.get("access_token"):
             return "", reply.data
         code, _ = oauth_error(reply)
@@ -144,7 +144,9 @@ def _number(value: object, default: float) -> float:
 
 async def begin_login(provider: ProviderConfig, http: HTTPClient, options: LoginOptions) -> CopilotLogin:
     form = {"client_id": _option(provider, "client_id", CLIENT_ID), "scope": SCOPE}
-    reply = await call(http, "POST", endpoint(provider, "github_url") + "/login/device/code", form=form)
+    reply = await call(
+        http, "POST", endpoint(provider, "github_url") + "/login/device/code", form=form, proxy=provider.proxy or None
+    )
     code = _device_code(reply)
     prompt = LoginPrompt(code.prompt(), verification_uri=code.verification_uri, user_code=code.user_code)
     return CopilotLogin(provider, http, code, prompt)

@@ -65,7 +65,14 @@ async def discover_project(provider: ProviderConfig, access_token: str, http: HT
     base = code_assist_url(provider) + "/v1internal"
     headers = {"authorization": f"Bearer {access_token}",
                "client-metadata": ",".join(f"{k}={v}" for k, v in METADATA.items())}  # fmt: skip
-    load = await call(http, "POST", base + ":loadCodeAssist", json_body={"metadata": METADATA}, headers=headers)
+    load = await call(
+        http,
+        "POST",
+        base + ":loadCodeAssist",
+        json_body={"metadata": METADATA},
+        headers=headers,
+        proxy=provider.proxy or None,
+    )
     if load.status >= 400:
         code, desc = oauth_error(load)
         raise AuthError(f"Code Assist loadCodeAssist refused (HTTP {load.status}): {desc or code}",
@@ -78,7 +85,9 @@ async def discover_project(provider: ProviderConfig, access_token: str, http: HT
     body: dict[str, Any] = {"tierId": tier.get("id") or "free-tier", "metadata": METADATA,
                             "cloudaicompanionProject": None if tier.get("id") == "free-tier" else project}  # fmt: skip
     for _ in range(attempts):
-        op = await call(http, "POST", base + ":onboardUser", json_body=body, headers=headers)
+        op = await call(
+            http, "POST", base + ":onboardUser", json_body=body, headers=headers, proxy=provider.proxy or None
+        )
         if op.status >= 400:
             code, desc = oauth_error(op)
             raise AuthError(f"Code Assist onboardUser refused (HTTP {op.status}): {desc or code}",
@@ -108,7 +117,9 @@ class GoogleRefresher:
         if not cred.refresh_token:
             raise AuthError("no refresh token stored: log in again", permanent=True)
         form = {"grant_type": "refresh_token", "refresh_token": cred.refresh_token, **_client(provider)}
-        reply = await call(http, "POST", endpoint(provider, "oauth_url") + "/token", form=form)
+        reply = await call(
+            http, "POST", endpoint(provider, "oauth_url") + "/token", form=form, proxy=provider.proxy or None
+        )
         tokens = token_set(check_token_reply(reply, "Google token refresh"))
         if not cred.extra.get("project_id"):
             project = await discover_project(provider, tokens.access_token, http)
@@ -136,7 +147,13 @@ class GoogleLogin:
             raise AuthError("paste the authorization code the login page shows")
         form = {"grant_type": "authorization_code", "code": code, "redirect_uri": self.redirect_uri,
                 "code_verifier": self.pkce.verifier, **_client(self.provider)}  # fmt: skip
-        reply = await call(self.http, "POST", endpoint(self.provider, "oauth_url") + "/token", form=form)
+        reply = await call(
+            self.http,
+            "POST",
+            endpoint(self.provider, "oauth_url") + "/token",
+            form=form,
+            proxy=self.provider.proxy or None,
+        )
         tokens = token_set(check_token_reply(reply, "Google login"))
         project = await discover_project(self.provider, tokens.access_token, self.http)
         return TokenFile("gemini", provider=self.provider.name, access_token=tokens.access_token,
