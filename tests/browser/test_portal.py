@@ -44,6 +44,10 @@ def test_a_member_creates_and_revokes_a_key_and_downloads_csv(live: Any, page: P
     shown = page.locator("#new-key").inner_text().strip()
     created = ApiKey.objects.get(user=alice, name="from the browser")
     assert shown.startswith(created.prefix) and created.key_hash == hash_key(shown)
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live.url)
+    page.get_by_role("button", name="Copy to clipboard").click()
+    expect(page.locator("#copy-key")).to_have_text("Copied")
+    assert page.evaluate("navigator.clipboard.readText()") == shown
     shoot(page, "portal-key-created")
     page.goto(live.url + "/")
     row = page.locator("tr", has_text="from the browser")
