@@ -24,14 +24,17 @@ from .http import HTTPClient
 from .model import Message, Request, Response, Usage
 from .providers import Credential, Executor, ProviderConfig
 from .runtime import ApiKeyInfo, Price, Route, Runtime
+from .synthesizer import DefaultSynthesizer, Synthesizer
 from .translator import Translator
 from .usage import UsageEvent
+from .watcher import Watcher
 
 __all__ = [
     "ApiKeyInfo",
     "AuthenticationFailed",
     "Call",
     "Credential",
+    "DefaultSynthesizer",
     "Executor",
     "Gateway",
     "HTTPClient",
@@ -54,9 +57,11 @@ __all__ = [
     "Route",
     "Runtime",
     "StreamReply",
+    "Synthesizer",
     "Translator",
     "Usage",
     "UsageEvent",
+    "Watcher",
     "formats",
     "providers",
     "translator",

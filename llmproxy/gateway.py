@@ -12,15 +12,18 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
+import os
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from . import formats, upstream
 from ._json import dumps, loads, loads_body
 from .auth import TokenKeeper, write_back
 from .bookkeeping import Books
+from .config import Config, build_runtime
+from .config import load as load_config
 from .errors import (
     AuthenticationFailed,
     InvalidRequest,
@@ -42,6 +45,7 @@ from .relay import StreamRelay
 from .routing import Router
 from .runtime import ApiKeyInfo, Runtime
 from .state import StateStore
+from .synthesizer import Synthesizer, synthesize
 from .usage import UsageSink, discard
 
 __all__ = ["CONTENT_JSON", "CONTENT_SSE", "Call", "Exchange", "Gateway", "Reply", "StreamReply"]
@@ -101,10 +105,25 @@ class Gateway:
         self.runtime = runtime
 
     @classmethod
-    def from_config(cls, path: str, **kwargs: Any) -> Gateway:
-        from .config import load_runtime
+    def from_config(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        synthesizer: Synthesizer | None = None,
+        env: Mapping[str, str] | None = None,
+        **kwargs: Any,
+    ) -> Gateway:
+        """Load config.yaml, pass it through ``synthesizer`` (default: unchanged) and serve it.
 
-        return cls(load_runtime(path), **kwargs)
+        Library mode: no API keys are required. ``env`` replaces ``os.environ`` for
+        ``${VAR}`` and ``LLMPROXY_*`` overrides (tests pass their own).
+        """
+        config = synthesize(load_config(os.fspath(path), env=env), synthesizer, env)
+        return cls(build_runtime(config, require_keys=False), **kwargs)
+
+    def apply(self, config: Config) -> None:
+        """Serve a new config (a ``Watcher``'s ``on_change``); keys stay optional, as in ``from_config``."""
+        self.swap(build_runtime(config, require_keys=False, version=self.runtime.version + 1))
 
     # -- library conveniences -----------------------------------------------------------
     async def chat(self, request: dict[str, Any], *, api_key: str | None = None) -> dict[str, Any]:

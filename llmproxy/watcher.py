@@ -5,8 +5,13 @@ hash, so touching a file, saving it unchanged, or an editor's write-temp-then-re
 calls nothing. A file that fails validation goes to ``on_error`` and never replaces the
 running config: the caller keeps what it has until a good file arrives.
 
-    watcher = ConfigWatcher("config.yaml", on_change=lambda cfg: gw.swap(build_runtime(cfg)))
+    watcher = Watcher("config.yaml", auth_dir="auths", on_change=gw.apply, synthesizer=MySynthesizer())
     watcher.start()
+
+``Watcher`` is the public class: every change, of config.yaml or of a token file in the
+auth dir, reaches ``on_change`` as ``synthesizer.synthesize(base, overrides)`` (see
+``llmproxy.synthesizer``). ``ConfigWatcher`` is the lower layer it is built on: separate
+callbacks for the config and for token files, no synthesizer (the server uses it).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from pathlib import Path
 import watchfiles
 
 from .config import Config, ConfigError, ConfigIssue, loads
+from .synthesizer import Synthesizer, synthesize
 
 log = logging.getLogger("llmproxy.watcher")
 
@@ -221,3 +227,69 @@ class ConfigWatcher:
             with self._cond:
                 self._batches += 1
                 self._cond.notify_all()
+
+
+class Watcher(ConfigWatcher):
+    """Watch config.yaml and the auth dir; hand ``synthesizer.synthesize(base, overrides)`` to ``on_change``.
+
+    ``base`` is the last valid config.yaml; a token file added, changed or removed in
+    ``auth_dir`` re-synthesizes from it (the overrides changed, the file did not). A
+    config that fails validation goes to ``on_error`` and nothing is synthesized.
+    ``auth_dir`` defaults to the config's own ``auth.dir``.
+    """
+
+    def __init__(
+        self,
+        config_path: str | os.PathLike[str],
+        *,
+        auth_dir: str | os.PathLike[str] | None = None,
+        on_change: OnChange | None = None,
+        synthesizer: Synthesizer | None = None,
+        on_error: OnError | None = None,
+        debounce_ms: int = 500,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(config_path, on_error=on_error, debounce_ms=debounce_ms, env=env)
+        self.synthesizer = synthesizer
+        self.user_on_change = on_change
+        #: The last valid config.yaml as parsed, before synthesis; None until one was read.
+        self.base: Config | None = None
+        if auth_dir is None:
+            try:
+                auth_dir = self._base().auth_dir()
+            except ConfigError:
+                auth_dir = None
+        self.auth_dir = Path(auth_dir).absolute() if auth_dir else None
+        self.on_change = self._config_changed
+        self.on_auth_change = self._auth_changed
+
+    def _base(self) -> Config:
+        if self.base is None:
+            assert self.config_path is not None
+            try:
+                data = self.config_path.read_bytes()
+            except FileNotFoundError:
+                raise ConfigError([ConfigIssue("", "file not found")], str(self.config_path)) from None
+            self.base = self._parse(data)
+        return self.base
+
+    def current(self) -> Config:
+        """The config as served now: the last valid file, synthesized with today's overrides."""
+        return synthesize(self._base(), self.synthesizer, self.env)
+
+    def _config_changed(self, config: Config) -> None:
+        self.base = config
+        self._emit()
+
+    def _auth_changed(self, paths: list[Path]) -> None:
+        try:
+            self._base()
+        except ConfigError as exc:
+            log.warning("token files changed but the config is not valid: %s", exc)
+            return
+        self._emit()
+
+    def _emit(self) -> None:
+        config = self.current()
+        if self.user_on_change is not None:
+            self.user_on_change(config)
