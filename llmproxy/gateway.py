@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
-from . import formats, upstream
+from . import formats, logfmt, upstream
 from ._json import dumps, loads, loads_body
 from .auth import TokenKeeper, write_back
 from .bookkeeping import Books
@@ -183,6 +183,7 @@ class Gateway:
     async def handle(self, call: Call, endpoint: str = "chat") -> Reply | StreamReply:
         rt = self.runtime
         ex = Exchange.open(call, rt, formats.get(call.ingress), endpoint)
+        logfmt.request_id.set(ex.request_id)  # log lines from here on name this request
         try:
             if len(call.body) > rt.max_body_bytes:
                 raise RequestTooLarge(f"request body is larger than {rt.max_body_bytes} bytes")

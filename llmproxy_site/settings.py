@@ -13,6 +13,7 @@ from typing import Any
 import dj_database_url
 
 from .env import BASE_DIR, VAR_DIR, env_bool, env_list, generated_secret
+from .logsetup import logging_dict, logging_section
 
 SECRET_KEY = generated_secret("DJANGO_SECRET_KEY", "secret_key")
 LLMPROXY_ENCRYPTION_KEYS = generated_secret("LLMPROXY_ENCRYPTION_KEY", "encryption_key", make="fernet").split(",")
@@ -135,13 +136,5 @@ LLMPROXY: dict[str, Any] = {
 # The one-time plain API key travels in a message: keep it server-side, not in a cookie.
 MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    # Every handler scrubs configured secrets (and 8+ character fragments) out of each record.
-    "filters": {"secrets": {"()": "llmproxy.scrub.SecretFilter"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["secrets"]}},
-    "root": {"handlers": ["console"], "level": os.environ.get("LLMPROXY_LOG_LEVEL", "INFO").upper()},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
-}
+# config.yaml's ``logging:`` section (level, text/json lines, per-request lines); see logsetup.
+LOGGING = logging_dict(logging_section(LLMPROXY["CONFIG"]), os.environ.get("LLMPROXY_LOG_LEVEL"))

@@ -18,6 +18,7 @@ from ._check import Checker, join
 from ._env import apply_overrides, interpolate
 from ._schema import (
     AUTH_TYPES,
+    LOG_FORMATS,
     LOG_LEVELS,
     PROVIDER_TYPES,
     SECRET_FIELDS,
@@ -159,13 +160,14 @@ def _management(check: Checker, value: Any) -> Management:
 
 
 def _logging(check: Checker, value: Any) -> Logging:
-    d = check.mapping(value, "logging", ("level", "request_log"))
-    level = d.get("level")
-    if isinstance(level, str):
-        d = {**d, "level": level.lower()}
+    d = check.mapping(value, "logging", ("level", "request_log", "format"))
+    for key in ("level", "format"):
+        if isinstance(d.get(key), str):
+            d = {**d, key: d[key].lower()}
     return Logging(
         level=check.string(d, "level", "logging", Logging().level, choices=LOG_LEVELS),
         request_log=check.boolean(d, "request_log", "logging", Logging().request_log),
+        format=check.string(d, "format", "logging", Logging().format, choices=LOG_FORMATS),
     )
 
 

@@ -23,6 +23,7 @@ PROVIDER_TYPES = (
 )
 AUTH_TYPES = ("api_key", "oauth", "device_flow")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+LOG_FORMATS = ("text", "json")
 SECRET_FIELDS = ("api_key", "access_token", "refresh_token")
 #: What an export without secrets writes in place of one; importing it keeps the stored secret.
 REDACTED = "<redacted>"
@@ -76,7 +77,10 @@ class Management:
 @dataclass(frozen=True, slots=True)
 class Logging:
     level: str = "info"
+    #: One log line per LLM request (request id, model, status, latency).
     request_log: bool = False
+    #: ``text`` lines, or ``json``: one JSON object per line.
+    format: str = "text"
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,6 +41,8 @@ from .state import make_state_store
 from .usage_journal import make_writer
 
 log = logging.getLogger("llmproxy.engine")
+#: ``logging.request_log``: one line per LLM request (the site's LOGGING turns it on or off).
+requests_log = logging.getLogger("llmproxy.requests")
 _T = TypeVar("_T")
 
 
@@ -51,6 +53,15 @@ def _guarded(fn: Callable[[], _T]) -> _T:
     except Exception:
         connections.close_all()
         raise
+
+
+def log_request(event: UsageEvent) -> None:
+    """The ``logging.request_log`` line for one finished request (its fields also as ``extra``)."""
+    fields = {"request_id": event.request_id, "ingress": event.ingress, "model": event.model,
+              "status": event.status_code, "latency_ms": event.latency_ms, "stream": event.stream,
+              "provider": event.provider, "key_prefix": event.key_prefix, "error_type": event.error_type}  # fmt: skip
+    requests_log.info("request %s %s model=%s status=%d latency_ms=%d", event.request_id, event.ingress,
+                      event.model or "-", event.status_code, event.latency_ms, extra=fields)  # fmt: skip
 
 
 class Engine:
@@ -71,6 +82,8 @@ class Engine:
         # the client can see the response complete. Metrics are counted by the ingester.
         self.journal.append(event)
         live_feed.publish(event)
+        if requests_log.isEnabledFor(logging.INFO):
+            log_request(event)
 
     async def run_db(self, fn: Callable[[], _T]) -> _T:
         """Run blocking database work on the engine's database thread."""
