@@ -7,6 +7,14 @@ adds one codec, not a translator per pair::
     body = t.translate_request(openai_chat_request)      # -> Anthropic Messages body
     reply = t.translate_response(anthropic_reply)        # -> OpenAI Chat completion
     async for chunk in t.translate_stream(anthropic_sse_bytes): ...   # -> chunk dicts
+
+Every provider type in ``llmproxy.providers.EXECUTORS`` has one (copilot and demo speak
+OpenAI Chat). What a translator reports about its target: ``max_tokens`` is the model's
+output cap from the shipped model catalog (``llmproxy.pricing``, ``max_output``) when the
+translator was made for a listed model (``get("claude", model="claude-sonnet-4-5")``),
+else the dialect's default below. The catalog records no streaming or tool facts, and
+every codec here encodes and decodes both, so ``supports_streaming`` and
+``supports_functions`` are the codec's (true for all shipped dialects).
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ import dataclasses
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any
 
-from . import formats
+from . import formats, pricing
 from ._json import loads
 from .model import StreamEvent
 from .sse import SSEParser
@@ -44,10 +52,12 @@ MAX_TOKENS: dict[str, int] = {"anthropic": 64000, "gemini": 65536, "openai_chat"
 class Translator:
     """OpenAI Chat <-> one provider dialect."""
 
-    def __init__(self, name: str, dialect: str, *, source: str = "openai_chat") -> None:
+    def __init__(self, name: str, dialect: str, *, source: str = "openai_chat", model: str | None = None) -> None:
         self.name = name
         self.dialect = dialect
         self.source = source
+        #: The upstream model this translator describes (``max_tokens``); None: the dialect.
+        self.model = model
         self._in = formats.get(source)
         self._out = formats.get(dialect)
 
@@ -61,6 +71,10 @@ class Translator:
 
     @property
     def max_tokens(self) -> int:
+        """The model's output cap from the catalog if listed, else the dialect's default."""
+        entry = pricing.lookup(self.model) if self.model else None
+        if entry is not None and entry.max_output:
+            return entry.max_output
         return MAX_TOKENS.get(self.dialect, 4096)
 
     def translate_request(self, request: dict[str, Any], *, model: str | None = None) -> dict[str, Any]:
@@ -108,14 +122,18 @@ def register(name: str, factory: Callable[[], Translator] | str) -> None:
         _factories[name] = factory
 
 
-def get(name: str) -> Translator:
+def get(name: str, *, model: str | None = None) -> Translator:
+    """The translator for a provider type or dialect; ``model`` picks the catalog facts it reports."""
     if name in _factories:
-        return _factories[name]()
+        made = _factories[name]()
+        if model is not None:
+            made.model = model
+        return made
     dialect = ALIASES.get(name)
     if dialect is None:
         known = sorted(set(ALIASES) | set(_factories))
         raise KeyError(f"no translator {name!r}; known: {', '.join(known)}")
-    return Translator(name, dialect)
+    return Translator(name, dialect, model=model)
 
 
 def names() -> list[str]:
