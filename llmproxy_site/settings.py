@@ -14,6 +14,7 @@ import dj_database_url
 
 from .env import BASE_DIR, VAR_DIR, env_bool, env_list, generated_secret
 from .logsetup import logging_dict, logging_section
+from .remote_access import allow_remote_setting
 
 SECRET_KEY = generated_secret("DJANGO_SECRET_KEY", "secret_key")
 LLMPROXY_ENCRYPTION_KEYS = generated_secret("LLMPROXY_ENCRYPTION_KEY", "encryption_key", make="fernet").split(",")
@@ -40,6 +41,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # management.allow_remote: /api/v1/ and /admin/ for loopback clients only unless set.
+    "llmproxy_site.remote_access.LocalManagementOnly",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -114,6 +117,7 @@ STATIC_ROOT = VAR_DIR / "static"
 
 LLMPROXY: dict[str, Any] = {
     "CONFIG": os.environ.get("LLMPROXY_CONFIG") or None,
+    "MANAGEMENT_ALLOW_REMOTE": allow_remote_setting(os.environ.get("LLMPROXY_CONFIG") or None),
     # /metrics: with a token, only "Authorization: Bearer <token>" reads it (from anywhere);
     # without one, only loopback clients do, unless LLMPROXY_METRICS_ALLOW_REMOTE=true.
     "METRICS_TOKEN": os.environ.get("LLMPROXY_METRICS_TOKEN", ""),
