@@ -90,7 +90,7 @@ class SummaryRow(Schema):
 def _filter(request: HttpRequest, q: UsageQuery) -> queries.UsageFilter:
     """The query as a filter, narrowed to the caller's own usage unless they are staff."""
     f = queries.UsageFilter(model=q.model, provider=q.provider, status_code=q.status_code,
-                            since=_aware(q.since), until=_aware(q.until))  # fmt: skip
+                            since=_utc(q.since, "since"), until=_utc(q.until, "until"))  # fmt: skip
     if q.user:
         if q.user.isdigit():
             f.user_id = int(q.user)
@@ -110,10 +110,18 @@ def _filter(request: HttpRequest, q: UsageQuery) -> queries.UsageFilter:
     return f
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
+def _utc(value: datetime | None, field: str) -> datetime | None:
+    """In UTC: a naive time is UTC; an offset is applied here, not by the database.
+
+    PostgreSQL refuses offsets past +-15:59 that Python accepts (a 500 there), and a
+    time near year 1 can leave the calendar once shifted: both are the caller's 422.
+    """
+    if value is None:
+        return None
+    try:
+        return value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    except OverflowError:
+        raise ValidationFailed.one(field, "out of range") from None
 
 
 @usage_router.get("", response=UsagePage)

@@ -137,3 +137,22 @@ def test_it_exports_usage_as_csv_with_the_contract_columns(admin_client: Client,
     assert row["request_id"] == "req-a" and row["user"] == "alice" and row["key_prefix"] == people["alice_key"].prefix
     assert row["created_at"] == "2025-03-04T05:06:07+00:00"
     assert (row["stream"], row["ttfb_ms"], row["cost_usd"], row["cached_tokens"]) == ("true", "40", "", "3")
+
+
+@pytest.mark.parametrize("path", ["/usage", "/usage/summary", "/usage/export"])
+def test_it_takes_any_utc_offset_python_accepts_in_a_date_filter(admin_client: Client, people: dict[str, Any],
+                                                                 path: str) -> None:  # fmt: skip
+    # PostgreSQL refuses offsets past +-15:59 (Python takes up to +-23:59): applied here, not there.
+    record(people["alice_key"], datetime(2025, 3, 4, 12, 0, tzinfo=UTC), request_id="req-tz")
+    resp = admin_client.get(
+        f"/api/v1{path}", {"since": "2025-03-04T23:00:00+17:11", "until": "0197-04-01T14:59:29-17:11"}
+    )
+    assert resp.status_code == 200
+    resp = admin_client.get(f"/api/v1{path}", {"since": "2025-03-03T19:00:00-17:11"})
+    assert resp.status_code == 200
+
+
+def test_it_answers_422_for_a_date_filter_that_leaves_the_calendar(admin_client: Client) -> None:
+    resp = send(admin_client, "get", "/usage?since=0001-01-01T00:00:00%2B05:00")
+    assert resp.status_code == 422
+    assert resp.json()["detail"][0]["loc"][-1] == "since"
