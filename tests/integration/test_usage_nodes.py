@@ -7,7 +7,6 @@ PostgreSQL and Redis and serving traffic through them.
 
 from __future__ import annotations
 
-import os
 import shlex
 import signal
 import sys
@@ -17,7 +16,6 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from django.db import connection
 
 from . import test_usage_ledger as ledger
 from .conftest import BASE_DIR, Child, Serve, child_env, free_port, until
@@ -26,13 +24,8 @@ from .test_usage_ledger import Load, kill_all, recorded
 key = ledger.key  # the fixtures, shared
 serve = ledger.serve
 
-pytestmark = [
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        connection.vendor != "postgresql" or not os.environ.get("REDIS_URL"),
-        reason="several nodes share PostgreSQL and Redis: CI's second pass",
-    ),
-]
+# Collected only on PostgreSQL + Redis (see conftest.py's collect_ignore).
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_it_records_every_request_once_when_one_node_of_two_is_killed(
