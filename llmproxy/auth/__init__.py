@@ -1,13 +1,15 @@
 """Provider accounts: credential kinds, token files, refreshers, logins. No Django inside.
 
-What an account type plugs in (the built-in ones: ``claude``, ``gemini``, ``copilot``)::
+What an account type plugs in (``llmproxy.auth.kiro`` does it this way; ``claude``,
+``gemini`` and ``copilot`` are listed in the registries directly)::
 
     from llmproxy import auth
 
     # 1. its token file schema (fields kept in Credential.extra; required alternatives)
     auth.register_token_type("kiro", auth.TokenType(fields=("auth_method", "region", ...)))
     # 2. a vendor tool's own file for ``login --import`` (return None: not theirs)
-    auth.register_importer("kiro", lambda data: {...} if "accessToken" in data else None)
+    auth.register_importer("kiro", lambda data, path: {...} if "accessToken" in data else None,
+                           with_path=True)   # or a one-argument function without with_path
     # 3. its refresher: ``margin`` seconds ahead, ``refresh`` -> TokenSet, AuthError on failure
     auth.register_refresher("kiro", "llmproxy.auth.kiro:KiroRefresher")
     # 4. its login: begin(provider, http, LoginOptions) -> LoginFlow (prompt + complete())
@@ -36,6 +38,7 @@ The pieces:
 from __future__ import annotations
 
 from .._version import USER_AGENT
+from . import kiro  # noqa: F401  (registers the kiro account type)
 from ._files import (
     IMPORTERS,
     TOKEN_TYPES,

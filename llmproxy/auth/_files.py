@@ -55,7 +55,6 @@ TOKEN_TYPES: dict[str, TokenType] = {
     "copilot": TokenType(required=(("github_token",),), account_field="github_token"),
     "claude": TokenType(fields=("email",)),
     "gemini": TokenType(fields=("project_id", "email")),
-    "kiro": TokenType(fields=("auth_method", "client_id", "client_secret", "region", "profile_arn")),
 }
 
 _COMMON = ("type", "provider", "access_token", "refresh_token", "expires_at")
@@ -168,13 +167,21 @@ def write_token_file(path: str | Path, token: TokenFile) -> Path:
 
 
 Importer = Callable[[Mapping[str, Any]], dict[str, Any] | None]
+#: An importer that also gets the file's path (a vendor tool that keeps part of an
+#: account in a file beside it: Kiro IDE's client registration).
+PathImporter = Callable[[Mapping[str, Any], Path], dict[str, Any] | None]
 #: account type -> converters from a vendor tool's token file to llmproxy's format
-#: (return None when the data is not theirs).
-IMPORTERS: dict[str, list[Importer]] = {}
+#: (return None when the data is not theirs), each called with the data and the path.
+IMPORTERS: dict[str, list[PathImporter]] = {}
 
 
-def register_importer(provider_type: str, importer: Importer) -> None:
-    IMPORTERS.setdefault(provider_type, []).append(importer)
+def register_importer(provider_type: str, importer: Importer | PathImporter, *, with_path: bool = False) -> None:
+    """Add a converter; ``with_path``: it takes the file's path as a second argument."""
+    if with_path:
+        IMPORTERS.setdefault(provider_type, []).append(importer)  # type: ignore[arg-type]
+        return
+    plain: Importer = importer  # type: ignore[assignment]
+    IMPORTERS.setdefault(provider_type, []).append(lambda data, _path: plain(data))
 
 
 def import_token_file(path: str | Path, provider_type: str) -> TokenFile:
@@ -188,7 +195,7 @@ def import_token_file(path: str | Path, provider_type: str) -> TokenFile:
         raise TokenFileError(p, "", f"is not valid JSON ({exc})") from None
     if isinstance(data, dict) and "type" not in data:
         for importer in IMPORTERS.get(provider_type, []):
-            converted = importer(data)
+            converted = importer(data, Path(path))
             if converted is not None:
                 data = {"type": provider_type, **converted}
                 break
