@@ -14,8 +14,11 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import URLPattern, path, reverse
 
 from .actions import revoke_api_key
 from .models import ApiKey, User, generate_key
@@ -148,6 +151,24 @@ class ApiKeyAdmin(StaffAccess, SpendColumns, admin.ModelAdmin):  # type: ignore[
         obj.set_key(raw)
         super().save_model(request, obj, form, change)
         messages.success(request, f"New API key for {obj.user.username}, shown only this once: {raw}")
+
+    def get_urls(self) -> list[URLPattern]:
+        view = self.admin_site.admin_view(self.revoke_view)
+        return [path("<int:key_id>/revoke/", view, name="accounts_apikey_revoke"), *super().get_urls()]
+
+    def revoke_view(self, request: HttpRequest, key_id: int) -> HttpResponse:
+        """POST: revoke one key (the button on its page)."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        key = get_object_or_404(ApiKey.objects.select_related("user"), pk=key_id)
+        if not self.has_change_permission(request, key):
+            raise PermissionDenied
+        if key.revoked:
+            messages.info(request, f"Key {key.prefix}… was already revoked.")
+        else:
+            revoke_api_key(key)
+            messages.success(request, f"Key {key.prefix}… of {key.user.username} revoked.")
+        return HttpResponseRedirect(reverse("admin:accounts_apikey_change", args=[key.pk]))
 
     @admin.action(description="Revoke selected keys")
     def revoke_selected(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:

@@ -32,6 +32,7 @@ from django.utils.timesince import timesince
 from accounts.admin import StaffAccess
 from llmproxy.pricing import lookup
 
+from .admin_config import export_view, import_view
 from .admin_logins import login_view
 from .configsync.actions import masked_proxy
 from .crypto import is_sensitive, mask, masked_mapping
@@ -457,6 +458,13 @@ class ConfigImportAdmin(ReadOnlyAdmin):
     search_fields = ("source", "content_hash")
     fields = ("created_at", "source", "ok", "error_list", "changes", "content_hash")
     readonly_fields = fields
+
+    def get_urls(self) -> list[URLPattern]:
+        site = self.admin_site
+        imp = site.admin_view(functools.partial(import_view, site))
+        exp = site.admin_view(functools.partial(export_view, site))
+        return [path("import/", imp, name="proxy_configimport_import"),
+                path("export/", exp, name="proxy_configimport_export"), *super().get_urls()]  # fmt: skip
 
     @admin.display(description="result")
     def summary(self, obj: ConfigImport) -> str:

@@ -104,5 +104,6 @@ def login_view(site: AdminSite, request: HttpRequest) -> HttpResponse:
     if session is not None and session.credential_id is not None:
         health = HealthStatus.objects.filter(credential_id=session.credential_id).first()
     context = {**site.each_context(request), "title": "Account login", "types": sorted(auth.LOGINS),
-               "session": session, "sid": sid, "error": error, "health": health}  # fmt: skip
+               "session": session, "sid": sid, "error": error, "health": health,
+               "initial_type": request.GET.get("type", ""), "initial_provider": request.GET.get("provider", "")}  # fmt: skip
     return TemplateResponse(request, "admin/llmproxy/account_login.html", context)

@@ -23,3 +23,11 @@ def llmproxy_dashboard(context: template.Context) -> dict[str, Any]:
         "live_path": live_feed.PATH,
         "split_dims": charts.DIMENSIONS,
     }
+
+
+@register.filter
+def has_login(provider_type: str) -> bool:
+    """Whether accounts of this provider type log in from the admin (device flow or pasted code)."""
+    from llmproxy import auth
+
+    return provider_type in auth.LOGINS

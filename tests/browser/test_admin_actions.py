@@ -1,0 +1,90 @@
+"""The admin's actions in a real browser: config import with errors on their lines, a provider
+login watched until it finishes, a key revoked."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from playwright.sync_api import Page, expect
+
+from accounts.models import ApiKey
+from proxy.models import Credential, Provider
+from tests import factories
+from tests.browser.conftest import sign_in
+from tests.fakes.github import FakeGitHub
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+CONFIG = """\
+providers:
+  imported:
+    type: openai-compatible
+    base_url: http://127.0.0.1:9/v1
+    priority: high
+    models:
+      - {name: gpt-imp}
+"""
+
+
+@pytest.fixture(scope="module")
+def github() -> Iterator[FakeGitHub]:
+    fake = FakeGitHub().start()
+    yield fake  # type: ignore[misc]
+    fake.stop()
+
+
+def admin(page: Page, url: str, next_path: str = "/admin/") -> None:
+    factories.user("root", staff=True)
+    sign_in(page, f"{url}/admin/login/?next={next_path}", "root", "pw-root")
+
+
+def test_a_config_import_shows_errors_on_their_lines_then_applies(live: Any, page: Page, shoot: Any) -> None:
+    admin(page, live.url)
+    page.get_by_role("link", name="Import config.yaml").first.click()
+    page.fill("#id_text", CONFIG)
+    page.get_by_role("button", name="Import").click()
+    why = page.locator(".why[data-line='5']")
+    expect(why).to_contain_text("providers.imported.priority")
+    expect(page.locator("#line-5")).to_have_class("bad")
+    shoot(page, "admin-config-import-errors")
+    assert not Provider.objects.filter(name="imported").exists()
+    page.fill("#id_text", CONFIG.replace("priority: high", "priority: 3"))
+    page.get_by_role("button", name="Check").click()
+    expect(page.locator("#llp-config-ok")).to_be_visible()
+    page.get_by_role("button", name="Import").click()
+    expect(page.locator(".messagelist")).to_contain_text("Imported: 2 created")
+    assert Provider.objects.get(name="imported").priority == 3
+    page.goto(live.url + "/admin/proxy/configimport/import/")
+    with page.expect_download() as info:
+        page.locator("#llp-export").click()
+    exported = yaml.safe_load(Path(info.value.path()).read_text())
+    assert exported["providers"]["imported"]["priority"] == 3
+
+
+def test_an_admin_starts_a_provider_login_and_watches_it_finish(live: Any, page: Page, github: FakeGitHub,
+                                                                 shoot: Any, tmp_path: Any, settings: Any) -> None:  # fmt: skip
+    settings.LLMPROXY["AUTH_DIR"] = str(tmp_path)
+    p = Provider.objects.create(name="gh", type="copilot", auth_type="device_flow",
+                                options={"github_url": github.url, "github_api_url": github.url})  # fmt: skip
+    github.auto_approve = 4
+    admin(page, live.url, f"/admin/proxy/provider/{p.pk}/change/")
+    page.get_by_role("link", name="Log in an account").click()
+    expect(page.locator("select[name=type]")).to_have_value("copilot")
+    page.fill("input[name=name]", "team")
+    page.get_by_role("button", name="Start login").click()
+    expect(page.locator("#user-code")).to_be_visible()
+    shoot(page, "admin-login-waiting")
+    expect(page.locator("#login-state")).to_contain_text("credential gh/team ready", timeout=15_000)
+    assert Credential.objects.filter(provider=p, name="team").exists()
+
+
+def test_an_admin_revokes_a_key_from_its_page(live: Any, page: Page) -> None:
+    key, _ = factories.api_key(factories.user("mia"), name="laptop")
+    admin(page, live.url, f"/admin/accounts/apikey/{key.pk}/change/")
+    page.locator("#llp-revoke").click()
+    expect(page.locator(".messagelist")).to_contain_text("revoked")
+    assert ApiKey.objects.get(pk=key.pk).revoked
