@@ -23,7 +23,8 @@ from .validation import ServiceError, assign, validated_save
 
 USER_FIELDS = ("username", "email", "first_name", "last_name", "is_active", "is_staff", "is_superuser",
                *LIMIT_FIELDS)  # fmt: skip
-KEY_FIELDS = ("name", "allowed_models", "expires_at", "revoked", "is_admin", *LIMIT_FIELDS, "period_started_at")
+KEY_FIELDS = ("name", "allowed_models", "expires_at", "revoked", "is_admin", "allow_overrides", *LIMIT_FIELDS,
+              "period_started_at")  # fmt: skip
 #: What a key's owner may change without being staff: its name, revoking it, and
 #: tightening (never lifting) its numeric limits.
 KEY_OWNER_FIELDS = frozenset({"name", "revoked", "rpm", "tpm", "max_parallel", "budget_usd"})
@@ -43,6 +44,7 @@ def create_api_key(
     budget_usd: Decimal | None = None,
     budget_period: str = "none",
     max_parallel: int | None = None,
+    allow_overrides: bool = False,
 ) -> tuple[ApiKey, str]:
     """Create a key and return it with its plain value, which is never stored or shown again."""
     raw = generate_key()
@@ -51,6 +53,7 @@ def create_api_key(
         name=name,
         allowed_models=list(models or []),
         is_admin=admin,
+        allow_overrides=allow_overrides,
         expires_at=expires_at,
         rpm=rpm,
         tpm=tpm,
@@ -135,9 +138,12 @@ def check_within_owner_limits(owner: User, limits: Mapping[str, Any]) -> None:
 
 @transaction.atomic
 def update_api_key(key: ApiKey, data: Mapping[str, Any], *, actor: User) -> ApiKey:
-    """Change a key. Owners who are not staff may rename or revoke it, or tighten a limit."""
+    """Change a key. Owners who are not staff may rename or revoke it, tighten a limit, or give
+    up ``allow_overrides``."""
     if not actor.is_staff:
-        forbidden = sorted(set(data) - KEY_OWNER_FIELDS)
+        forbidden = sorted(set(data) - KEY_OWNER_FIELDS - {"allow_overrides"})
+        if data.get("allow_overrides") and not key.allow_overrides:
+            forbidden.append("allow_overrides")  # giving the right up is fine; granting it is staff's
         if forbidden:
             raise ServiceError(f"only staff may change {', '.join(forbidden)}", status=403)
         if data.get("revoked") is False and key.revoked:

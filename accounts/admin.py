@@ -90,7 +90,7 @@ class ApiKeyForm(forms.ModelForm):  # type: ignore[type-arg]
 
 class ApiKeyInline(StaffAccess, admin.TabularInline):  # type: ignore[type-arg]
     model = ApiKey
-    fields = ("prefix", "name", "is_admin", "revoked", "expires_at", "created_at")
+    fields = ("prefix", "name", "is_admin", "allow_overrides", "revoked", "expires_at", "created_at")
     readonly_fields = fields
     extra = 0
     show_change_link = True
@@ -104,13 +104,27 @@ class ApiKeyAdmin(StaffAccess, SpendColumns, admin.ModelAdmin):  # type: ignore[
     form = ApiKeyForm
     list_display = ("prefix_shown", "name", "user", "is_admin", "revoked", "expires_at", "rpm", "tpm", "max_parallel",
                     "budget_usd", "budget_period", "spend_usd", "created_at")  # fmt: skip
-    list_filter = ("revoked", "is_admin", "budget_period")
+    list_filter = ("revoked", "is_admin", "allow_overrides", "budget_period")
     search_fields = ("prefix", "name", "user__username")
     list_select_related = ("user",)
     readonly_fields = ("prefix", "created_at", "spend_usd", "budget_resets_at")
     autocomplete_fields = ("user",)
     fieldsets = (
-        (None, {"fields": ("user", "name", "prefix", "allowed_models", "expires_at", "revoked", "is_admin")}),
+        (
+            None,
+            {
+                "fields": (
+                    "user",
+                    "name",
+                    "prefix",
+                    "allowed_models",
+                    "expires_at",
+                    "revoked",
+                    "is_admin",
+                    "allow_overrides",
+                )
+            },
+        ),
         (
             "Limits (the owner's own limits apply too)",
             {

@@ -60,6 +60,9 @@ class ApiKey(Limits):
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked = models.BooleanField(default=False)
     is_admin = models.BooleanField(default=False, help_text="May use the management API, as its owner's role allows.")
+    allow_overrides = models.BooleanField(
+        default=False, help_text="May send per-request overrides (x-llmproxy-provider, -timeout, -retries)."
+    )
     period_started_at = models.DateTimeField(null=True, blank=True, help_text="Start of the current budget period.")
     created_at = models.DateTimeField(auto_now_add=True)
 

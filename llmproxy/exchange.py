@@ -17,13 +17,15 @@ from types import ModuleType
 from typing import Any
 
 from . import disclosure, formats
-from .errors import LLMProxyError
+from .errors import LLMProxyError, ProviderTimeout
 from .formats import Traits
+from .http import Timeouts
 from .limits import Reservation
 from .model import Request
+from .overrides import NONE, Overrides
 from .providers.base import Credential, Executor
 from .routing import Candidate, Plan
-from .runtime import ApiKeyInfo, Runtime
+from .runtime import ApiKeyInfo, Route, Runtime
 from .usage import UsageEvent
 
 CONTENT_JSON = "application/json"
@@ -42,6 +44,10 @@ class Call:
     stream: bool | None = None  # from the path (Gemini :streamGenerateContent)
     sse: bool = True  # Gemini streams: SSE or a JSON array
     request_id: str = ""
+    #: Query parameters that may carry per-request overrides (``llmproxy.overrides.NAMES``).
+    query: Mapping[str, str] = field(default_factory=dict)
+    #: Per-request overrides from a library caller: ``{"provider": ..., "timeout": ..., "retries": ...}``.
+    overrides: Mapping[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -82,6 +88,8 @@ class Exchange:
     #: Each failed attempt's detail (``disclosure.detail``), for the usage record.
     failures: list[str] = field(default_factory=list)
     last_failure: LLMProxyError | None = None
+    #: This request's per-request overrides (``llmproxy.overrides``), once checked.
+    overrides: Overrides = NONE
 
     @classmethod
     def open(cls, call: Call, runtime: Runtime, codec: ModuleType, endpoint: str = "chat") -> Exchange:
@@ -103,6 +111,29 @@ class Exchange:
         self.key = key
         if key is not None:
             self.event.user_id, self.event.key_id, self.event.key_prefix = key.user_id, key.id, key.prefix
+
+    def use_overrides(self, overrides: Overrides) -> None:
+        """The call's checked overrides, onto the exchange and its usage event."""
+        self.overrides = overrides
+        self.event.overrides = overrides.record()
+
+    def routes_for(self, model: str) -> tuple[Route, ...]:
+        """The routes that may serve ``model`` for this call (only the overriding provider's, if any)."""
+        routes = self.runtime.routes.get(model, ())
+        only = self.overrides.provider
+        return routes if only is None else tuple(r for r in routes if r.provider.name == only)
+
+    def timeouts(self, configured: Timeouts) -> Timeouts:
+        """The upstream timeouts of this call: the configured ones, shortened by a ``timeout`` override."""
+        t = self.overrides.timeout
+        if t is None:
+            return configured
+        return Timeouts(connect=min(t, configured.connect), first_byte=min(t, configured.first_byte),
+                        read=min(t, configured.read))  # fmt: skip
+
+    def cools(self, err: LLMProxyError) -> bool:
+        """Whether a failure says something about the upstream: not a timeout the client shortened."""
+        return not (isinstance(err, ProviderTimeout) and self.overrides.timeout is not None)
 
     def begin_attempt(self, cand: Candidate, attempts: int) -> None:
         """The next candidate is tried: the event names it, the attempt fields point at it."""

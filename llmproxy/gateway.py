@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
-from . import formats, logfmt, upstream
+from . import formats, logfmt, overrides, upstream
 from ._json import dumps, loads, loads_body
 from .auth import TokenKeeper, write_back
 from .bookkeeping import Books
@@ -40,6 +40,7 @@ from .http import HTTPClient, UpstreamReply, UpstreamRequest
 from .images import inline_images
 from .limits import Limiter, estimate_tokens
 from .model import Request
+from .overrides import NONE, Overrides
 from .providers.base import Credential, StreamFilter
 from .relay import StreamRelay
 from .routing import Router
@@ -100,6 +101,12 @@ class Gateway:
     def retry_budget(self) -> float:
         return self._retry_budget if self._retry_budget is not None else self.runtime.routing.retry_budget
 
+    @property
+    def max_timeout(self) -> float:
+        """The configured upstream timeout (the HTTP client's): the most a ``timeout`` override may ask."""
+        t = self.http.timeouts
+        return max(t.first_byte, t.read)
+
     def swap(self, runtime: Runtime) -> None:
         """Serve from a new snapshot; in-flight calls keep the one they started with."""
         self.runtime = runtime
@@ -126,18 +133,27 @@ class Gateway:
         self.swap(build_runtime(config, require_keys=False, version=self.runtime.version + 1))
 
     # -- library conveniences -----------------------------------------------------------
-    async def chat(self, request: dict[str, Any], *, api_key: str | None = None) -> dict[str, Any]:
-        """An OpenAI Chat request dict in, the completion dict out (raises LLMProxyError)."""
-        return await self._call_json("openai_chat", {**request, "stream": False}, api_key)
+    async def chat(
+        self, request: dict[str, Any], *, api_key: str | None = None, overrides: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """An OpenAI Chat request dict in, the completion dict out (raises LLMProxyError).
 
-    async def messages(self, request: dict[str, Any], *, api_key: str | None = None) -> dict[str, Any]:
+        ``overrides``: per-request overrides, ``{"provider": ..., "timeout": ..., "retries": ...}``.
+        """
+        return await self._call_json("openai_chat", {**request, "stream": False}, api_key, overrides)
+
+    async def messages(
+        self, request: dict[str, Any], *, api_key: str | None = None, overrides: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         """An Anthropic Messages request dict in, the message dict out."""
-        return await self._call_json("anthropic", {**request, "stream": False}, api_key)
+        return await self._call_json("anthropic", {**request, "stream": False}, api_key, overrides)
 
-    async def stream(self, request: dict[str, Any], *, api_key: str | None = None) -> AsyncIterator[dict[str, Any]]:
+    async def stream(
+        self, request: dict[str, Any], *, api_key: str | None = None, overrides: Mapping[str, Any] | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
         """An OpenAI Chat request dict in, OpenAI chunk dicts out."""
         body = {**request, "stream": True, "stream_options": {"include_usage": True}}
-        result = await self.handle(Call("openai_chat", dumps(body), api_key=api_key))
+        result = await self.handle(Call("openai_chat", dumps(body), api_key=api_key, overrides=overrides))
         if isinstance(result, Reply):
             raise _error_from(result)
         from .sse import SSEParser
@@ -151,8 +167,10 @@ class Gateway:
                         raise LLMProxyError(str(data["error"].get("message")), status=502)
                     yield data
 
-    async def _call_json(self, ingress: str, body: dict[str, Any], api_key: str | None) -> dict[str, Any]:
-        result = await self.handle(Call(ingress, dumps(body), api_key=api_key))
+    async def _call_json(
+        self, ingress: str, body: dict[str, Any], api_key: str | None, given: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
+        result = await self.handle(Call(ingress, dumps(body), api_key=api_key, overrides=given))
         assert isinstance(result, Reply)
         if result.status >= 400:
             raise _error_from(result)
@@ -175,6 +193,21 @@ class Gateway:
             raise AuthenticationFailed("this API key has expired")
         return info
 
+    def check_overrides(self, ex: Exchange) -> Overrides:
+        """The call's per-request overrides, checked: 403 for a key without the right, 400 for a bad value."""
+        call = ex.call
+        raw = overrides.requested(call.headers, call.query, call.overrides)
+        if not raw:
+            return NONE
+        if ex.key is not None and not ex.key.may_override:
+            names = ", ".join(n for n in overrides.NAMES if n in raw)
+            raise PermissionDenied(f"this API key may not use per-request overrides ({names}); "
+                                   "a key needs allow_overrides or the management scope",
+                                   code="overrides_not_allowed")  # fmt: skip
+        checked = overrides.parse(raw, max_timeout=self.max_timeout, max_attempts=self.max_attempts)
+        ex.use_overrides(checked)
+        return checked
+
     def models_for(self, key: ApiKeyInfo | None, runtime: Runtime | None = None) -> list[str]:
         rt = runtime or self.runtime
         return [m for m in rt.models() if key is None or key.allows(m)]
@@ -188,6 +221,7 @@ class Gateway:
             if len(call.body) > rt.max_body_bytes:
                 raise RequestTooLarge(f"request body is larger than {rt.max_body_bytes} bytes")
             ex.identify(self.authenticate(call.api_key, rt))
+            self.check_overrides(ex)
             ex.body = loads_body(call.body)
             req = self.decode(ex)
             ex.event.model, ex.event.stream = req.model, req.stream
@@ -222,7 +256,7 @@ class Gateway:
         self.limiter.configure(rt.limits)
         tokens, cost = estimate_tokens(ex.call.body), 0.0
         if self.limiter.wants_cost(ex.key):
-            routes = rt.routes.get(req.model if req is not None else model, ())
+            routes = ex.routes_for(req.model if req is not None else model)
             if req is not None:
                 est = estimate(req, routes, default_output=rt.limits.default_output_tokens)
                 tokens, cost = est.prompt_tokens, est.cost_usd
@@ -233,11 +267,15 @@ class Gateway:
 
     @staticmethod
     def check_model(ex: Exchange, model: str) -> None:
-        """The key may use ``model`` and the snapshot serves it, or the matching 403/404."""
+        """The key may use ``model`` and the snapshot serves it (from the overriding provider, if
+        any), or the matching 403/404."""
         if ex.key is not None and not ex.key.allows(model):
             raise PermissionDenied(f"this API key may not use model {model!r}")
         if not ex.runtime.routes.get(model):
             raise ModelNotFound(f"model {model!r} does not exist or is not served here", param="model")
+        if not ex.routes_for(model):
+            raise ModelNotFound(f"provider {ex.overrides.provider!r} does not serve model {model!r}",
+                                param="provider")  # fmt: skip
 
     async def failover(
         self,
@@ -257,14 +295,16 @@ class Gateway:
         recovery) when no candidate is left. Side endpoints use it too.
         """
         rt = ex.runtime
-        plan = await self.router.plan(rt.routes[model], rt.routing, session=session, tokens=tokens,
+        plan = await self.router.plan(ex.routes_for(model), rt.routing, session=session, tokens=tokens,
                                       unhealthy=rt.unhealthy)  # fmt: skip
         ex.plan = plan
-        deadline = time.monotonic() + self.retry_budget
+        budget = self.retry_budget if ex.overrides.timeout is None else min(self.retry_budget, ex.overrides.timeout)
+        deadline = time.monotonic() + budget
+        max_attempts = ex.overrides.attempts(self.max_attempts)
         last: ProviderError | None = None
         tried, stopped = 0, False
         for cand in plan.candidates:
-            if tried >= self.max_attempts or (tried and time.monotonic() > deadline):
+            if tried >= max_attempts or (tried and time.monotonic() > deadline):
                 stopped = True
                 break
             if await self.router.acquire(plan, cand) > 0:
@@ -279,6 +319,8 @@ class Gateway:
             except ProviderError as err:
                 last = err
                 ex.note_failure(err)
+                if not ex.cools(err):
+                    raise  # the client's own shortened timeout: its answer, and no cooldown for others
                 if not (await self.books.after_failure(plan, cand, err)).retry:
                     raise
                 continue
@@ -318,13 +360,14 @@ class Gateway:
         req, cand, executor = ex.request, ex.candidate, ex.executor
         assert req is not None and cand is not None and executor is not None
         provider = cand.route.provider
+        timeouts = ex.timeouts(self.http.timeouts)
 
         def build(c: Credential) -> UpstreamRequest:
             return executor.build(c, dict(body), model=cand.route.upstream_model, stream=req.stream,
                                   client_headers=ex.call.headers, endpoint=ex.endpoint)  # fmt: skip
 
         try:
-            return await upstream.send(self.http, executor, build(cred))
+            return await upstream.send(self.http, executor, build(cred), timeouts=timeouts)
         except ProviderHTTPError as err:
             if not executor.token_refused(err):
                 raise
@@ -332,7 +375,7 @@ class Gateway:
             if renewed is None:
                 raise
         try:
-            return await upstream.send(self.http, executor, build(renewed))
+            return await upstream.send(self.http, executor, build(renewed), timeouts=timeouts)
         except ProviderHTTPError as err:
             if executor.token_refused(err):
                 await self.tokens.refused_again(provider, renewed, err.message)

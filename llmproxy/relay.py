@@ -132,7 +132,7 @@ class StreamRelay:
 
     def _cool(self, err: ProviderError) -> None:
         plan, cand = self.ex.plan, self.ex.candidate
-        if plan is not None and cand is not None:
+        if plan is not None and cand is not None and self.ex.cools(err):
             self.books.spawn(self.books.after_failure(plan, cand, err))
 
 

@@ -65,6 +65,12 @@ class ApiKeyInfo:
     #: period does not count in the next one).
     spent_period_start: float | None = None
     user: UserLimits | None = None
+    #: May send per-request overrides (``llmproxy.overrides``); keys with the management scope may anyway.
+    allow_overrides: bool = False
+
+    @property
+    def may_override(self) -> bool:
+        return self.allow_overrides or self.is_admin
 
     def allows(self, model: str) -> bool:
         return self.allowed_models is None or model in self.allowed_models

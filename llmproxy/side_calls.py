@@ -31,13 +31,14 @@ async def count_tokens(gw: Gateway, call: Call) -> Reply:
     ex = Exchange.open(call, rt, codec, "count_tokens")
     try:
         ex.identify(gw.authenticate(call.api_key, rt))
+        gw.check_overrides(ex)
         ex.body = loads_body(call.body)
         if ex.traits.requires_max_tokens:
             ex.body.setdefault("max_tokens", 1)
         req = gw.decode(ex)
         gw.check_model(ex, req.model)
         tokens = None
-        plan = await gw.router.plan(rt.routes[req.model], rt.routing, unhealthy=rt.unhealthy)
+        plan = await gw.router.plan(ex.routes_for(req.model), rt.routing, unhealthy=rt.unhealthy)
         for cand in plan.candidates[:1]:
             ex.begin_attempt(cand, 0)
             tokens = await _upstream_count(gw, ex, cand, req)
@@ -64,7 +65,7 @@ async def _upstream_count(gw: Gateway, ex: Exchange, cand: Candidate, req: Reque
     try:
         ureq = executor.build(cand.credential, out, model=model, stream=False, client_headers=ex.call.headers,
                               endpoint="count_tokens")  # fmt: skip
-        status, data = await upstream.fetch(gw.http, ureq)
+        status, data = await upstream.fetch(gw.http, ureq, timeouts=ex.timeouts(gw.http.timeouts))
         if status >= 400:
             return None
         value = loads(data).get(field)
@@ -81,6 +82,7 @@ async def embeddings(gw: Gateway, call: Call) -> Reply:
             raise InvalidRequest("request body is too large")
         key = gw.authenticate(call.api_key, rt)
         ex.identify(key)
+        gw.check_overrides(ex)
         body = ex.body = loads_body(call.body)
         model = body.get("model")
         if not isinstance(model, str) or not model:
@@ -113,7 +115,7 @@ async def _embed(gw: Gateway, ex: Exchange, inputs: list[Any]) -> tuple[dict[str
     kind = formats.traits(codec).embeddings
     if kind == "passthrough":
         ureq = executor.build(cand.credential, dict(ex.body), model=model, stream=False, endpoint="embeddings")
-        out = await upstream.call_json(gw.http, executor, ureq)
+        out = await upstream.call_json(gw.http, executor, ureq, timeouts=ex.timeouts(gw.http.timeouts))
         u = out.get("usage") or {}
         tokens = int(u.get("prompt_tokens") or 0) if isinstance(u, dict) else 0
         return out, Usage(input_tokens=tokens)
@@ -121,7 +123,7 @@ async def _embed(gw: Gateway, ex: Exchange, inputs: list[Any]) -> tuple[dict[str
         texts = [x if isinstance(x, str) else str(x) for x in inputs]
         ureq = executor.build(cand.credential, codec.embeddings_body(model, texts, ex.body.get("dimensions")),
                               model=model, stream=False, endpoint="embeddings")  # fmt: skip
-        data = await upstream.call_json(gw.http, executor, ureq)
+        data = await upstream.call_json(gw.http, executor, ureq, timeouts=ex.timeouts(gw.http.timeouts))
         tokens = sum(count_text(t) for t in texts)
         return codec.embeddings_reply(data, model, tokens), Usage(input_tokens=tokens)
     raise InvalidRequest(f"model {ex.body.get('model')!r} is served by a provider without embeddings", param="model")

@@ -31,6 +31,8 @@ class UsageEvent:
     attempts: int = 0
     #: For staff only: which upstream failed how, in its own words (scrubbed of secrets).
     error_detail: str = ""
+    #: The per-request overrides the call used (``provider``, ``timeout``, ``retries``), if any.
+    overrides: dict[str, Any] = field(default_factory=dict)
 
 
 _EVENT_FIELDS = frozenset(f.name for f in fields(UsageEvent)) - {"usage"}

@@ -143,6 +143,8 @@ class UsageRecord(models.Model):
     attempts = models.PositiveSmallIntegerField(default=1)
     #: Staff only: which upstream failed how, in its own words (scrubbed of secrets).
     error_detail = models.TextField(blank=True, default="")
+    #: The per-request overrides the call used (INTERFACE.md section 12), e.g. ``{"provider": "b"}``.
+    overrides = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

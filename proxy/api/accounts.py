@@ -18,7 +18,7 @@ from typing import Any
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
-from ninja import Router, Schema, Status
+from ninja import Field, Router, Schema, Status
 from ninja.errors import HttpError
 
 from accounts import actions
@@ -158,6 +158,7 @@ class KeyIn(Schema):
     allowed_models: list[str] = []
     expires_at: datetime | None = None
     is_admin: bool = False
+    allow_overrides: bool = Field(False, description="May send per-request overrides; staff only may grant it.")
     rpm: int | None = None
     tpm: int | None = None
     max_parallel: int | None = None
@@ -171,6 +172,7 @@ class KeyPatch(Schema):
     expires_at: datetime | None = None
     revoked: bool | None = None
     is_admin: bool | None = None
+    allow_overrides: bool | None = None
     rpm: int | None = None
     tpm: int | None = None
     max_parallel: int | None = None
@@ -189,6 +191,7 @@ class KeyOut(Spend):
     expires_at: datetime | None
     revoked: bool
     is_admin: bool
+    allow_overrides: bool
     period_started_at: datetime | None
     created_at: datetime
 
@@ -199,7 +202,7 @@ class KeyCreated(KeyOut):
 
 def _key_out(k: ApiKey, spend: Decimal | None = None) -> dict[str, Any]:
     fields = ("id", "user_id", "name", "prefix", "allowed_models", "expires_at", "revoked", "is_admin",
-              "period_started_at", "created_at")  # fmt: skip
+              "allow_overrides", "period_started_at", "created_at")  # fmt: skip
     return {**{f: getattr(k, f) for f in fields}, "username": k.user.username, **_limits_out(k, spend)}
 
 
@@ -241,10 +244,12 @@ def create_key(request: HttpRequest, payload: KeyIn) -> Status[dict[str, Any]]:
     owner = _owner(request, data.pop("user"))
     if not actor(request).is_staff:
         actions.check_within_owner_limits(owner, {f: data[f] for f in LIMIT_FIELDS})
+        if data["allow_overrides"]:
+            raise HttpError(403, "only staff may grant allow_overrides")
     key, raw = create_api_key(
         owner, name=data["name"], models=data["allowed_models"], admin=data["is_admin"],
         expires_at=data["expires_at"], rpm=data["rpm"], tpm=data["tpm"], max_parallel=data["max_parallel"],
-        budget_usd=data["budget_usd"], budget_period=data["budget_period"],
+        budget_usd=data["budget_usd"], budget_period=data["budget_period"], allow_overrides=data["allow_overrides"],
     )  # fmt: skip
     return Status(201, {**_key_out(key), "key": raw})
 

@@ -60,6 +60,9 @@ class UsageOut(Schema):
     ttfb_ms: int | None
     attempts: int
     error_detail: str | None = Field(None, description="Staff only: which upstream failed how, in its own words.")
+    overrides: dict[str, Any] = Field(
+        default_factory=dict, description="The per-request overrides the call used: provider, timeout, retries."
+    )
 
 
 class UsagePage(Schema):

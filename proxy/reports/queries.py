@@ -9,6 +9,7 @@ row exists for it: the rollup job writes a day's rows in one go.
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -26,7 +27,7 @@ from proxy.serving.spend import settled_spend
 #: The usage record fields of the external contract (INTERFACE.md section 4), in order.
 USAGE_FIELDS = ("request_id", "created_at", "user", "key_prefix", "ingress", "model", "upstream_model", "provider",
                 "credential", "stream", "status_code", "error_type", "prompt_tokens", "completion_tokens",
-                "cached_tokens", "reasoning_tokens", "cost_usd", "latency_ms", "ttfb_ms", "attempts")  # fmt: skip
+                "cached_tokens", "reasoning_tokens", "cost_usd", "latency_ms", "ttfb_ms", "attempts", "overrides")  # fmt: skip
 GROUPS = ("day", "user", "key", "model", "provider")
 METRICS = ("requests", "errors", "prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens", "cost_usd")
 _RAW_DIM = {"day": "day", "user": "user_id", "key": "key_id", "model": "model", "provider": "provider"}
@@ -188,6 +189,7 @@ def record_row(rec: UsageRecord, *, staff: bool = False) -> dict[str, Any]:
         "latency_ms": rec.latency_ms,
         "ttfb_ms": rec.ttfb_ms,
         "attempts": rec.attempts,
+        "overrides": rec.overrides if isinstance(rec.overrides, dict) else {},
     }
     if staff:
         row["error_detail"] = rec.error_detail
@@ -220,6 +222,8 @@ def _csv_value(value: Any) -> str:
         return value.astimezone(UTC).isoformat()
     if isinstance(value, float):
         return repr(value)
+    if isinstance(value, dict):  # the overrides used: compact JSON, empty when none
+        return json.dumps(value, separators=(",", ":"), sort_keys=True) if value else ""
     return str(value)
 
 

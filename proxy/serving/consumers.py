@@ -22,6 +22,7 @@ from channels.consumer import AsyncConsumer, StopConsumer, get_handler_name
 from llmproxy import formats, side_calls
 from llmproxy.errors import AuthenticationFailed, LLMProxyError, RequestTooLarge
 from llmproxy.gateway import Call, Reply, StreamReply
+from llmproxy.overrides import NAMES as OVERRIDE_NAMES
 
 from .process_engine import get_engine
 from .usage_journal import full_error
@@ -124,6 +125,7 @@ class LLMConsumer(AsyncConsumer):  # type: ignore[misc]  # channels ships no typ
             if formats.traits(formats.get(self.ingress)).json_array_streams
             else True,
             request_id=rid,
+            query={name: query[name][0] for name in OVERRIDE_NAMES if name in query} if query else {},
         )
         result = await self.dispatch_call(call, headers, query)
         result.headers.setdefault("x-request-id", rid)

@@ -61,6 +61,7 @@ def build_runtime(version: int | None = None) -> Runtime:
             expires_at=k.expires_at.timestamp() if k.expires_at else None,
             revoked=k.revoked or not k.user.is_active,
             is_admin=k.is_admin,
+            allow_overrides=k.allow_overrides,
             is_staff=k.user.is_staff,
             rpm=k.rpm,
             tpm=k.tpm,

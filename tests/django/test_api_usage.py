@@ -22,7 +22,7 @@ pytestmark = pytest.mark.django_db
 
 CONTRACT_FIELDS = ["request_id", "created_at", "user", "key_prefix", "ingress", "model", "upstream_model", "provider",
                    "credential", "stream", "status_code", "error_type", "prompt_tokens", "completion_tokens",
-                   "cached_tokens", "reasoning_tokens", "cost_usd", "latency_ms", "ttfb_ms", "attempts"]  # fmt: skip
+                   "cached_tokens", "reasoning_tokens", "cost_usd", "latency_ms", "ttfb_ms", "attempts", "overrides"]  # fmt: skip
 
 
 def record(key: ApiKey, when: datetime, **kw: Any) -> UsageRecord:

@@ -20,6 +20,8 @@ class Command(BaseCommand):
         parser.add_argument("--name", default="")
         parser.add_argument("--models", default="", help="Comma-separated public model names (default: all).")
         parser.add_argument("--admin", action="store_true", help="Give the key the management scope.")
+        parser.add_argument("--allow-overrides", action="store_true",
+                            help="Let the key send per-request overrides (x-llmproxy-provider, ...).")  # fmt: skip
         parser.add_argument("--create-user", action="store_true", help="Create the user if missing.")
         parser.add_argument("--expires-days", type=int, default=None)
         parser.add_argument("--rpm", type=int, default=None)
@@ -38,7 +40,7 @@ class Command(BaseCommand):
         expires = timezone.now() + timedelta(days=opts["expires_days"]) if opts["expires_days"] else None
         key, raw = create_api_key(
             user, name=opts["name"], models=models, admin=opts["admin"], expires_at=expires,
-            rpm=opts["rpm"], tpm=opts["tpm"],
+            rpm=opts["rpm"], tpm=opts["tpm"], allow_overrides=opts["allow_overrides"],
         )  # fmt: skip
         self.stderr.write(f"Created key {key.prefix}… for {user.username}. It is shown once:")
         self.stdout.write(raw)
