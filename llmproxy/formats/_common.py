@@ -56,6 +56,15 @@ def require_list(body: dict[str, Any], name: str) -> list[Any]:
     return value
 
 
+def optional_list(value: Any, name: str) -> list[Any]:
+    """An array field that may be absent or null: ``[]`` then; anything else but an array is a 400."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise InvalidRequest(f"'{name}' must be an array", param=name)
+    return value
+
+
 def field_type(value: Any, kind: type | tuple[type, ...], name: str) -> Any:
     if isinstance(value, bool) or not isinstance(value, kind):
         names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)

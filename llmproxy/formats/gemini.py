@@ -33,7 +33,7 @@ from ..model import (
     ToolResultPart,
 )
 from . import gemini_schema
-from ._common import Traits, effort_from_budget, field_type
+from ._common import Traits, effort_from_budget, field_type, optional_list
 from ._gemini_stream import StreamDecoder, StreamEncoder
 from ._gemini_wire import (
     DATA_KEYS,
@@ -226,7 +226,7 @@ def _decode_function_response(fr: dict[str, Any], where: str, at: tuple[int, int
         raise InvalidRequest(f"{where}.functionResponse.name is required", param=where)
     response = fr.get("response")
     response = response if isinstance(response, dict) else {}
-    media = [_decode_media(norm(x), f"{where}.functionResponse.parts") for x in fr.get("parts") or []
+    media = [_decode_media(norm(x), f"{where}.functionResponse.parts") for x in optional_list(fr.get("parts"), f"{where}.functionResponse.parts")
              if "inlineData" in norm(x) or "fileData" in norm(x)]  # fmt: skip
     content: list[TextPart | ImagePart] = []
     is_error = False

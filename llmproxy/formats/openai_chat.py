@@ -27,7 +27,15 @@ from ..model import (
     ToolChoice,
     ToolResultPart,
 )
-from ._common import Traits, effort_from_budget, field_type, image_from_url, require_list, require_str
+from ._common import (
+    Traits,
+    effort_from_budget,
+    field_type,
+    image_from_url,
+    optional_list,
+    require_list,
+    require_str,
+)
 from ._openai_chat_stream import StreamDecoder, StreamEncoder
 from ._openai_wire import (
     FINISH_IN,
@@ -77,7 +85,7 @@ def decode_request(body: dict[str, Any]) -> Request:
         raise InvalidRequest("'messages' must not be empty", param="messages")
     _check_tool_answers(messages)
     req = Request(model=model, messages=messages)
-    req.tools = [_decode_tool(t, i) for i, t in enumerate(body.get("tools") or [])]
+    req.tools = [_decode_tool(t, i) for i, t in enumerate(optional_list(body.get("tools"), "tools"))]
     req.tool_choice = _decode_tool_choice(body.get("tool_choice"))
     req.parallel_tool_calls = body.get("parallel_tool_calls")
     mt = body.get("max_completion_tokens", body.get("max_tokens"))
@@ -127,7 +135,7 @@ def _decode_message(m: Any, i: int) -> Message:
             parts.append(ThinkingPart(reasoning))
         if content is not None:
             parts.extend(p for p in _decode_content(content, where) if not isinstance(p, TextPart) or p.text)
-        for j, call in enumerate(m.get("tool_calls") or []):
+        for j, call in enumerate(optional_list(m.get("tool_calls"), f"{where}.tool_calls")):
             fn = call.get("function") if isinstance(call, dict) else None
             if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
                 raise InvalidRequest(f"{where}.tool_calls[{j}] needs function.name", param=where)

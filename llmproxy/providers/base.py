@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Protocol
 
 from .. import formats, upstream
 from .._json import dumps, loads
-from ..errors import ProviderError, ProviderHTTPError
+from ..errors import InvalidRequest, ProviderError, ProviderHTTPError
 from ..http import HTTPClient, Timeouts, UpstreamRequest
 from ..model import Message, Request, TextPart
 
@@ -232,7 +232,11 @@ class Executor:
 
 
 def json_body(body: dict[str, Any]) -> bytes:
-    return dumps(body)
+    """The upstream request's JSON; a value JSON cannot carry to it (an integer past 64 bits) is the client's 400."""
+    try:
+        return dumps(body)
+    except TypeError as exc:
+        raise InvalidRequest(f"request holds a value that cannot be sent upstream: {exc}") from None
 
 
 def retry_after(headers: Mapping[str, str]) -> float | None:
