@@ -9,7 +9,8 @@ adds one codec, not a translator per pair::
     async for chunk in t.translate_stream(anthropic_sse_bytes): ...   # -> chunk dicts
 
 Every provider type in ``llmproxy.providers.EXECUTORS`` has one (copilot and demo speak
-OpenAI Chat). What a translator reports about its target: ``max_tokens`` is the model's
+OpenAI Chat; kiro speaks CodeWhisperer: a ``conversationState`` in, an AWS event stream
+out). What a translator reports about its target: ``max_tokens`` is the model's
 output cap from the shipped model catalog (``llmproxy.pricing``, ``max_output``) when the
 translator was made for a listed model (``get("claude", model="claude-sonnet-4-5")``),
 else the dialect's default below. The catalog records no streaming or tool facts, and
@@ -40,13 +41,21 @@ ALIASES: dict[str, str] = {
     "fireworks": "openai_chat",
     "openai-compatible": "openai_chat",
     "copilot": "openai_chat",
+    "kiro": "codewhisperer",
+    "codewhisperer": "codewhisperer",
     "demo": "openai_chat",
     "openai-responses": "openai_responses",
     "openai_responses": "openai_responses",
 }
 
 #: Max output tokens a provider accepts by default (Anthropic requires a value).
-MAX_TOKENS: dict[str, int] = {"anthropic": 64000, "gemini": 65536, "openai_chat": 128000, "openai_responses": 128000}
+MAX_TOKENS: dict[str, int] = {
+    "anthropic": 64000,
+    "codewhisperer": 64000,
+    "gemini": 65536,
+    "openai_chat": 128000,
+    "openai_responses": 128000,
+}
 
 
 class Translator:

@@ -35,6 +35,7 @@ CODECS: dict[str, str] = {
     "openai_completions": "llmproxy.formats.openai_completions",
     "anthropic": "llmproxy.formats.anthropic",
     "gemini": "llmproxy.formats.gemini",
+    "codewhisperer": "llmproxy.formats.codewhisperer",
 }
 
 

@@ -17,6 +17,7 @@ EXECUTORS: dict[str, str] = {
     "anthropic": "llmproxy.providers.anthropic:AnthropicExecutor",
     "gemini": "llmproxy.providers.gemini:GeminiExecutor",
     "copilot": "llmproxy.providers.copilot:CopilotExecutor",
+    "kiro": "llmproxy.providers.kiro:KiroExecutor",
     "demo": "llmproxy.providers.demo:DemoExecutor",
 }
 

@@ -45,7 +45,7 @@ class Sent:
     ``("call", id, name, args)`` and ``("result", id, name, text)`` in wire order."""
 
     model: str
-    stream: bool
+    stream: bool | None  # None: the request does not say (Kiro)
     history: list[tuple[str, str | None, str | None, Any]]
     images: list[tuple[str, bytes]]  # (media type, decoded data)
     max_tokens: int | None
@@ -82,6 +82,8 @@ class Upstream:
     credential: dict[str, Any] = {}
     suffix = ""
     model = UPSTREAM_MODEL
+    #: Whether the request says it wants a stream (Kiro's never does: every reply is one).
+    stream_on_wire = True
 
     def build(self, turn: Turn, stream: bool) -> Reply | Stream:
         """The reply as the model gives it."""
@@ -97,6 +99,10 @@ class Upstream:
 
     def shows_thinking(self, body: Any) -> bool:
         raise NotImplementedError
+
+    def usage(self, turn: Turn) -> tuple[int, int]:
+        """The (input, output) tokens the proxy should record for ``turn``: the upstream's own counts."""
+        return turn.prompt, turn.completion
 
     def error(self, status: int, retry_after: str | None = None) -> Reply:
         raise NotImplementedError
