@@ -35,7 +35,7 @@ from proxy.configsync.version import current_version
 from proxy.configsync.watch import start_watcher, stop_watcher
 from proxy.tasks import request_refresh
 
-from . import current, live_feed
+from . import current, heap, live_feed
 from .snapshot import build_runtime
 from .state import make_state_store
 from .usage_journal import make_writer
@@ -96,6 +96,7 @@ class Engine:
                 await self.reload(force=True)
                 start_watcher()  # returns at once; only one process holds the lease and applies
                 self._reloader = asyncio.get_running_loop().create_task(self._poll())
+                heap.settle()  # start-up's objects out of every later collection's way
                 self._started.set_result(None)
             except BaseException as exc:
                 self._started.set_exception(exc)

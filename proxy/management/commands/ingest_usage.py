@@ -9,6 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 
 from proxy.jobs.usage_ingest import Ingester
+from proxy.serving import heap
 from proxy.serving.usage_journal import journal_dir, quota_bytes
 
 
@@ -35,6 +36,7 @@ class Command(BaseCommand):
                 stop.wait(1.0)
             if stop.is_set():
                 return
+        heap.settle()
         try:
             ingester.run(stop)
         finally:
