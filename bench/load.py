@@ -47,6 +47,9 @@ class LoadResult:
     #: Server CPU (user + system) per request, when the caller measured it: the number that
     #: other work on a shared machine does not distort. 1e6 / cpu_us is the one-core ceiling.
     cpu_us: float = 0.0
+    #: Share of the window the server's main thread spent runnable but off the CPU (other
+    #: processes had its core): what makes wall-clock req/s fall short of 1e6 / cpu_us.
+    wait_share: float = 0.0
 
     def as_dict(self) -> dict[str, float | int]:
         return {f: getattr(self, f) for f in self.__slots__}  # type: ignore[attr-defined]

@@ -95,6 +95,32 @@ class Proc:
         """User + system CPU of this process and its worker children so far."""
         return sum(cpu_seconds(pid) for pid in [self.pid, *self.children()])
 
+    def ingesters(self) -> list[int]:
+        """The usage ingester among the children (``serve`` starts it; it is not a server process)."""
+        out = []
+        for pid in self.children():
+            try:
+                if b"ingest_usage" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    out.append(pid)
+            except OSError:
+                pass
+        return out
+
+    def serving_cpu_seconds(self) -> float:
+        """User + system CPU of the server processes (this one, uvicorn/granian workers), not the ingester."""
+        skip = set(self.ingesters())
+        return sum(cpu_seconds(pid) for pid in [self.pid, *self.children()] if pid not in skip)
+
+    def ingester_cpu_seconds(self) -> float:
+        return sum(cpu_seconds(pid) for pid in self.ingesters())
+
+    def wait_seconds(self) -> float:
+        """Seconds the main thread was runnable but not running (``schedstat``): other work had the core."""
+        try:
+            return int(Path(f"/proc/{self.pid}/schedstat").read_text().split()[1]) / 1e9
+        except (OSError, IndexError, ValueError):
+            return 0.0
+
     def children(self) -> list[int]:
         """PIDs of this process's direct children (uvicorn/granian workers)."""
         try:
