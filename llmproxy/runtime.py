@@ -256,9 +256,8 @@ class Runtime:
             if r.provider.name not in executors:
                 try:
                     executors[r.provider.name] = create(r.provider)
-                except KeyError:
-                    log.warning("provider %s: no executor for type %r; its routes are not served",
-                                r.provider.name, r.provider.type)  # fmt: skip
+                except KeyError as exc:  # an unknown type, or a translator not registered in this process
+                    log.warning("provider %s: %s; its routes are not served", r.provider.name, exc.args[0])
                     continue
             by_model.setdefault(r.model, []).append(r)
         return cls(

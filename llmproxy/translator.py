@@ -122,13 +122,26 @@ class Translator:
 _factories: dict[str, Callable[[], Translator]] = {}
 
 
-def register(name: str, factory: Callable[[], Translator] | str) -> None:
-    """Register a custom translator by name: a factory, or the name of a codec dialect."""
+def register(name: str, factory: Callable[[], Translator] | str | Any) -> None:
+    """Register a custom translator by name: a factory (returning a ``Translator``), the name
+    of a codec dialect, or a codec itself (an object with ``encode_request`` and
+    ``decode_response``, registered as dialect ``name`` with ``formats.register``).
+
+    A provider in config.yaml then names it as ``translator: name``: its requests and
+    replies are translated through that translator's dialect."""
     if isinstance(factory, str):
         dialect = factory
         _factories[name] = lambda: Translator(name, dialect)
+    elif hasattr(factory, "encode_request") and hasattr(factory, "decode_response"):
+        formats.register(name, factory)
+        _factories[name] = lambda: Translator(name, name)
     else:
         _factories[name] = factory
+
+
+def dialect_of(name: str) -> str:
+    """The dialect a provider's ``translator: name`` speaks (raises ``KeyError`` for an unknown name)."""
+    return get(name).dialect
 
 
 def get(name: str, *, model: str | None = None) -> Translator:

@@ -65,8 +65,8 @@ def _provider(p: ProviderSpec, with_secrets: bool) -> dict[str, Any]:
         out["rate_limit"] = limit
     if p.headers:
         out["headers"] = dict(p.headers)
-    out.update({k: p.options[k] for k in ENDPOINT_FIELDS if p.options.get(k)})
-    options = {k: v for k, v in p.options.items() if k not in ENDPOINT_FIELDS}
+    out.update({k: p.options[k] for k in (*ENDPOINT_FIELDS, "translator") if p.options.get(k)})
+    options = {k: v for k, v in p.options.items() if k not in ENDPOINT_FIELDS and k != "translator"}
     if options:
         out["options"] = options
     if p.proxy:

@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from .. import translator
 from .._transports.proxies import parse_proxy
 from ..auth import ENDPOINT_FIELDS
 from ..netguard import ImageSettings
@@ -38,7 +39,7 @@ from ._schema import (
 
 TOP_KEYS = ("server", "providers", "auth", "management", "logging", "routing", "images", "limits", "usage")
 PROVIDER_KEYS = ("type", "enabled", "base_url", "auth_type", "priority", "weight", "cooldown", "rate_limit",
-                 "headers", "options", "proxy", "credentials", "models", *ENDPOINT_FIELDS)  # fmt: skip
+                 "headers", "options", "proxy", "credentials", "models", "translator", *ENDPOINT_FIELDS)  # fmt: skip
 CREDENTIAL_KEYS = ("name", "api_key", "file", "access_token", "refresh_token", "weight", "enabled")
 MODEL_KEYS = ("name", "upstream", "input_price", "output_price", "cached_input_price", "aliases", "enabled")
 _NAME = re.compile(r"[A-Za-z0-9_-]+")
@@ -259,11 +260,26 @@ def _provider(check: Checker, name: Any, value: Any) -> ProviderSpec | None:
         cooldown=check.duration(d, "cooldown", path, 60.0),
         rate_limit=rate_limit,
         headers=_headers(check, d.get("headers"), join(path, "headers")),
-        options={**check.mapping(d.get("options"), join(path, "options")), **_endpoints(check, d, path)},
+        options=_options(check, d, path),
         proxy=_proxy(check, d, path),
         credentials=_credentials(check, d.get("credentials"), join(path, "credentials")),
         models=_models(check, d.get("models"), join(path, "models")),
     )
+
+
+def _options(check: Checker, d: dict[str, Any], path: str) -> dict[str, Any]:
+    """``options``, with the account endpoint fields and ``translator`` (a registered name) in it."""
+    options = {**check.mapping(d.get("options"), join(path, "options")), **_endpoints(check, d, path)}
+    where = join(path, "translator") if "translator" in d else join(join(path, "options"), "translator")
+    name = d["translator"] if "translator" in d else options.get("translator")
+    if name is None:
+        return options
+    if not isinstance(name, str) or name not in translator.names():
+        check.error(where, f"unknown translator {name!r}; known: {', '.join(translator.names())} "
+                           "(register your own with llmproxy.translator.register)")  # fmt: skip
+        options.pop("translator", None)
+        return options
+    return {**options, "translator": name}
 
 
 def _proxy(check: Checker, d: dict[str, Any], path: str) -> str:

@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
+from typing import Any, cast
 
 from ._common import PLAIN, Traits
 
-__all__ = ["CODECS", "Traits", "get", "traits"]
+__all__ = ["CODECS", "Traits", "get", "register", "traits"]
 
 CODECS: dict[str, str] = {
     "openai_chat": "llmproxy.formats.openai_chat",
@@ -39,12 +40,32 @@ CODECS: dict[str, str] = {
 }
 
 
+#: Codecs registered as objects (``register``), by dialect name.
+_REGISTERED: dict[str, Any] = {}
+
+
+def register(name: str, codec: Any) -> None:
+    """Make a custom dialect codec known by ``name``: a module, a ``"dotted.module"`` path, or
+    any object offering the codec functions above (``encode_request``, ``decode_response``,
+    ``StreamDecoder``; ``decode_request``/``encode_response``/``StreamEncoder``/``error_body``
+    for an ingress dialect). A provider then speaks it through ``translator: name``."""
+    if isinstance(codec, str):
+        CODECS[name] = codec
+        _REGISTERED.pop(name, None)
+    else:
+        _REGISTERED[name] = codec
+
+
 def get(name: str) -> ModuleType:
-    """The codec module for a dialect name (imported on first use)."""
+    """The codec for a dialect name (a built-in module is imported on first use)."""
+    found = _REGISTERED.get(name)
+    if found is not None:
+        return cast(ModuleType, found)
     try:
         return importlib.import_module(CODECS[name])
     except KeyError:
-        raise KeyError(f"unknown dialect {name!r}; known: {', '.join(sorted(CODECS))}") from None
+        known = sorted(set(CODECS) | set(_REGISTERED))
+        raise KeyError(f"unknown dialect {name!r}; known: {', '.join(known)}") from None
 
 
 def traits(codec: ModuleType) -> Traits:

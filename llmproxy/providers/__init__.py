@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from .. import translator
 from .base import Credential, Executor, ProviderConfig
 
 EXECUTORS: dict[str, str] = {
@@ -42,7 +43,13 @@ def register(name: str, executor: type[Executor] | str) -> None:
 
 
 def create(config: ProviderConfig) -> Executor:
-    return get(config.type)(config)
+    """The executor for a provider; its ``options.translator`` (config.yaml's ``translator:``)
+    sets the dialect its requests and replies are translated through."""
+    executor = get(config.type)(config)
+    name = config.options.get("translator")
+    if name:
+        executor.dialect = translator.dialect_of(str(name))
+    return executor
 
 
 __all__ = ["EXECUTORS", "Credential", "Executor", "ProviderConfig", "create", "get", "register"]

@@ -15,6 +15,7 @@ from typing import Any
 from django.db import transaction
 
 from accounts.validation import ValidationFailed, assign, validated_save
+from llmproxy import translator
 from llmproxy.http import mask_proxy
 from proxy.crypto import mask
 from proxy.models import Credential, ModelRoute, Provider
@@ -47,8 +48,17 @@ def _unmask_mapping(new: Mapping[str, Any], old: Mapping[str, Any]) -> dict[str,
 # --- providers, credentials, model routes ---------------------------------------------
 
 
+def _check_translator(data: Mapping[str, Any]) -> None:
+    """``options.translator`` names a translator registered in this process (422 otherwise)."""
+    options = data.get("options")
+    name = options.get("translator") if isinstance(options, Mapping) else None
+    if name is not None and name not in translator.names():
+        raise ValidationFailed.one("options", f"unknown translator {name!r}; known: {', '.join(translator.names())}")
+
+
 @transaction.atomic
 def create_provider(data: Mapping[str, Any]) -> Provider:
+    _check_translator(data)
     provider = Provider()
     assign(provider, data, PROVIDER_FIELDS)
     return validated_save(provider)
@@ -56,6 +66,7 @@ def create_provider(data: Mapping[str, Any]) -> Provider:
 
 @transaction.atomic
 def update_provider(provider: Provider, data: Mapping[str, Any]) -> Provider:
+    _check_translator(data)
     data = dict(data)
     if isinstance(data.get("headers"), Mapping):
         data["headers"] = _unmask_mapping(data["headers"], provider.headers or {})
