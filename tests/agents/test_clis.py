@@ -28,11 +28,15 @@ from tests.agents.clis import CLIS, PROMPT, Cli
 from tests.fakes import FakeUpstream
 from tests.fakes.agent import Agent
 from tests.fakes.matrix import UPSTREAMS
+from tests.fakes.matrix_accounts import ACCOUNT_UPSTREAMS
 
 #: The upstream dialects a CLI is proven against: OpenAI (Chat Completions, as vLLM or
 #: OpenRouter serve it, and OpenAI's own Responses), Anthropic and Gemini.
 DIALECTS = ("chat", "responses", "anthropic", "gemini")
-CELLS = [f"{c}->{d}" for c in CLIS for d in DIALECTS]
+#: Account upstreams a CLI is proven against too: Claude Code through a Kiro subscription.
+ACCOUNT_CELLS = ["claude-code->kiro"]
+CELLS = [f"{c}->{d}" for c in CLIS for d in DIALECTS] + ACCOUNT_CELLS
+EVERY = {**UPSTREAMS, **ACCOUNT_UPSTREAMS}
 
 
 @pytest.fixture
@@ -43,10 +47,16 @@ def key(live: Any) -> Iterator[str]:
 
 
 def route(live: Any, fake: FakeUpstream, dialect: str, names: tuple[str, ...]) -> None:
-    up = UPSTREAMS[dialect]
+    up = EVERY[dialect]
     models = [{"name": n, "upstream": up.model, "input_price": "1", "output_price": "2"} for n in names]
     p = factories.provider(f"agents-{dialect}", fake.url + up.suffix, type=up.type, models=models)
-    Provider.objects.filter(pk=p.pk).update(options=up.options)
+    Provider.objects.filter(pk=p.pk).update(options=up.options, auth_type=up.auth_type)
+    if up.credential:  # an account: its tokens instead of the factory's API key
+        for cred in p.credentials.all():
+            cred.api_key = ""
+            for k, v in up.credential.items():
+                setattr(cred, k, v)
+            cred.save()
     live.reload()
 
 
@@ -59,7 +69,7 @@ def test_the_cli_runs_its_shell_tool_through_the_gateway(
     cli_name, dialect = cell.split("->")
     cls = CLIS[cli_name]
     route(live, fake, dialect, (cls.model_name, *cls.extra_models))
-    agent = Agent(UPSTREAMS[dialect])
+    agent = Agent(EVERY[dialect])
     fake.default("*", agent)
     cli: Cli = cls(tmp_path / "home", live.url, key, cls.model_name)
     run = cli.run(PROMPT.format(command=agent.command))

@@ -34,13 +34,20 @@ SHELL_TOOLS = ("Bash", "run_shell_command", "shell", "shell_command", "exec_comm
 def offered_tools(dialect: str, body: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Tool name -> parameter schema, as the request offers them in its dialect."""
     out: dict[str, dict[str, Any]] = {}
-    for t in body.get("tools") or []:
+    tools = body.get("tools") or []
+    if dialect == "kiro":  # CodeWhisperer: the current message's context holds them
+        user = ((body.get("conversationState") or {}).get("currentMessage") or {}).get("userInputMessage") or {}
+        tools = (user.get("userInputMessageContext") or {}).get("tools") or []
+    for t in tools:
         if dialect == "chat" and t.get("type") == "function":
             out[t["function"]["name"]] = t["function"].get("parameters") or {}
         elif dialect == "responses" and t.get("type") in ("function", "local_shell"):
             out[t.get("name") or t["type"]] = t.get("parameters") or {}
         elif dialect == "anthropic" and "name" in t:
             out[t["name"]] = t.get("input_schema") or {}
+        elif dialect == "kiro" and "toolSpecification" in t:
+            spec = t["toolSpecification"]
+            out[spec["name"]] = (spec.get("inputSchema") or {}).get("json") or {}
         elif dialect == "gemini":
             for d in t.get("functionDeclarations") or t.get("function_declarations") or []:
                 out[d["name"]] = d.get("parametersJsonSchema") or d.get("parameters") or {}
@@ -101,6 +108,8 @@ class Agent:
     def _stream(self, rec: Recorded) -> bool:
         if self.upstream.name == "gemini":
             return rec.path.endswith(":streamGenerateContent")
+        if self.upstream.name == "kiro":
+            return True  # every Kiro reply is an event stream
         return bool(rec.body.get("stream"))
 
     def _answer(self, rec: Recorded) -> Reply | Stream:

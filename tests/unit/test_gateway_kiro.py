@@ -1,0 +1,122 @@
+"""The gateway serving a Kiro account: a refused bearer token is refreshed once and the call retried.
+
+The refresher here is a stand-in minting tokens the fake CodeWhisperer accepts (the real
+SSO-OIDC and social refreshers are ``llmproxy.auth.kiro``'s, tested against their own
+fake); what is under test is the executor's side: which answers count as a refused
+token, and that the retry carries the new one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+from llmproxy.auth import TokenKeeper, TokenSet, _registry
+from llmproxy.gateway import Call, Gateway, Reply, StreamReply
+from llmproxy.http import HTTPClient
+from llmproxy.providers.base import Credential, ProviderConfig
+from llmproxy.runtime import Route, RoutingSettings, Runtime
+from llmproxy.state import MemoryStateStore
+from tests.fakes import codewhisperer as cw
+
+FAST = RoutingSettings(backoff_base=0.001, backoff_max=0.002, strategy="fill-first")
+ARN = "arn:aws:codewhisperer:us-east-1:699475941385:profile/TEST"
+
+
+@pytest.fixture(scope="module")
+def kiro() -> Iterator[cw.FakeCodeWhisperer]:
+    fake = cw.FakeCodeWhisperer(profile_arn=ARN).start()
+    yield fake  # type: ignore[misc]
+    fake.stop()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[HTTPClient]:
+    client = HTTPClient()
+    yield client
+    await client.close()
+
+
+class StandIn:
+    """Mints a token the fake accepts, counting refreshes."""
+
+    margin = 60.0
+    fake: cw.FakeCodeWhisperer | None = None
+    calls = 0
+
+    async def refresh(self, provider: ProviderConfig, cred: Credential, http: HTTPClient) -> TokenSet:
+        assert StandIn.fake is not None
+        StandIn.calls += 1
+        return TokenSet(StandIn.fake.tokens.mint(3600), None, cred.refresh_token, {})
+
+
+@pytest.fixture
+def refresher(kiro: cw.FakeCodeWhisperer, monkeypatch: pytest.MonkeyPatch) -> type[StandIn]:
+    monkeypatch.setitem(_registry.REFRESHERS, "kiro", f"{__name__}:StandIn")
+    monkeypatch.setattr(_registry, "_instances", {})
+    StandIn.fake, StandIn.calls = kiro, 0
+    kiro.reset_replies()
+    return StandIn
+
+
+def gateway(kiro: cw.FakeCodeWhisperer, token: str, http: HTTPClient) -> Gateway:
+    provider = ProviderConfig(name="kiro", type="kiro", base_url=kiro.url, options={"auth_type": "device_flow"})
+    cred = Credential("me", "kiro", access_token=token, refresh_token="aorX", expires_at=None,
+                      extra={"auth_method": "social", "profile_arn": ARN})  # fmt: skip
+    rt = Runtime.build(routes=[Route("claude", "claude-sonnet-4-5", provider, (cred,))], require_keys=False,
+                       routing=FAST)  # fmt: skip
+    store = MemoryStateStore()
+    return Gateway(rt, http=http, store=store, tokens=TokenKeeper(store, http))
+
+
+def chat(stream: bool) -> Call:
+    body: dict[str, Any] = {"model": "claude", "stream": stream, "messages": [{"role": "user", "content": "hi"}]}
+    return Call("openai_chat", json.dumps(body).encode())
+
+
+async def text_of(result: Reply | StreamReply) -> str:
+    if isinstance(result, Reply):
+        assert result.status == 200, result.body
+        return str(json.loads(result.body)["choices"][0]["message"]["content"])
+    out = ""
+    async for chunk in result.chunks:
+        for line in chunk.decode().splitlines():
+            if line.startswith("data: {"):
+                data = json.loads(line[6:])
+                assert "error" not in data, data
+                out += "".join(c["delta"].get("content") or "" for c in data.get("choices", []))
+    return out
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_live_token_is_served_with_its_profile(
+    kiro: cw.FakeCodeWhisperer, refresher: type[StandIn], http: HTTPClient, stream: bool
+) -> None:
+    gw = gateway(kiro, kiro.add_token("aoaLIVE"), http)
+    assert await text_of(await gw.handle(chat(stream))) == "Hello from Kiro"
+    (rec,) = kiro.to(cw.PATH)
+    assert rec.body["profileArn"] == ARN and refresher.calls == 0
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_an_invalid_bearer_token_is_refreshed_once_and_the_call_retried(
+    kiro: cw.FakeCodeWhisperer, refresher: type[StandIn], http: HTTPClient, stream: bool
+) -> None:
+    gw = gateway(kiro, "aoaREVOKED", http)
+    assert await text_of(await gw.handle(chat(stream))) == "Hello from Kiro"
+    first, second = kiro.to(cw.PATH)
+    assert first.headers["authorization"] == "Bearer aoaREVOKED"
+    assert second.headers["authorization"] != first.headers["authorization"] and refresher.calls == 1
+
+
+async def test_a_403_that_is_not_about_the_token_is_not_refreshed(
+    kiro: cw.FakeCodeWhisperer, refresher: type[StandIn], http: HTTPClient
+) -> None:
+    kiro.then(cw.PATH, cw.error(403, "User is not authorized to make this call."))
+    gw = gateway(kiro, kiro.add_token("aoaLIVE2"), http)
+    result = await gw.handle(chat(False))
+    assert isinstance(result, Reply) and result.status in (502, 503)  # the credential cools: nothing left
+    assert refresher.calls == 0 and len(kiro.to(cw.PATH)) == 1
