@@ -90,6 +90,8 @@ class Exchange:
     last_failure: LLMProxyError | None = None
     #: This request's per-request overrides (``llmproxy.overrides``), once checked.
     overrides: Overrides = NONE
+    #: A Responses API call to be kept when it completes (``llmproxy.conversations.Turn``).
+    turn: Any = None
 
     @classmethod
     def open(cls, call: Call, runtime: Runtime, codec: ModuleType, endpoint: str = "chat") -> Exchange:

@@ -24,6 +24,8 @@ from .auth import TokenKeeper, write_back
 from .bookkeeping import Books
 from .config import Config, build_runtime
 from .config import load as load_config
+from .conversations import INGRESS as RESPONSES
+from .conversations import Conversations, owner_of
 from .errors import (
     AuthenticationFailed,
     InvalidRequest,
@@ -43,6 +45,7 @@ from .model import Request
 from .overrides import NONE, Overrides
 from .providers.base import Credential, StreamFilter
 from .relay import StreamRelay
+from .responses_store import MemoryResponseStore, ResponseStore
 from .routing import Router
 from .runtime import ApiKeyInfo, Runtime
 from .state import StateStore
@@ -70,18 +73,21 @@ class Gateway:
         max_attempts: int | None = None,
         retry_budget: float | None = None,
         tokens: TokenKeeper | None = None,
+        responses: ResponseStore | None = None,
     ) -> None:
         """``store`` shares limits, cooldowns and round-robin with other processes (Redis);
         ``refresher`` is called (in the background) for an OAuth credential an upstream
         refused; ``max_attempts``/``retry_budget`` override the snapshot's ``routing``;
         ``tokens`` keeps account tokens fresh (default: one on ``store`` that writes
-        refreshed tokens back to their token file)."""
+        refreshed tokens back to their token file); ``responses`` keeps the Responses API's
+        stored responses (default: this process's memory)."""
         self.runtime = runtime or Runtime()
         self.http = http or HTTPClient()
         self.router = router or Router(store)
         self.limiter = Limiter(self.router.store, clock=self.router.clock)
         self.books = Books(self.router, self.limiter, usage_sink, refresher)
         self.tokens = tokens or TokenKeeper(self.router.store, self.http, on_refreshed=write_back)
+        self.conversations = Conversations(responses or MemoryResponseStore())
         self._max_attempts = max_attempts
         self._retry_budget = retry_budget
 
@@ -148,6 +154,13 @@ class Gateway:
         """An Anthropic Messages request dict in, the message dict out."""
         return await self._call_json("anthropic", {**request, "stream": False}, api_key, overrides)
 
+    async def respond(
+        self, request: dict[str, Any], *, api_key: str | None = None, overrides: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """An OpenAI Responses request dict in, the response dict out; with ``store`` (the default)
+        it is kept, and ``previous_response_id``/``item_reference`` resolve from what was kept."""
+        return await self._call_json(RESPONSES, {**request, "stream": False}, api_key, overrides)
+
     async def stream(
         self, request: dict[str, Any], *, api_key: str | None = None, overrides: Mapping[str, Any] | None = None
     ) -> AsyncIterator[dict[str, Any]]:
@@ -176,6 +189,20 @@ class Gateway:
             raise _error_from(result)
         out: dict[str, Any] = loads(result.body)
         return out
+
+    async def stored_response(
+        self, call: Call, action: str, response_id: str, query: Mapping[str, list[str]] | None = None
+    ) -> Reply:
+        """A stored Responses API response of the call's key: ``action`` is ``get``, ``delete``
+        or ``input_items`` (``query``: ``after``, ``before``, ``limit``, ``order``); another
+        key's, an expired or an unknown one is a 404, in OpenAI's error format."""
+        rid = call.request_id or os.urandom(16).hex()
+        try:
+            key = self.authenticate(call.api_key)
+        except AuthenticationFailed as err:
+            status, body = formats.get(RESPONSES).error_body(err)
+            return Reply(status, dumps(body), {"content-type": CONTENT_JSON, "x-request-id": rid})
+        return await self.conversations.serve(owner_of(key), action, response_id, query or {}, rid)
 
     # -- authentication ----------------------------------------------------------------
     def authenticate(self, raw: str | None, runtime: Runtime | None = None) -> ApiKeyInfo | None:
@@ -223,6 +250,8 @@ class Gateway:
             ex.identify(self.authenticate(call.api_key, rt))
             self.check_overrides(ex)
             ex.body = loads_body(call.body)
+            if call.ingress == RESPONSES and endpoint == "chat":
+                await self.conversations.prepare(ex)  # previous_response_id, item_reference
             req = self.decode(ex)
             ex.event.model, ex.event.stream = req.model, req.stream
             self.check_model(ex, req.model)
@@ -388,10 +417,15 @@ class Gateway:
         resp = ex.upstream_codec.decode_response(data)
         if ex.passthrough:
             _set_model(data, ex.request.model)
-            out = dumps(data)
+            obj = data
         else:
             resp.model = ex.request.model
-            out = dumps(ex.codec.encode_response(resp))
+            if ex.turn is not None:
+                resp.id = ex.turn.response_id  # a stored response's own id, and its items' ids from it
+            obj = ex.codec.encode_response(resp)
+        if ex.turn is not None:
+            self.conversations.remember(ex, obj)
+        out = dumps(obj)
         self.books.settle(ex, resp.usage)
         self.books.record(ex)
         headers = ex.reply_headers()
@@ -413,6 +447,8 @@ class Gateway:
         headers["content-type"] = CONTENT_SSE if ex.call.sse else CONTENT_JSON
         headers["cache-control"] = "no-cache"
         relay = StreamRelay(ex, self.books, reply, chunks, first, _encoder(ex))
+        if ex.turn is not None:  # kept when it completes, before the last byte
+            return StreamReply(200, self.conversations.tap(ex, aiter(relay)), headers)
         return StreamReply(200, aiter(relay), headers)
 
 
@@ -447,7 +483,8 @@ def _encoder(ex: Exchange) -> Any:
     if t.json_array_streams:
         return ex.codec.StreamEncoder(model=ex.request.model, include_usage=include_usage,
                                       request_id=ex.request_id, sse=ex.call.sse)  # fmt: skip
-    return ex.codec.StreamEncoder(model=ex.request.model, include_usage=include_usage, request_id=ex.request_id)
+    base = ex.turn.base if ex.turn is not None else ex.request_id  # a stored response's own id
+    return ex.codec.StreamEncoder(model=ex.request.model, include_usage=include_usage, request_id=base)
 
 
 def _session(call: Call, req: Request) -> str | None:

@@ -217,6 +217,19 @@ class RoutingSettings:
         return cls(**values)
 
 
+@dataclass(frozen=True, slots=True)
+class ResponsesSettings:
+    """The Responses API's stored responses (config key ``responses``)."""
+
+    #: Days a stored response (``store`` true) and its items are kept.
+    retention_days: float = 30.0
+
+    @property
+    def retention(self) -> float:
+        """The retention in seconds."""
+        return self.retention_days * 86_400.0
+
+
 @dataclass(frozen=True)
 class Runtime:
     version: int = 0
@@ -234,6 +247,8 @@ class Runtime:
     images: ImageSettings = field(default_factory=ImageSettings)
     #: More secrets to keep out of responses and logs than the snapshot's own (the shell's).
     extra_secrets: tuple[str, ...] = ()
+    #: How long stored Responses API responses are kept (config ``responses:``).
+    responses: ResponsesSettings = field(default_factory=ResponsesSettings)
 
     @classmethod
     def build(
@@ -249,6 +264,7 @@ class Runtime:
         images: ImageSettings | None = None,
         extra_secrets: tuple[str, ...] = (),
         limits: LimitSettings | None = None,
+        responses: ResponsesSettings | None = None,
     ) -> Runtime:
         by_model: dict[str, list[Route]] = {}
         executors: dict[str, Executor] = {}
@@ -272,6 +288,7 @@ class Runtime:
             images=images or ImageSettings(),
             extra_secrets=extra_secrets,
             limits=limits or LimitSettings(),
+            responses=responses or ResponsesSettings(),
         )
 
     @cached_property

@@ -1,4 +1,4 @@
-"""Which ``StateStore`` a deployment gets: Redis when a URL is given, else this process's memory.
+"""Which ``StateStore`` (and ``ResponseStore``) a deployment gets: Redis when a URL is given, else this process's memory.
 
 A module of its own because the Redis store builds on ``llmproxy.state``: if ``state``
 picked the store itself, the two would import each other. ``redis`` is imported only
@@ -7,6 +7,9 @@ when a URL is given, so the memory-only engine needs no Redis package.
 
 from __future__ import annotations
 
+import os
+
+from .responses_store import MemoryResponseStore, ResponseStore
 from .state import MemoryStateStore, StateStore
 
 
@@ -17,3 +20,15 @@ def create_store(redis_url: str | None = None, *, prefix: str = "llmproxy:rt:") 
 
         return RedisStateStore(redis_url, prefix=prefix)
     return MemoryStateStore()
+
+
+def create_response_store(
+    redis_url: str | None = None, *, path: str | os.PathLike[str] | None = None, prefix: str = "llmproxy:resp:"
+) -> ResponseStore:
+    """The Responses API's stored responses: Redis when a URL is given (every process shares
+    them), else this process's memory, kept in the file at ``path`` when one is given."""
+    if redis_url:
+        from ._responses_redis import RedisResponseStore
+
+        return RedisResponseStore(redis_url, prefix=prefix)
+    return MemoryResponseStore(path)

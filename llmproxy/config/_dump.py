@@ -40,6 +40,8 @@ def to_dict(config: Config, with_secrets: bool = False, *, include_defaults: boo
 def _section_value(key: str, value: Any) -> Any:
     if isinstance(value, tuple):
         return list(value)
+    if key == "retention_days":  # days, not seconds
+        return int(value) if float(value).is_integer() else value
     return duration(value) if isinstance(value, float) else value
 
 

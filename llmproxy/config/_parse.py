@@ -14,7 +14,7 @@ from .. import translator
 from .._transports.proxies import parse_proxy
 from ..auth import ENDPOINT_FIELDS
 from ..netguard import ImageSettings
-from ..runtime import STRATEGIES, RoutingSettings
+from ..runtime import STRATEGIES, ResponsesSettings, RoutingSettings
 from ._check import Checker, join
 from ._env import apply_overrides, interpolate
 from ._schema import (
@@ -37,7 +37,8 @@ from ._schema import (
     UsageSettings,
 )
 
-TOP_KEYS = ("server", "providers", "auth", "management", "logging", "routing", "images", "limits", "usage")
+TOP_KEYS = ("server", "providers", "auth", "management", "logging", "routing", "images", "limits", "usage",
+            "responses")  # fmt: skip
 PROVIDER_KEYS = ("type", "enabled", "base_url", "auth_type", "priority", "weight", "cooldown", "rate_limit",
                  "headers", "options", "proxy", "credentials", "models", "translator", *ENDPOINT_FIELDS)  # fmt: skip
 CREDENTIAL_KEYS = ("name", "api_key", "file", "access_token", "refresh_token", "weight", "enabled")
@@ -118,6 +119,7 @@ def _config(check: Checker, data: dict[str, Any], source: str, base_dir: str) ->
         "images": _images,
         "limits": _limits,
         "usage": _usage,
+        "responses": _responses,
     }
     # In the file's order, so errors read top to bottom.
     order = [k for k in data if k in readers] + [k for k in readers if k not in data]
@@ -178,6 +180,15 @@ def _usage(check: Checker, value: Any) -> UsageSettings:
         fsync=check.boolean(d, "fsync", "usage", UsageSettings().fsync),
         journal_max_mb=check.integer(d, "journal_max_mb", "usage", UsageSettings().journal_max_mb, minimum=1),
     )
+
+
+def _responses(check: Checker, value: Any) -> ResponsesSettings:
+    d = check.mapping(value, "responses", ("retention_days",))
+    days = check.number(d, "retention_days", "responses", ResponsesSettings().retention_days, minimum=0.0)
+    if days == 0:
+        check.error("responses.retention_days", "must be more than 0 (send store: false to keep nothing)")
+        days = ResponsesSettings().retention_days
+    return ResponsesSettings(retention_days=days)
 
 
 def _routing(check: Checker, value: Any) -> RoutingSettings:

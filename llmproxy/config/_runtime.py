@@ -100,7 +100,12 @@ def build_runtime(config: Config, *, require_keys: bool = False, version: int = 
     if issues:
         raise ConfigError(issues, config.source)
     return Runtime.build(
-        routes=routes, version=version, require_keys=require_keys, routing=config.routing, images=config.images
+        routes=routes,
+        version=version,
+        require_keys=require_keys,
+        routing=config.routing,
+        images=config.images,
+        responses=config.responses,
     )
 
 

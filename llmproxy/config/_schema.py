@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..netguard import ImageSettings
-from ..runtime import RoutingSettings
+from ..runtime import ResponsesSettings, RoutingSettings
 
 PROVIDER_TYPES = (
     "claude",
@@ -102,6 +102,7 @@ SECTIONS: dict[str, type] = {
     "routing": RoutingSettings,
     "usage": UsageSettings,
     "images": ImageSettings,
+    "responses": ResponsesSettings,
 }
 
 
@@ -177,6 +178,8 @@ class Config:
     images: ImageSettings = field(default_factory=ImageSettings)
     #: Key/user limits; validated only as a mapping here, read by ``llmproxy.limits``.
     limits: Mapping[str, Any] = field(default_factory=dict)
+    #: Stored Responses API responses: how many days they are kept.
+    responses: ResponsesSettings = field(default_factory=ResponsesSettings)
     source: str = field(default="<string>", compare=False)
     #: Where relative paths (``auth.dir``) start: the config file's directory.
     base_dir: str = field(default=".", compare=False)

@@ -92,10 +92,11 @@ def decode_request(body: dict[str, Any]) -> Request:
     if instructions is not None:
         messages.append(Message("system", [TextPart(field_type(instructions, str, "instructions"))]))
     raw_input = body.get("input")
+    more_tools: list[Any] = []  # Codex's "additional_tools" input items
     if isinstance(raw_input, str):
         messages.append(Message("user", [TextPart(raw_input)]))
     elif isinstance(raw_input, list):
-        messages.extend(_decode_input(raw_input))
+        messages.extend(_decode_input(raw_input, more_tools))
     elif raw_input is not None:
         raise InvalidRequest("'input' must be a string or an array of items", param="input")
     stateful = any(body.get(k) is not None for k in _STATEFUL)
@@ -106,6 +107,10 @@ def decode_request(body: dict[str, Any]) -> Request:
     req = Request(model=model, messages=messages, include_usage=True)
     extra = {k: v for k, v in body.items() if k not in _KNOWN}
     req.tools, hosted = _decode_tools(body.get("tools"))
+    if more_tools:
+        tools, more_hosted = _decode_tools(more_tools, "input[].tools")
+        req.tools += tools
+        hosted += more_hosted
     if hosted:
         extra["tools"] = hosted
     req.tool_choice = _decode_tool_choice(body.get("tool_choice"), extra)
@@ -136,7 +141,7 @@ def _assistant_turn(messages: list[Message]) -> Message:
     return messages[-1]
 
 
-def _decode_input(items: list[Any]) -> list[Message]:
+def _decode_input(items: list[Any], more_tools: list[Any]) -> list[Message]:
     messages: list[Message] = []
     for i, item in enumerate(items):
         where = f"input[{i}]"
@@ -162,10 +167,14 @@ def _decode_input(items: list[Any]) -> list[Message]:
             messages.append(Message("tool", [_decode_call_output(item, where)]))
         elif kind == "reasoning":
             _assistant_turn(messages).parts.append(decode_reasoning_item(item))
+        elif kind == "additional_tools":
+            # Tools offered from this point of the conversation on; other dialects have
+            # tools per request only, so they join the request's tools.
+            more_tools.extend(field_type(item.get("tools"), list, f"{where}.tools"))
         else:
             raise InvalidRequest(
-                f"{where}.type {kind!r} is not supported; "
-                "use message, function_call, function_call_output or reasoning",
+                f"{where}.type {kind!r} is not supported; use message, function_call, "
+                "function_call_output, reasoning, additional_tools or (on /v1/responses) item_reference",
                 param=f"{where}.type",
             )
     return messages
@@ -246,14 +255,14 @@ def _check_call_outputs(messages: list[Message]) -> None:
                 )
 
 
-def _decode_tools(tools: Any) -> tuple[list[Tool], list[Any]]:
+def _decode_tools(tools: Any, where: str = "tools") -> tuple[list[Tool], list[Any]]:
     if tools is None:
         return [], []
     out: list[Tool] = []
     hosted: list[Any] = []
-    for i, t in enumerate(field_type(tools, list, "tools")):
+    for i, t in enumerate(field_type(tools, list, where)):
         if not isinstance(t, dict):
-            raise InvalidRequest(f"tools[{i}] must be an object", param=f"tools[{i}]")
+            raise InvalidRequest(f"{where}[{i}] must be an object", param=f"{where}[{i}]")
         if t.get("type") != "function":
             hosted.append(t)
             continue
@@ -261,10 +270,10 @@ def _decode_tools(tools: Any) -> tuple[list[Tool], list[Any]]:
         strict = t.get("strict")
         out.append(
             Tool(
-                name=field_type(t.get("name"), str, f"tools[{i}].name"),
+                name=field_type(t.get("name"), str, f"{where}[{i}].name"),
                 description=t.get("description"),
                 parameters=params if isinstance(params, dict) else {"type": "object", "properties": {}},
-                strict=_flag(strict, f"tools[{i}].strict") if strict is not None else None,
+                strict=_flag(strict, f"{where}[{i}].strict") if strict is not None else None,
             )
         )
     return out, hosted

@@ -185,5 +185,15 @@ class ModelsConsumer(LLMConsumer):
         return Reply(200, orjson.dumps(body), {"content-type": "application/json"})
 
 
+class StoredResponsesConsumer(LLMConsumer):
+    """``GET``/``DELETE /v1/responses/{id}`` and ``GET /v1/responses/{id}/input_items`` (stored responses)."""
+
+    async def dispatch_call(
+        self, call: Call, headers: dict[str, str], query: dict[str, list[str]]
+    ) -> Reply | StreamReply:
+        gateway = get_engine().gateway
+        return await gateway.stored_response(call, self.kwargs["action"], self.kwargs["response_id"], query)
+
+
 def _headers(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
     return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]

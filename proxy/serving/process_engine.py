@@ -37,7 +37,7 @@ from proxy.tasks import request_refresh
 
 from . import current, heap, live_feed
 from .snapshot import build_runtime
-from .state import make_state_store
+from .state import make_response_store, make_state_store
 from .usage_journal import make_writer
 
 log = logging.getLogger("llmproxy.engine")
@@ -71,7 +71,8 @@ class Engine:
         self.journal = make_writer()
         http = HTTPClient()
         self.gateway = Gateway(http=http, usage_sink=self._on_usage, store=make_state_store(),
-                               refresher=request_refresh, tokens=make_keeper(http, self.run_db))  # fmt: skip
+                               refresher=request_refresh, tokens=make_keeper(http, self.run_db),
+                               responses=make_response_store())  # fmt: skip
         self.poll_interval = conf["RELOAD_POLL_INTERVAL"]
         self._started: asyncio.Future[None] | None = None
         self._reloader: asyncio.Task[None] | None = None
@@ -149,6 +150,8 @@ class Engine:
             self._reloader = None
         self.journal.close()  # seals this process's segment: the ingester may delete it once written
         await self.gateway.http.close()
+        await self.gateway.conversations.drain()
+        await self.gateway.conversations.store.aclose()
         await self.run_db(connections.close_all)
         self._started = None
 

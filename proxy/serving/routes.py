@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .consumers import LLMConsumer, ModelsConsumer
+from .consumers import LLMConsumer, ModelsConsumer, StoredResponsesConsumer
 
 Route = tuple[type[LLMConsumer], dict[str, Any]]
 
@@ -28,6 +28,9 @@ GEMINI_ACTIONS: dict[str, dict[str, Any]] = {
     "streamGenerateContent": {"consumer": LLMConsumer, "ingress": "gemini", "endpoint": "chat", "stream": True},
     "countTokens": {"consumer": LLMConsumer, "ingress": "gemini", "endpoint": "count_tokens"},
 }
+
+#: ``/v1/responses/{id}[/{sub}]``: (method, sub) -> the stored-response action.
+STORED_RESPONSE_ACTIONS = {("GET", ""): "get", ("DELETE", ""): "delete", ("GET", "input_items"): "input_items"}
 
 _apps: dict[tuple[str, str], Any] = {}
 
@@ -57,6 +60,11 @@ def resolve(method: str, path: str) -> Any | None:
         if spec is not None and model:
             consumer, kwargs = spec["consumer"], {k: v for k, v in spec.items() if k != "consumer"}
             return _app(consumer, {**kwargs, "model": model})
+    if method in ("GET", "DELETE") and path.startswith("/v1/responses/"):
+        response_id, _, sub = path[len("/v1/responses/") :].rstrip("/").partition("/")
+        stored = STORED_RESPONSE_ACTIONS.get((method, sub))
+        if response_id and stored is not None:
+            return _app(StoredResponsesConsumer, {"action": stored, "response_id": response_id})
     return None
 
 

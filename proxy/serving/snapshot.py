@@ -18,7 +18,16 @@ from accounts.periods import current_period_start
 from llmproxy.netguard import ImageSettings
 from llmproxy.providers.base import Credential as EngineCredential
 from llmproxy.providers.base import ProviderConfig
-from llmproxy.runtime import ApiKeyInfo, LimitSettings, Price, Route, RoutingSettings, Runtime, UserLimits
+from llmproxy.runtime import (
+    ApiKeyInfo,
+    LimitSettings,
+    Price,
+    ResponsesSettings,
+    Route,
+    RoutingSettings,
+    Runtime,
+    UserLimits,
+)
 from proxy.configsync.engine_config import engine_credential, provider_config
 from proxy.configsync.version import current_version
 from proxy.models import HealthState, HealthStatus, Provider
@@ -86,6 +95,7 @@ def build_runtime(version: int | None = None) -> Runtime:
         unhealthy=unhealthy,
         limits=limit_settings(),
         images=images_settings(),
+        responses=responses_settings(),
         extra_secrets=site_secrets(),
     )
 
@@ -101,6 +111,19 @@ def images_settings() -> ImageSettings:
     except (ConfigError, OSError) as exc:
         log.error("images settings not applied, keeping the defaults (public hosts only): %s", exc)
         return ImageSettings()
+
+
+def responses_settings() -> ResponsesSettings:
+    """The ``responses:`` section of ``LLMPROXY_CONFIG`` (retention of stored responses), else the
+    defaults with the ``LLMPROXY_RESPONSES_*`` environment applied."""
+    from llmproxy.config import ConfigError, load, loads
+
+    path = settings.LLMPROXY.get("CONFIG")
+    try:
+        return load(path).responses if path else loads("").responses
+    except (ConfigError, OSError) as exc:
+        log.error("responses settings not applied, keeping the defaults: %s", exc)
+        return ResponsesSettings()
 
 
 def site_secrets() -> tuple[str, ...]:
@@ -175,4 +198,4 @@ def _user_limits(u: User) -> UserLimits:
                       budget_period=u.budget_period, **_floor(u))  # fmt: skip
 
 
-__all__ = ["build_runtime", "limit_settings", "routing_settings"]
+__all__ = ["build_runtime", "limit_settings", "responses_settings", "routing_settings"]

@@ -11,11 +11,14 @@ counter is keyed by the period's start, and the snapshot carries the settled spe
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from django.conf import settings
 
+from llmproxy.responses_store import ResponseStore
 from llmproxy.routing import Router
 from llmproxy.state import StateStore
-from llmproxy.stores import create_store
+from llmproxy.stores import create_response_store, create_store
 from proxy.models import Credential
 
 from . import current
@@ -24,6 +27,13 @@ from . import current
 def make_state_store() -> StateStore:
     """The store a new gateway should use in this deployment."""
     return create_store(settings.REDIS_URL)
+
+
+def make_response_store() -> ResponseStore:
+    """Where this deployment keeps stored Responses API responses: Redis when ``REDIS_URL`` is
+    set (every process shares them), else this process's memory kept in ``var/responses.jsonl``
+    (the embedded profile's single server process; they survive a restart)."""
+    return create_response_store(settings.REDIS_URL, path=Path(settings.VAR_DIR) / "responses.jsonl")
 
 
 def process_router() -> Router:
