@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
-from collections.abc import Iterator
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from llmproxy import Gateway
+from llmproxy._responses_redis import RedisResponseStore
 from llmproxy.conversations import page
 from llmproxy.errors import InvalidRequest
 from llmproxy.formats import openai_responses as codec
 from llmproxy.gateway import Call, Reply, StreamReply
 from llmproxy.providers.base import Credential, ProviderConfig
-from llmproxy.responses_store import MemoryResponseStore, StoredResponse
+from llmproxy.responses_store import MemoryResponseStore, ResponseStore, StoredResponse
 from llmproxy.runtime import ApiKeyInfo, ResponsesSettings, Route, Runtime
 from tests.fakes import FakeUpstream
 from tests.fakes import openai as up
@@ -198,3 +203,42 @@ async def test_the_library_gateway_continues_a_stored_response(fake: FakeUpstrea
     assert second["output"][0]["content"][0]["text"] == "Ann"
     assert sent_messages(fake) == [("user", "I am Ann."), ("assistant", "Hi Ann"), ("user", "Who?")]
     await gw.http.close()
+
+
+STORE_KINDS = ["memory", "file"] + (["redis"] if os.environ.get("REDIS_URL") else [])
+
+
+@pytest.fixture(params=STORE_KINDS)
+async def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[ResponseStore, Clock]]:
+    clock = Clock()
+    clock.now = time.time()
+    store: ResponseStore
+    if request.param == "memory":
+        store = MemoryResponseStore(clock=clock)
+    elif request.param == "file":
+        store = MemoryResponseStore(tmp_path / "r.jsonl", clock=clock)
+    else:
+        store = RedisResponseStore(os.environ["REDIS_URL"], prefix=f"test:{uuid.uuid4().hex}:", clock=clock)
+    yield store, clock
+    await store.aclose()
+
+
+async def test_every_store_keeps_finds_forgets_and_expires(any_store: tuple[ResponseStore, Clock]) -> None:
+    store, clock = any_store
+    item = {"type": "function_call", "id": "fc_1", "call_id": "c", "name": "f", "arguments": "{}"}
+    given = {"type": "message", "id": "msg_in", "role": "user", "content": "hi"}
+    rec = StoredResponse("resp_1", "o", {"id": "resp_1", "output": [item]}, [given], None, clock(), clock() + 60)
+    await store.save(rec)
+    assert await store.get("o", "resp_1") == rec
+    assert (await store.item("o", "fc_1"), await store.item("o", "msg_in")) == (item, given)
+    assert await store.get("p", "resp_1") is None and await store.item("p", "fc_1") is None  # another owner
+    assert await store.delete("o", "resp_1") and not await store.delete("o", "resp_1")
+    assert await store.get("o", "resp_1") is None and await store.item("o", "fc_1") is None
+    await store.save(dataclasses.replace(rec, id="resp_2"))
+    if isinstance(store, RedisResponseStore):  # Redis forgets by itself: the retention is the keys' TTL
+        ttl = await store._redis().pttl(store._rkey("o", "resp_2"))
+        assert 55_000 < ttl <= 60_000
+    clock.now += 61  # past the retention: gone, whatever the store's own clean-up has done yet
+    assert await store.get("o", "resp_2") is None
+    if not isinstance(store, RedisResponseStore):
+        assert await store.item("o", "fc_1") is None
