@@ -237,3 +237,26 @@ class ConfigImport(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source} {'ok' if self.ok else 'rejected'}"
+
+
+class LoginSession(models.Model):
+    """An admin account login in progress, shared by every process that serves the admin.
+
+    The process that started it runs the flow and writes its progress here (``alive_at``
+    is its heartbeat); any process shows it and takes a pasted code (kept encrypted until
+    the runner consumes it).
+    """
+
+    id = models.CharField(primary_key=True, max_length=32)
+    provider_type = models.CharField(max_length=32)
+    name = models.CharField(max_length=100)
+    state = models.CharField(max_length=16, default="starting")  # starting | waiting | done | failed
+    prompt = models.JSONField(null=True, blank=True)
+    message = models.TextField(blank=True)
+    pasted = EncryptedTextField(blank=True)
+    credential = models.ForeignKey(Credential, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    alive_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.provider_type} login of {self.name}: {self.state}"

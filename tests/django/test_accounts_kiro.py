@@ -187,3 +187,30 @@ def test_the_beat_job_refreshes_kiro_credentials_due_within_ten_minutes(kiro: Fa
     assert health.state == HealthState.UNHEALTHY and "invalid_grant" in health.error
     assert "Invalid refresh token provided" in health.error
     assert HealthStatus.objects.get(credential=sso).state == HealthState.HEALTHY
+
+
+def test_the_admin_shows_a_login_whose_runner_went_away_as_failed(client: Any) -> None:
+    from django.utils import timezone
+
+    from proxy.models import LoginSession
+    from tests import factories
+
+    client.force_login(factories.user("root", staff=True))
+    LoginSession.objects.create(id="abc", provider_type="kiro", name="gone", state="waiting",
+                                prompt={"message": "open x and enter AB-CD", "verification_uri": "x",
+                                        "user_code": "AB-CD", "authorize_url": "", "needs_paste": False})  # fmt: skip
+    page = client.get("/admin/proxy/credential/login/?session=abc").content.decode()
+    assert "AB-CD" in page and "waiting for the login to finish" in page  # another process runs it: shown
+    LoginSession.objects.filter(pk="abc").update(alive_at=timezone.now() - timedelta(minutes=1))
+    page = client.get("/admin/proxy/credential/login/?session=abc").content.decode()
+    assert "the process running it stopped; start it again" in page
+    assert LoginSession.objects.get(pk="abc").state == "failed"
+
+
+def test_the_admin_offers_kiro_and_its_methods(client: Any) -> None:
+    from tests import factories
+
+    client.force_login(factories.user("root", staff=True))
+    page = client.get("/admin/proxy/credential/login/").content.decode()
+    assert '<option value="kiro">kiro</option>' in page
+    assert all(f'<option value="{m}">{m}</option>' in page for m in ("builder-id", "idc", "social"))
