@@ -23,8 +23,16 @@ EXECUTORS: dict[str, str] = {
 }
 
 
+#: Executor classes registered as classes (``register``): used as they are, never re-imported.
+_CLASSES: dict[str, type[Executor]] = {}
+
+
 def get(name: str) -> type[Executor]:
     """The executor class for a provider type."""
+    path = EXECUTORS.get(name)
+    registered = _CLASSES.get(name)
+    if registered is not None and path == _path_of(registered):
+        return registered
     try:
         path = EXECUTORS[name]
     except KeyError:
@@ -38,8 +46,14 @@ def register(name: str, executor: type[Executor] | str) -> None:
     """Make a custom executor usable by provider type ``name`` (a class or "module:Class")."""
     if isinstance(executor, str):
         EXECUTORS[name] = executor
+        _CLASSES.pop(name, None)
     else:
-        EXECUTORS[name] = f"{executor.__module__}:{executor.__qualname__}"
+        EXECUTORS[name] = _path_of(executor)
+        _CLASSES[name] = executor  # a class from a script or a notebook need not be importable
+
+
+def _path_of(cls: type[Executor]) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
 
 
 def create(config: ProviderConfig) -> Executor:

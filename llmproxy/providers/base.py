@@ -23,8 +23,10 @@ from ..model import Message, Request, TextPart
 
 @dataclass(frozen=True, slots=True)
 class ProviderConfig:
-    name: str
-    type: str
+    """A provider's settings; an executor given one without a name or type takes its own type's."""
+
+    name: str = ""
+    type: str = ""
     base_url: str = ""
     headers: Mapping[str, str] = field(default_factory=dict)
     priority: int = 0
@@ -81,7 +83,11 @@ class Executor:
 
     def __init__(self, provider: ProviderConfig | None = None) -> None:
         default = self.type_name or type(self).__name__.lower()
-        self.provider = provider or ProviderConfig(name=default, type=self.type_name)
+        if provider is None:
+            provider = ProviderConfig(name=default, type=self.type_name)
+        elif not provider.name or not provider.type:
+            provider = replace(provider, name=provider.name or default, type=provider.type or self.type_name)
+        self.provider = provider
 
     @property
     def name(self) -> str:
