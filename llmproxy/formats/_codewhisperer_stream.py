@@ -28,7 +28,7 @@ from ..model import (
     UsageUpdate,
 )
 from ..tokens import count_text
-from ._codewhisperer_wire import CONTEXT_WINDOW, context_window, exception, frame_json
+from ._codewhisperer_wire import CONTEXT_WINDOW, client_tool_name, context_window, exception, frame_json
 
 NAME = "codewhisperer"
 
@@ -123,7 +123,7 @@ class StreamDecoder:
                 raise ProviderProtocolError("upstream sent a toolUseEvent without a name")
             self._calls[call_id] = index = len(self._calls)
             self._open[call_id] = False
-            out.append(ToolCallStart(index, call_id, name))
+            out.append(ToolCallStart(index, call_id, client_tool_name(name)))
         index = self._calls[call_id]
         piece = p.get("input")
         if isinstance(piece, dict):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
+from collections import OrderedDict
 from typing import Any
 
 from .._json import loads
@@ -52,6 +54,31 @@ def model_id(name: str) -> str:
         if pattern.search(base):
             return target
     return base
+
+
+#: Kiro refuses tool names longer than this; longer ones are shortened and mapped back.
+MAX_TOOL_NAME = 63
+#: Shortened name -> the client's name, for the replies of this process (bounded; the
+#: shortened name carries a hash of the long one, so one entry serves every request).
+_LONG_NAMES: OrderedDict[str, str] = OrderedDict()
+_LONG_NAMES_CAP = 4096
+
+
+def tool_name(name: str) -> str:
+    """The name Kiro is sent: the client's, or for a long one its head plus a hash of it."""
+    if len(name) <= MAX_TOOL_NAME:
+        return name
+    short = f"{name[: MAX_TOOL_NAME - 9]}_{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+    _LONG_NAMES[short] = name
+    _LONG_NAMES.move_to_end(short)
+    while len(_LONG_NAMES) > _LONG_NAMES_CAP:
+        _LONG_NAMES.popitem(last=False)
+    return short
+
+
+def client_tool_name(name: str) -> str:
+    """A tool name from Kiro's reply -> the name the client declared."""
+    return _LONG_NAMES.get(name, name)
 
 
 def context_window(model: str) -> int:

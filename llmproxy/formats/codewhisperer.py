@@ -7,7 +7,8 @@ non-empty ``content``, the ``modelId``, and in ``userInputMessageContext`` the t
 is no system field: the system prompt leads the first user turn, between
 ``--- SYSTEM PROMPT ---`` markers. Images travel as bytes (``format`` is the subtype).
 A tool use without a result (or a result without a use) is dropped, as the service
-refuses both, and a tool named in the history is declared if the request lost it.
+refuses both, a tool named in the history is declared if the request lost it, and a
+tool name longer than Kiro takes (63) is shortened, and mapped back in the reply.
 
 The reply is always an AWS event stream (``_codewhisperer_stream``); a non-streaming
 reply body is that stream's frames as JSON (``{"frames": [{"headers", "payload"}]}``,
@@ -35,7 +36,7 @@ from ..model import (
 )
 from ..stream import collect
 from ._codewhisperer_stream import NAME, StreamDecoder, StreamEncoder
-from ._codewhisperer_wire import error_body, model_id, models_body
+from ._codewhisperer_wire import error_body, model_id, models_body, tool_name
 from ._common import Traits
 
 __all__ = [
@@ -142,7 +143,8 @@ def _encode_turn(turn: dict[str, Any], model: str, tools: list[dict[str, Any]] |
     if turn["role"] == "assistant":
         msg: dict[str, Any] = {"content": turn["text"] or _TOOL_TURN}
         if turn["calls"]:
-            msg["toolUses"] = [{"toolUseId": c.id, "name": c.name, "input": _arguments(c)} for c in turn["calls"]]
+            msg["toolUses"] = [{"toolUseId": c.id, "name": tool_name(c.name), "input": _arguments(c)}
+                               for c in turn["calls"]]  # fmt: skip
         return {"assistantResponseMessage": msg}
     text = turn["text"] or (_RESULTS_ONLY if turn["results"] else _CONTINUE)
     user: dict[str, Any] = {"content": text, "modelId": model, "origin": ORIGIN}
@@ -192,7 +194,8 @@ def _tool_spec(t: Tool) -> dict[str, Any]:
     if schema.get("required") == []:
         del schema["required"]
     schema.setdefault("type", "object")
-    return {"toolSpecification": {"name": t.name, "description": description, "inputSchema": {"json": schema}}}
+    return {"toolSpecification": {"name": tool_name(t.name), "description": description,
+                                  "inputSchema": {"json": schema}}}  # fmt: skip
 
 
 def decode_request(body: dict[str, Any]) -> Request:

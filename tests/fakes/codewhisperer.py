@@ -187,8 +187,8 @@ def _user_problem(msg: dict[str, Any], i: int, *, is_current: bool) -> str | Non
 
 def _tool_problem(spec: Any) -> str | None:
     s = spec.get("toolSpecification") if isinstance(spec, dict) else None
-    if not isinstance(s, dict) or not isinstance(s.get("name"), str) or not 0 < len(s["name"]) <= 64:
-        return "a tool needs a toolSpecification with a name of at most 64 characters"
+    if not isinstance(s, dict) or not isinstance(s.get("name"), str) or not 0 < len(s["name"]) <= 63:
+        return "a tool needs a toolSpecification with a name of at most 63 characters"
     if not isinstance(s.get("description"), str) or not s["description"] or len(s["description"].encode()) > 10240:
         return f"tool {s['name']}: description must be 1-10240 bytes"
     schema = (s.get("inputSchema") or {}).get("json")

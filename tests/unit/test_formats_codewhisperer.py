@@ -205,3 +205,18 @@ def test_decode_request_reads_what_encode_request_wrote() -> None:
     assert req.model == "claude-sonnet-4.5" and [t.name for t in req.tools] == ["get_weather"]
     assert [m.role for m in req.messages] == ["user", "assistant", "tool", "user"]
     assert req.messages[1].parts[1] == ToolCallPart("c1", "get_weather", '{"city":"SF"}')
+
+
+def test_a_long_tool_name_is_shortened_for_kiro_and_given_back_whole() -> None:
+    long = "mcp__a_very_long_server_name__" + "x" * 60
+    call = ToolCallPart("c1", long, "{}")
+    s = state(Request("claude-sonnet-4-5", [Message("user", [TextPart("go")]), Message("assistant", [call]),
+                                            Message("tool", [ToolResultPart("c1", [TextPart("ok")])])],
+                      tools=[Tool(long, "d")]))  # fmt: skip
+    sent = s["currentMessage"]["userInputMessage"]["userInputMessageContext"]["tools"][0]["toolSpecification"]["name"]
+    assert len(sent) == 63 and sent.startswith("mcp__a_very_long") and sent != long[:63]
+    assert s["history"][1]["assistantResponseMessage"]["toolUses"][0]["name"] == sent
+    frames = [fake.event("toolUseEvent", {"name": sent, "toolUseId": "t", "input": "{}"}),
+              fake.event("toolUseEvent", {"name": sent, "toolUseId": "t", "stop": True})]  # fmt: skip
+    (start,) = [e for e in feed_all(frames) if isinstance(e, ToolCallStart)]
+    assert start.name == long

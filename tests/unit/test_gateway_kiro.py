@@ -120,3 +120,18 @@ async def test_a_403_that_is_not_about_the_token_is_not_refreshed(
     result = await gw.handle(chat(False))
     assert isinstance(result, Reply) and result.status in (502, 503)  # the credential cools: nothing left
     assert refresher.calls == 0 and len(kiro.to(cw.PATH)) == 1
+
+
+async def test_the_health_check_proves_the_token_without_a_completion(
+    kiro: cw.FakeCodeWhisperer, http: HTTPClient
+) -> None:
+    from llmproxy.errors import ProviderHTTPError
+    from llmproxy.providers.kiro import KiroExecutor
+
+    kiro.reset_replies()
+    ex = KiroExecutor(ProviderConfig(name="kiro", type="kiro", base_url=kiro.url))
+    await ex.health_check(Credential("me", "kiro", access_token=kiro.add_token("aoaHEALTH")), http=http)
+    with pytest.raises(ProviderHTTPError) as exc:
+        await ex.health_check(Credential("me", "kiro", access_token="aoaDEAD"), http=http)
+    assert exc.value.upstream_status == 403 and ex.token_refused(exc.value)
+    assert {r.path for r in kiro.requests} == {cw.USAGE_PATH}
