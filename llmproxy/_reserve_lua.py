@@ -14,6 +14,8 @@ local function num(x) return string.format('%.17g', x) end
 local now, rid, tokens, cost, ttl = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local n = #KEYS / 5
 local function sweep(z, h)
+  -- Drops expired holds; returns how many are left. When none are, the hash is left as it
+  -- is: the admission that follows overwrites its total.
   local old = redis.call('ZRANGEBYSCORE', z, '-inf', now)
   if #old > 0 then
     for _, r in ipairs(old) do
@@ -25,7 +27,7 @@ local function sweep(z, h)
     end
     redis.call('ZREMRANGEBYSCORE', z, '-inf', now)
   end
-  if redis.call('ZCARD', z) == 0 then redis.call('DEL', h) end
+  return redis.call('ZCARD', z)
 end
 local function level(key, cap)
   local st = redis.call('HMGET', key, 't', 'ts')
@@ -41,19 +43,19 @@ end
 RESERVE = (
     _HEAD
     + """
-local plans = {}
+local plans, counts = {}, {}
 for i = 1, n do
   local k, a = (i - 1) * 5, 5 + (i - 1) * 6
   local rpm, tpm, par, budget, floor = tonumber(ARGV[a+1]), tonumber(ARGV[a+2]), tonumber(ARGV[a+3]),
                                        tonumber(ARGV[a+4]), tonumber(ARGV[a+5])
   local z, h = KEYS[k+3], KEYS[k+4]
-  sweep(z, h)
-  local busy = redis.call('ZCARD', z)
+  local busy = sweep(z, h)
+  counts[i] = busy
   if par >= 0 and busy >= par then return {tostring(i - 1), 'parallel', '1', '0'} end
   if budget >= 0 then
     local spent = math.max(tonumber(redis.call('GET', KEYS[k+5])) or 0, floor)
     if spent >= budget then return {tostring(i - 1), 'budget', '0', num(spent)} end
-    local held = tonumber(redis.call('HGET', h, '_sum')) or 0
+    local held = busy > 0 and (tonumber(redis.call('HGET', h, '_sum')) or 0) or 0
     if busy > 0 and spent + held + cost > budget then return {tostring(i - 1), 'budget_held', '1', num(spent)} end
   end
   for j, lim in ipairs({{rpm, 1}, {tpm, tokens}}) do
@@ -71,9 +73,16 @@ for _, p in ipairs(plans) do store(p[1], p[2], p[3]) end
 for i = 1, n do
   local k = (i - 1) * 5
   local z, h = KEYS[k+3], KEYS[k+4]
-  if not redis.call('ZSCORE', z, rid) then redis.call('HINCRBYFLOAT', h, '_sum', cost) end
-  redis.call('ZADD', z, now + ttl, rid)
-  redis.call('HSET', h, rid, num(cost))
+  if redis.call('ZADD', z, now + ttl, rid) == 0 then
+    redis.call('HSET', h, rid, num(cost))  -- the same request again: its hold renewed, counted once
+  elseif counts[i] == 0 then
+    -- No other holds: the hash holds at most a total (swept holds took their fields along),
+    -- which is 0 but for rounding; overwritten, not added to.
+    redis.call('HSET', h, '_sum', num(cost), rid, num(cost))
+  else
+    redis.call('HINCRBYFLOAT', h, '_sum', cost)
+    redis.call('HSET', h, rid, num(cost))
+  end
   redis.call('EXPIRE', z, math.ceil(ttl) + 60)
   redis.call('EXPIRE', h, math.ceil(ttl) + 60)
 end
@@ -90,12 +99,15 @@ for i = 1, n do
   local tpm, floor, sttl = tonumber(ARGV[a+1]), tonumber(ARGV[a+2]), tonumber(ARGV[a+3])
   local z, h = KEYS[k+3], KEYS[k+4]
   if redis.call('ZREM', z, rid) == 1 then
-    local amt = redis.call('HGET', h, rid)
-    if amt then
-      redis.call('HDEL', h, rid)
-      redis.call('HINCRBYFLOAT', h, '_sum', -tonumber(amt))
+    if redis.call('ZCARD', z) == 0 then
+      redis.call('DEL', h)  -- the last hold: the total is 0, whatever rounding left in it
+    else
+      local amt = redis.call('HGET', h, rid)
+      if amt then
+        redis.call('HDEL', h, rid)
+        redis.call('HINCRBYFLOAT', h, '_sum', -tonumber(amt))
+      end
     end
-    if redis.call('ZCARD', z) == 0 then redis.call('DEL', h) end
   end
   if tpm > 0 and used ~= tokens then
     local key = KEYS[k+2]

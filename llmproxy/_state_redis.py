@@ -8,6 +8,7 @@ so state left behind by a removed credential or a finished period disappears by 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -16,6 +17,7 @@ import redis
 import redis.asyncio as aredis
 
 from ._reserve_lua import RESERVE, SETTLE
+from ._resp import RespClient, RespError, supported
 from .reservations import Denial, Hold
 from .state import MAX_COOLDOWN, Bucket, Cooldown, StateStore, StoreError, under
 
@@ -153,6 +155,19 @@ class RedisStateStore(StateStore):
         self._aloop: asyncio.AbstractEventLoop | None = None
         self._ascripts: dict[str, Any] = {}
         self._sclient: redis.Redis | None = None
+        self._resp: RespClient | None = None
+        self._resp_loop: asyncio.AbstractEventLoop | None = None
+
+    def _fast(self) -> RespClient | None:
+        """The pipelined client for scripts (``redis://`` URLs), one per event loop; None: use redis-py."""
+        loop = asyncio.get_running_loop()
+        if self._resp_loop is not loop:
+            if self._resp is not None:
+                self._resp.close()
+            self._resp = (RespClient(self.url, timeout=self._timeout, connect_timeout=3 * self._timeout)
+                          if supported(self.url) else None)  # fmt: skip
+            self._resp_loop = loop
+        return self._resp
 
     def _async(self) -> tuple[aredis.Redis, dict[str, Any]]:
         loop = asyncio.get_running_loop()
@@ -169,6 +184,9 @@ class RedisStateStore(StateStore):
         return self._aclient, self._ascripts
 
     async def aclose(self) -> None:
+        if self._resp is not None:
+            self._resp.close()
+        self._resp, self._resp_loop = None, None
         client, self._aclient, self._aloop = self._aclient, None, None
         if client is not None:
             await client.aclose(close_connection_pool=True)
@@ -179,10 +197,26 @@ class RedisStateStore(StateStore):
         return self._sclient
 
     async def _run(self, script: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        fast = self._fast()
+        if fast is not None:
+            return await self._run_fast(fast, script, [self.prefix + k for k in keys], args)
         _, scripts = self._async()
         try:
             return await scripts[script](keys=[self.prefix + k for k in keys], args=list(args))
         except (TimeoutError, redis.RedisError, OSError) as exc:
+            raise StoreError(f"redis: {type(exc).__name__}: {exc}") from None
+
+    async def _run_fast(self, client: RespClient, script: str, keys: list[str], args: Sequence[Any]) -> Any:
+        sha = _SHAS[script]
+        try:
+            try:
+                return await client.call("EVALSHA", sha, len(keys), *keys, *args)
+            except RespError as exc:
+                if not str(exc).startswith("NOSCRIPT"):
+                    raise
+                await client.call("SCRIPT", "LOAD", _SCRIPTS[script])  # a restarted or flushed Redis
+                return await client.call("EVALSHA", sha, len(keys), *keys, *args)
+        except (TimeoutError, RespError, OSError) as exc:
             raise StoreError(f"redis: {type(exc).__name__}: {exc}") from None
 
     async def take(self, costs: Sequence[tuple[Bucket, float]], now: float) -> float:
@@ -362,6 +396,9 @@ _SCRIPTS = {
     "reserve": RESERVE,
     "settle": SETTLE,
 }
+
+
+_SHAS = {name: hashlib.sha1(lua.encode()).hexdigest() for name, lua in _SCRIPTS.items()}
 
 
 def _text(value: Any) -> str:
