@@ -31,7 +31,6 @@ from .errors import InvalidRequest, LLMProxyError
 from .exchange import CONTENT_JSON, Exchange, Reply
 from .responses_store import ResponseStore, StoredResponse
 from .runtime import ApiKeyInfo
-from .sse import SSEParser
 from .state import StoreError
 
 log = logging.getLogger("llmproxy.responses")
@@ -230,31 +229,25 @@ class Conversations:
     async def tap(self, ex: Exchange, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         """A Responses stream as it goes to the client; its final response is kept when it ends.
 
-        A passthrough stream's ``response`` objects get the turn's own id (whole lines only:
-        a line split across two network chunks waits for its end)."""
-        parser = SSEParser()
+        Its events' ``response`` objects say what is kept: the turn's own id (which replaces a
+        passthrough upstream's), ``store`` and ``previous_response_id``. Whole lines only: a
+        line split across two network chunks waits for its end."""
+        turn = ex.turn
+        if not isinstance(turn, Turn):
+            async for chunk in chunks:
+                yield chunk
+            return
         final: dict[str, Any] | None = None
         held = b""
-        turn = ex.turn
-        rewrite = ex.passthrough and isinstance(turn, Turn)
         async for chunk in chunks:
-            if rewrite:
-                data = held + chunk
-                cut = data.rfind(b"\n") + 1
-                held, chunk = data[cut:], _with_id(data[:cut], turn.response_id)
-                if not chunk:
-                    continue
-            yield chunk
-            for ev in parser.feed(chunk):
-                if ev.event in ("response.completed", "response.incomplete") or (
-                    ev.event is None and ('"response.completed"' in ev.data or '"response.incomplete"' in ev.data)
-                ):
-                    try:
-                        data = loads(ev.data)
-                    except ValueError:
-                        continue
-                    if isinstance(data, dict) and isinstance(data.get("response"), dict):
-                        final = data["response"]
+            data = held + chunk
+            cut = data.rfind(b"\n") + 1
+            held, out = data[cut:], data[:cut]
+            if b'"response"' in out:  # response.created, .in_progress, .completed...: a few per stream
+                out, done = _restamped(out, turn)
+                final = done or final
+            if out:
+                yield out
         if held:
             yield held
         if final is not None:
@@ -289,11 +282,11 @@ class Conversations:
         return Reply(200, dumps(body), headers)
 
 
-def _with_id(lines: bytes, response_id: str) -> bytes:
-    """Whole SSE lines with every event's ``response.id`` set to ``response_id``."""
-    if b'"response":' not in lines and b'"response": ' not in lines:
-        return lines
+def _restamped(lines: bytes, turn: Turn) -> tuple[bytes, dict[str, Any] | None]:
+    """Whole SSE lines with each event's ``response`` showing the turn's id, store and previous
+    id; and the final response, if a ``response.completed`` or ``.incomplete`` event is among them."""
     out: list[bytes] = []
+    final: dict[str, Any] | None = None
     for line in lines.split(b"\n"):
         if line.startswith(b"data:") and b'"response"' in line:
             try:
@@ -301,10 +294,12 @@ def _with_id(lines: bytes, response_id: str) -> bytes:
             except ValueError:
                 data = None
             if isinstance(data, dict) and isinstance(data.get("response"), dict):
-                data["response"]["id"] = response_id
+                data["response"].update(id=turn.response_id, store=True, previous_response_id=turn.previous_id)
                 line = b"data: " + dumps(data)
+                if data.get("type") in ("response.completed", "response.incomplete"):
+                    final = data["response"]
         out.append(line)
-    return b"\n".join(out)
+    return b"\n".join(out), final
 
 
 def listed(record: StoredResponse) -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ from typing import Any
 
 from . import formats, upstream
 from ._json import dumps, loads, loads_body
+from .conversations import INGRESS as RESPONSES
 from .errors import InvalidRequest, LLMProxyError, ProviderError
 from .exchange import CONTENT_JSON, Call, Exchange, Reply
 from .gateway import Gateway
@@ -33,6 +34,9 @@ async def count_tokens(gw: Gateway, call: Call) -> Reply:
         ex.identify(gw.authenticate(call.api_key, rt))
         gw.check_overrides(ex)
         ex.body = loads_body(call.body)
+        if call.ingress == RESPONSES:  # previous_response_id, item_reference: the whole conversation counts
+            await gw.conversations.prepare(ex)
+            ex.turn = None
         if ex.traits.requires_max_tokens:
             ex.body.setdefault("max_tokens", 1)
         req = gw.decode(ex)

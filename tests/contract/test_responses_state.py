@@ -72,6 +72,9 @@ def test_previous_response_id_continues_the_conversation_on_every_upstream(pair:
     assert first.output_text == "Hello Ann." and first.id.startswith("resp_")
     second = make(pair, stream, input="Who am I?", previous_response_id=first.id)
     assert second.output_text == "You are Ann." and second.id != first.id
+    assert (second.store, second.previous_response_id) == (True, first.id)
+    # input_items lists the call's own input, not the earlier turns
+    assert [i.content[0].text for i in sdk(pair).responses.input_items.list(second.id).data] == ["Who am I?"]  # type: ignore[union-attr]
     sent = upstream_body(pair)
     assert in_order(sent, "I am Ann.", "Hello Ann.", "Who am I?")
     assert "previous_response_id" not in pair.fake.requests[-1].body  # resolved here, never forwarded

@@ -80,7 +80,7 @@ async def test_previous_response_id_sends_the_whole_conversation_to_a_chat_upstr
     fake.queue(CHAT, up.stream(["Hi", " Ann"]) if stream else up.completion("Hi Ann"), up.completion("Ann"))
     gw = Gateway(runtime(fake))
     status, first = await create(gw, {"input": "I am Ann.", "stream": stream})
-    assert status == 200 and first["id"].startswith("resp_")
+    assert status == 200 and first["id"].startswith("resp_") and first["store"] is True
     assert (await stored(gw, "get", first["id"]))[1]["store"] is True
     status, second = await create(gw, {"input": "Who am I?", "previous_response_id": first["id"]})
     assert status == 200 and second["previous_response_id"] == first["id"]
@@ -242,3 +242,24 @@ async def test_every_store_keeps_finds_forgets_and_expires(any_store: tuple[Resp
     assert await store.get("o", "resp_2") is None
     if not isinstance(store, RedisResponseStore):
         assert await store.item("o", "fc_1") is None
+
+
+async def test_input_tokens_counts_the_conversation_a_reference_names(fake: FakeUpstream) -> None:
+    from llmproxy import side_calls
+
+    fake.queue(CHAT, up.completion("A long answer about the weather in Paris today. " * 20))
+    gw = Gateway(runtime(fake))
+    _, made = await create(gw, {"input": "hi"})
+
+    async def count(body: dict[str, Any]) -> int:
+        call = Call("openai_responses", json.dumps({"model": "m", **body}).encode(), api_key=KEYS["a"])
+        reply = await side_calls.count_tokens(gw, call)
+        assert reply.status == 200, reply.body
+        return int(json.loads(reply.body)["input_tokens"])
+
+    alone = await count({"input": "and now?"})
+    assert await count({"input": "and now?", "previous_response_id": made["id"]}) > alone + 100
+    reply = await side_calls.count_tokens(gw, Call("openai_responses", json.dumps(
+        {"model": "m", "input": [{"type": "item_reference", "id": "msg_nope"}]}).encode(), api_key=KEYS["a"]))  # fmt: skip
+    assert reply.status == 400
+    await gw.http.close()
