@@ -48,6 +48,8 @@ class Call:
     query: Mapping[str, str] = field(default_factory=dict)
     #: Per-request overrides from a library caller: ``{"provider": ..., "timeout": ..., "retries": ...}``.
     overrides: Mapping[str, Any] | None = None
+    #: The client's address (``llmproxy.throttle.client_address``): failed keys are throttled per address.
+    client: str = ""
 
 
 @dataclass(slots=True)

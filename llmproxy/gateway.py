@@ -29,6 +29,7 @@ from .conversations import Conversations, owner_of
 from .errors import (
     AuthenticationFailed,
     InvalidRequest,
+    LimitExceeded,
     LLMProxyError,
     ModelNotFound,
     PermissionDenied,
@@ -50,6 +51,7 @@ from .routing import Router
 from .runtime import ApiKeyInfo, Runtime
 from .state import StateStore
 from .synthesizer import Synthesizer, synthesize
+from .throttle import AuthThrottle
 from .usage import UsageSink, discard
 
 __all__ = ["CONTENT_JSON", "CONTENT_SSE", "Call", "Exchange", "Gateway", "Reply", "StreamReply"]
@@ -85,6 +87,7 @@ class Gateway:
         self.http = http or HTTPClient()
         self.router = router or Router(store)
         self.limiter = Limiter(self.router.store, clock=self.router.clock)
+        self.throttle = AuthThrottle(self.router.store, clock=self.router.clock)
         self.books = Books(self.router, self.limiter, usage_sink, refresher)
         self.tokens = tokens or TokenKeeper(self.router.store, self.http, on_refreshed=write_back)
         self.conversations = Conversations(responses or MemoryResponseStore())
@@ -198,10 +201,13 @@ class Gateway:
         key's, an expired or an unknown one is a 404, in OpenAI's error format."""
         rid = call.request_id or os.urandom(16).hex()
         try:
-            key = self.authenticate(call.api_key)
-        except AuthenticationFailed as err:
+            key = await self.admit(call)
+        except (AuthenticationFailed, LimitExceeded) as err:
             status, body = formats.get(RESPONSES).error_body(err)
-            return Reply(status, dumps(body), {"content-type": CONTENT_JSON, "x-request-id": rid})
+            headers = {"content-type": CONTENT_JSON, "x-request-id": rid}
+            if err.retry_after is not None:
+                headers["retry-after"] = str(max(1, int(-(-err.retry_after // 1))))
+            return Reply(status, dumps(body), headers)
         return await self.conversations.serve(owner_of(key), action, response_id, query or {}, rid)
 
     # -- authentication ----------------------------------------------------------------
@@ -235,6 +241,21 @@ class Gateway:
         ex.use_overrides(checked)
         return checked
 
+    async def admit(self, call: Call, runtime: Runtime | None = None) -> ApiKeyInfo | None:
+        """``authenticate`` the call's key; a failure from an address over its failure budget is a 429."""
+        rt = runtime or self.runtime
+        try:
+            return self.authenticate(call.api_key, rt)
+        except AuthenticationFailed:
+            wait = await self.throttle.failed(call.client, rt.clients)
+            if wait > 0:
+                raise LimitExceeded(
+                    "too many failed API key attempts from this address; retry later",
+                    code="too_many_key_failures",
+                    retry_after=wait,
+                ) from None
+            raise
+
     def models_for(self, key: ApiKeyInfo | None, runtime: Runtime | None = None) -> list[str]:
         rt = runtime or self.runtime
         return [m for m in rt.models() if key is None or key.allows(m)]
@@ -247,7 +268,7 @@ class Gateway:
         try:
             if len(call.body) > rt.max_body_bytes:
                 raise RequestTooLarge(f"request body is larger than {rt.max_body_bytes} bytes")
-            ex.identify(self.authenticate(call.api_key, rt))
+            ex.identify(await self.admit(call, rt))
             self.check_overrides(ex)
             ex.body = loads_body(call.body)
             if call.ingress == RESPONSES and endpoint == "chat":

@@ -20,6 +20,7 @@ from .pricing import lookup
 from .providers import Executor, create
 from .providers.base import Credential, ProviderConfig
 from .scrub import Scrubber, sensitive_values
+from .throttle import ClientSettings
 
 log = logging.getLogger("llmproxy.runtime")
 
@@ -245,6 +246,8 @@ class Runtime:
     unhealthy: frozenset[int] = frozenset()
     #: Where image URLs may be fetched from (config ``images:``); the default allows public hosts only.
     images: ImageSettings = field(default_factory=ImageSettings)
+    #: Failed-key throttling and trusted reverse proxies (config ``clients:``).
+    clients: ClientSettings = field(default_factory=ClientSettings)
     #: More secrets to keep out of responses and logs than the snapshot's own (the shell's).
     extra_secrets: tuple[str, ...] = ()
     #: How long stored Responses API responses are kept (config ``responses:``).
@@ -262,6 +265,7 @@ class Runtime:
         routing: RoutingSettings | None = None,
         unhealthy: frozenset[int] = frozenset(),
         images: ImageSettings | None = None,
+        clients: ClientSettings | None = None,
         extra_secrets: tuple[str, ...] = (),
         limits: LimitSettings | None = None,
         responses: ResponsesSettings | None = None,
@@ -286,6 +290,7 @@ class Runtime:
             routing=routing or RoutingSettings(),
             unhealthy=unhealthy,
             images=images or ImageSettings(),
+            clients=clients or ClientSettings(),
             extra_secrets=extra_secrets,
             limits=limits or LimitSettings(),
             responses=responses or ResponsesSettings(),

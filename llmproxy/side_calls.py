@@ -31,7 +31,7 @@ async def count_tokens(gw: Gateway, call: Call) -> Reply:
     codec = formats.get(call.ingress)
     ex = Exchange.open(call, rt, codec, "count_tokens")
     try:
-        ex.identify(gw.authenticate(call.api_key, rt))
+        ex.identify(await gw.admit(call, rt))
         gw.check_overrides(ex)
         ex.body = loads_body(call.body)
         if call.ingress == RESPONSES:  # previous_response_id, item_reference: the whole conversation counts
@@ -50,7 +50,10 @@ async def count_tokens(gw: Gateway, call: Call) -> Reply:
             tokens = count_request(req)
     except LLMProxyError as err:
         status, ebody = codec.error_body(gw.books.disclose(ex, err))
-        return Reply(status, dumps(ebody), {"content-type": CONTENT_JSON, "x-request-id": ex.request_id})
+        headers = {"content-type": CONTENT_JSON, "x-request-id": ex.request_id}
+        if err.retry_after is not None:
+            headers["retry-after"] = str(max(1, int(-(-err.retry_after // 1))))
+        return Reply(status, dumps(ebody), headers)
     field = ex.traits.count_field
     if field:
         return _reply({field: tokens}, ex.request_id)
@@ -84,7 +87,7 @@ async def embeddings(gw: Gateway, call: Call) -> Reply:
     try:
         if len(call.body) > rt.max_body_bytes:
             raise InvalidRequest("request body is too large")
-        key = gw.authenticate(call.api_key, rt)
+        key = await gw.admit(call, rt)
         ex.identify(key)
         gw.check_overrides(ex)
         body = ex.body = loads_body(call.body)

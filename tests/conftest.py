@@ -12,6 +12,18 @@ import pytest
 from tests.fakes import FakeUpstream
 
 
+@pytest.fixture(autouse=True)
+def _forget_failed_keys() -> Iterator[None]:
+    """Each test starts with no failed management-key attempts counted (they throttle per address)."""
+    from django.conf import settings
+
+    if settings.configured and "proxy" in " ".join(settings.INSTALLED_APPS):
+        from proxy.api.throttle import forget_failures
+
+        forget_failures()
+    yield
+
+
 @pytest.fixture(scope="session")
 def upstream() -> Iterator[FakeUpstream]:
     """One fake upstream for the session; scripts are cleared before every test that uses it."""
@@ -37,7 +49,7 @@ class LiveServer:
 
         self.loop = asyncio.new_event_loop()
         self.config = uvicorn.Config(application, host="127.0.0.1", port=0, lifespan="on", log_level="warning",
-                                     access_log=False, loop="asyncio")  # fmt: skip
+                                     access_log=False, loop="asyncio", proxy_headers=False)  # fmt: skip
         self.server = uvicorn.Server(self.config)
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.port = 0

@@ -15,6 +15,7 @@ from .._transports.proxies import parse_proxy
 from ..auth import ENDPOINT_FIELDS
 from ..netguard import ImageSettings
 from ..runtime import STRATEGIES, ResponsesSettings, RoutingSettings
+from ..throttle import ClientSettings, networks
 from ._check import Checker, join
 from ._env import apply_overrides, interpolate
 from ._schema import (
@@ -37,8 +38,10 @@ from ._schema import (
     UsageSettings,
 )
 
-TOP_KEYS = ("server", "providers", "auth", "management", "logging", "routing", "images", "limits", "usage",
-            "responses")  # fmt: skip
+TOP_KEYS = (
+    "server", "providers", "auth", "management", "logging", "routing", "images", "clients", "limits", "usage",
+    "responses",
+)  # fmt: skip
 PROVIDER_KEYS = ("type", "enabled", "base_url", "auth_type", "priority", "weight", "cooldown", "rate_limit",
                  "headers", "options", "proxy", "credentials", "models", "translator", *ENDPOINT_FIELDS)  # fmt: skip
 CREDENTIAL_KEYS = ("name", "api_key", "file", "access_token", "refresh_token", "weight", "enabled")
@@ -117,6 +120,7 @@ def _config(check: Checker, data: dict[str, Any], source: str, base_dir: str) ->
         "logging": _logging,
         "routing": _routing,
         "images": _images,
+        "clients": _clients,
         "limits": _limits,
         "usage": _usage,
         "responses": _responses,
@@ -225,6 +229,27 @@ def _images(check: Checker, value: Any) -> ImageSettings:
         allow_private=check.boolean(d, "allow_private", "images", defaults.allow_private),
         allow_hosts=tuple(allow_hosts),
         max_bytes=check.integer(d, "max_bytes", "images", defaults.max_bytes, minimum=1, maximum=1_000_000_000),
+    )
+
+
+def _clients(check: Checker, value: Any) -> ClientSettings:
+    defaults = ClientSettings()
+    d = check.mapping(value, "clients", ("max_key_failures", "key_failure_window", "trusted_proxies"))
+    proxies = d.get("trusted_proxies")
+    if isinstance(proxies, str):  # from LLMPROXY_CLIENTS_TRUSTED_PROXIES: comma-separated
+        proxies = [p for p in (part.strip() for part in proxies.split(",")) if p]
+    trusted: list[str] = []
+    for i, item in enumerate(_list(check, proxies, "clients.trusted_proxies")):
+        try:
+            networks((str(item),))
+        except ValueError:
+            check.error(f"clients.trusted_proxies[{i}]", f"an IP address or network (CIDR), got {item!r}")
+            continue
+        trusted.append(str(item).strip())
+    return ClientSettings(
+        max_key_failures=check.integer(d, "max_key_failures", "clients", defaults.max_key_failures, minimum=0),
+        key_failure_window=check.duration(d, "key_failure_window", "clients", defaults.key_failure_window),
+        trusted_proxies=tuple(trusted),
     )
 
 

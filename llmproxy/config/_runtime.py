@@ -106,6 +106,7 @@ def build_runtime(config: Config, *, require_keys: bool = False, version: int = 
         routing=config.routing,
         images=config.images,
         responses=config.responses,
+        clients=config.clients,
     )
 
 

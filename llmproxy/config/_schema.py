@@ -9,6 +9,7 @@ from typing import Any
 
 from ..netguard import ImageSettings
 from ..runtime import ResponsesSettings, RoutingSettings
+from ..throttle import ClientSettings
 
 PROVIDER_TYPES = (
     "claude",
@@ -103,6 +104,7 @@ SECTIONS: dict[str, type] = {
     "usage": UsageSettings,
     "images": ImageSettings,
     "responses": ResponsesSettings,
+    "clients": ClientSettings,
 }
 
 
@@ -176,6 +178,8 @@ class Config:
     usage: UsageSettings = field(default_factory=UsageSettings)
     #: Which hosts image URLs in requests may reach (the SSRF guard), and the size cap.
     images: ImageSettings = field(default_factory=ImageSettings)
+    #: Failed client-key throttling per address, and the reverse proxies trusted for ``X-Forwarded-For``.
+    clients: ClientSettings = field(default_factory=ClientSettings)
     #: Key/user limits; validated only as a mapping here, read by ``llmproxy.limits``.
     limits: Mapping[str, Any] = field(default_factory=dict)
     #: Stored Responses API responses: how many days they are kept.

@@ -17,6 +17,7 @@ from .accounts import keys_router, users_router
 from .auth import AUTH, detail
 from .ops import ops_router
 from .providers import credentials_router, models_router, providers_router
+from .throttle import TooManyKeyFailures
 from .usage_records import usage_router
 
 #: The modules the resources lived in when the OpenAPI operation ids were first published;
@@ -54,6 +55,13 @@ def _validation_failed(request: HttpRequest, exc: ValidationFailed) -> HttpRespo
 @api.exception_handler(ServiceError)
 def _service_error(request: HttpRequest, exc: ServiceError) -> HttpResponse:
     return api.create_response(request, {"detail": exc.message}, status=exc.status)
+
+
+@api.exception_handler(TooManyKeyFailures)
+def _too_many_key_failures(request: HttpRequest, exc: TooManyKeyFailures) -> HttpResponse:
+    response = api.create_response(request, {"detail": str(exc)}, status=429)
+    response["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 api.add_router("/providers", providers_router)

@@ -16,6 +16,8 @@ from ninja.security import HttpBearer, SessionAuth
 
 from accounts.models import ApiKey, User, hash_key
 
+from .throttle import key_failed
+
 
 def management_key(raw: str) -> ApiKey | None:
     """The usable key for a plain value: known, not revoked, not expired, owner active."""
@@ -35,6 +37,7 @@ class ManagementKeyAuth(HttpBearer):
     def authenticate(self, request: HttpRequest, token: str) -> User | None:
         key = management_key(token.strip())
         if key is None:
+            key_failed(request)  # raises once this address has failed too often
             return None
         if not key.is_admin:
             raise AuthorizationError(message="this API key has no management scope (create it with --admin)")

@@ -188,9 +188,11 @@ class WatchService:
     def _apply(self, config: Config) -> None:
         with _db():
             record = apply.apply_config(config, config.source)
-            # routing/limits live in the file, not in rows: a change there saves nothing, so
-            # bump the version explicitly for the processes to rebuild their snapshots.
-            sections = (config.routing, dict(config.limits))
+            # These sections live in the file, not in rows: a change there saves nothing, so
+            # bump the version explicitly for the processes to rebuild their snapshots (and
+            # re-apply logging and management access, see process_engine).
+            sections = (config.routing, dict(config.limits), config.images, config.clients, config.logging,
+                        config.management)  # fmt: skip
             if record.ok and sections != self._sections:
                 bump_config_version()
                 self._sections = sections

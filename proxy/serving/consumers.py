@@ -20,9 +20,10 @@ import orjson
 from channels.consumer import AsyncConsumer, StopConsumer, get_handler_name
 
 from llmproxy import formats, side_calls
-from llmproxy.errors import AuthenticationFailed, LLMProxyError, RequestTooLarge
+from llmproxy.errors import AuthenticationFailed, LimitExceeded, LLMProxyError, RequestTooLarge
 from llmproxy.gateway import Call, Reply, StreamReply
 from llmproxy.overrides import NAMES as OVERRIDE_NAMES
+from llmproxy.throttle import client_address
 
 from .process_engine import get_engine
 from .usage_journal import full_error
@@ -95,6 +96,12 @@ class LLMConsumer(AsyncConsumer):  # type: ignore[misc]  # channels ships no typ
     def headers(self) -> dict[str, str]:
         return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in self.scope["headers"]}
 
+    def client(self, headers: dict[str, str]) -> str:
+        """The client's address: the peer, or behind a trusted proxy (``clients.trusted_proxies``) its X-Forwarded-For."""
+        peer = self.scope.get("client")
+        addr = str(peer[0]) if peer else ""
+        return client_address(addr, headers.get("x-forwarded-for"), get_engine().gateway.runtime.clients)
+
     def request_id(self, headers: dict[str, str]) -> str:
         rid = headers.get("x-request-id", "")
         # 32 random hex digits like uuid4().hex, without the UUID object (a few µs per request).
@@ -126,6 +133,7 @@ class LLMConsumer(AsyncConsumer):  # type: ignore[misc]  # channels ships no typ
             else True,
             request_id=rid,
             query={name: query[name][0] for name in OVERRIDE_NAMES if name in query} if query else {},
+            client=self.client(headers),
         )
         result = await self.dispatch_call(call, headers, query)
         result.headers.setdefault("x-request-id", rid)
@@ -176,10 +184,13 @@ class ModelsConsumer(LLMConsumer):
         if style == "openai_chat" and "anthropic-version" in headers:
             style = "anthropic"
         try:
-            key = gateway.authenticate(call.api_key, rt)
-        except AuthenticationFailed as err:
+            key = await gateway.admit(call, rt)
+        except (AuthenticationFailed, LimitExceeded) as err:
             status, body = formats.get(style).error_body(err)
-            return Reply(status, orjson.dumps(body), {"content-type": "application/json"})
+            headers = {"content-type": "application/json"}
+            if err.retry_after is not None:
+                headers["retry-after"] = str(max(1, int(-(-err.retry_after // 1))))
+            return Reply(status, orjson.dumps(body), headers)
         models = gateway.models_for(key, rt)
         body = formats.get(style).models_body(models)
         return Reply(200, orjson.dumps(body), {"content-type": "application/json"})

@@ -28,6 +28,7 @@ from llmproxy.runtime import (
     Runtime,
     UserLimits,
 )
+from llmproxy.throttle import ClientSettings
 from proxy.configsync.engine_config import engine_credential, provider_config
 from proxy.configsync.version import current_version
 from proxy.models import HealthState, HealthStatus, Provider
@@ -96,6 +97,7 @@ def build_runtime(version: int | None = None) -> Runtime:
         limits=limit_settings(),
         images=images_settings(),
         responses=responses_settings(),
+        clients=clients_settings(),
         extra_secrets=site_secrets(),
     )
 
@@ -124,6 +126,19 @@ def responses_settings() -> ResponsesSettings:
     except (ConfigError, OSError) as exc:
         log.error("responses settings not applied, keeping the defaults: %s", exc)
         return ResponsesSettings()
+
+
+def clients_settings() -> ClientSettings:
+    """The ``clients:`` section of ``LLMPROXY_CONFIG`` (failed-key throttling, trusted proxies), else the
+    defaults with the ``LLMPROXY_CLIENTS_*`` environment applied."""
+    from llmproxy.config import ConfigError, load, loads
+
+    path = settings.LLMPROXY.get("CONFIG")
+    try:
+        return load(path).clients if path else loads("").clients
+    except (ConfigError, OSError) as exc:
+        log.error("clients settings not applied, keeping the defaults: %s", exc)
+        return ClientSettings()
 
 
 def site_secrets() -> tuple[str, ...]:

@@ -90,6 +90,9 @@ class Command(BaseCommand):
                     http="auto",
                     log_level="warning",
                     access_log=False,
+                    # X-Forwarded-For is read only from clients.trusted_proxies (llmproxy.throttle),
+                    # not from whatever uvicorn trusts by default (127.0.0.1).
+                    proxy_headers=False,
                     timeout_graceful_shutdown=DRAIN_SECONDS,
                 )
         finally:
