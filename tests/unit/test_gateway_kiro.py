@@ -8,7 +8,9 @@ token, and that the retry carries the new one.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -135,3 +137,39 @@ async def test_the_health_check_proves_the_token_without_a_completion(
         await ex.health_check(Credential("me", "kiro", access_token="aoaDEAD"), http=http)
     assert exc.value.upstream_status == 403 and ex.token_refused(exc.value)
     assert {r.path for r in kiro.requests} == {cw.USAGE_PATH}
+
+
+@pytest.mark.parametrize("method", ["builder-id", "social"])
+async def test_kiro_requests_keep_working_across_token_expiry(http: HTTPClient, method: str) -> None:
+    """The real refreshers against the fake auth service, whose tokens the fake CodeWhisperer checks."""
+    from tests.fakes.kiro_auth import FakeKiroAuth
+
+    auth = FakeKiroAuth(token_ttl=61.0).start()  # due a minute early: renewed every second
+    api = cw.FakeCodeWhisperer(tokens=auth.access).start()
+    try:
+        client_id, secret = auth.register() if method == "builder-id" else ("", "")
+        access, refresh = auth.grant(client_id)
+        extra: dict[str, Any] = {"auth_method": method, "profile_arn": ARN}
+        if client_id:
+            extra.update(client_id=client_id, client_secret=secret)
+        provider = ProviderConfig(name="kiro", type="kiro", base_url=api.url,
+                                  options={"auth_type": "device_flow", "oidc_url": auth.url, "auth_url": auth.url})  # fmt: skip
+        cred = Credential("me", "kiro", access_token=access, refresh_token=refresh,
+                          expires_at=auth.access.expiry[access], extra=extra)  # fmt: skip
+        rt = Runtime.build(routes=[Route("claude", "claude-sonnet-4-5", provider, (cred,))], require_keys=False,
+                           routing=FAST)  # fmt: skip
+        store = MemoryStateStore()
+        gw = Gateway(rt, http=http, store=store, tokens=TokenKeeper(store, http))
+        results: list[Reply | StreamReply] = []
+        deadline = time.time() + 2.5
+        while time.time() < deadline:  # concurrent bursts, streamed and not
+            results += await asyncio.gather(*(gw.handle(chat(i % 2 == 1)) for i in range(4)))
+            await asyncio.sleep(0.1)
+        assert {await text_of(r) for r in results} == {"Hello from Kiro"}
+        tokens = {r.headers["authorization"] for r in api.to(cw.PATH)}
+        assert len(tokens) >= 2  # refreshed on the way, and every request was served
+        path = "/token" if method == "builder-id" else "/refreshToken"
+        assert len(auth.to(path)) == len(tokens) - 1  # one shared refresh each time
+    finally:
+        api.stop()
+        auth.stop()
