@@ -134,3 +134,55 @@ def test_readme_library_example_runs_in_the_bare_venv(bare_python: Path, upstrea
     sent = upstream_server.last()
     assert sent.body["model"] == "llama3.1"
     assert sent.headers.get("authorization") == "Bearer sk-local-test"
+
+
+_DOC_RUNNER = """\
+import ast, asyncio, json, sys
+frames = json.loads(sys.argv[2])
+
+async def _sse():
+    for frame in frames:
+        yield frame.encode()
+
+ns = {"__name__": "__doc_example__", "anthropic_message_json": json.loads(sys.argv[3]),
+      "anthropic_sse_bytes_iterator": _sse()}
+code = compile(open(sys.argv[1]).read(), sys.argv[1], "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+try:
+    result = eval(code, ns)
+    if asyncio.iscoroutine(result):
+        asyncio.run(result)
+finally:
+    for value in list(ns.values()):
+        if type(value).__name__ == "Watcher":
+            value.stop()
+print("EXAMPLE-DONE")
+"""
+
+
+def test_library_doc_examples_run_in_the_bare_venv(bare_python: Path, upstream_server: FakeUpstream,
+                                                   tmp_path: Path) -> None:  # fmt: skip
+    """docs/library.md's examples (tests/unit/test_library_docs.py runs them in-process) in the bare venv."""
+    import json
+
+    from tests.fakes import anthropic as fa
+    from tests.unit import test_library_docs as docs
+
+    upstream_server.reset()
+    upstream_server.default("/v1/messages", docs._messages)
+    upstream_server.default("/v1/chat/completions", docs._chat)
+    upstream_server.default("/v1/generate", fo.completion("From Acme"))
+    for name, text in docs.FILES.items():
+        (tmp_path / name).write_text(docs._local(text, upstream_server))
+    (tmp_path / "auths").mkdir()
+    (tmp_path / "runner.py").write_text(_DOC_RUNNER)
+    frames = json.dumps([f.decode() for f in fa.frames("Streamed hello")])
+    message = json.dumps(fa.body("Hello there"))
+    for i, code in enumerate(docs.PYTHON):
+        block = tmp_path / f"block{i + 1}.py"
+        block.write_text(docs._local(code, upstream_server))
+        out = subprocess.run(
+            [str(bare_python), "runner.py", block.name, frames, message], cwd=tmp_path, capture_output=True,
+            text=True, timeout=60, env={**CLEAN_ENV, **docs.ENV},
+        )  # fmt: skip
+        assert out.returncode == 0 and "EXAMPLE-DONE" in out.stdout, (block.name, out.stderr[-2000:])
+    assert any(r.path == "/v1/generate" and r.body.get("tenant") == "acme" for r in upstream_server.requests)
