@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import json
@@ -263,3 +264,62 @@ async def test_input_tokens_counts_the_conversation_a_reference_names(fake: Fake
         {"model": "m", "input": [{"type": "item_reference", "id": "msg_nope"}]}).encode(), api_key=KEYS["a"]))  # fmt: skip
     assert reply.status == 400
     await gw.http.close()
+
+
+class SlowStore(MemoryResponseStore):
+    """Saves wait for ``release``; with ``shared``, lookups miss until the save is done (another process)."""
+
+    def __init__(self, shared: bool = False) -> None:
+        super().__init__()
+        self.shared = shared
+        self.release = asyncio.Event()
+
+    async def save(self, record: StoredResponse) -> None:
+        await self.release.wait()
+        await super().save(record)
+
+
+async def test_a_follow_up_finds_a_response_whose_write_is_still_on_its_way(fake: FakeUpstream) -> None:
+    fake.queue(CHAT, up.completion("Hi Ann"), up.completion("Ann"))
+    store = SlowStore()
+    gw = Gateway(runtime(fake), responses=store)
+    _, first = await create(gw, {"input": "I am Ann."})
+    assert await store.get(owner_of_a(), first["id"]) is None  # not written yet...
+    status, _ = await create(gw, {"input": "Who?", "previous_response_id": first["id"]})
+    assert status == 200  # ...but this process holds it until it is
+    assert sent_messages(fake)[1] == ("assistant", "Hi Ann")
+    store.release.set()
+    await gw.conversations.drain()
+    assert await store.get(owner_of_a(), first["id"]) is not None
+    await gw.http.close()
+
+
+async def test_another_process_waits_briefly_for_a_write_to_a_shared_store(fake: FakeUpstream) -> None:
+    fake.queue(CHAT, up.completion("Hi Ann"), up.completion("Ann"))
+    store = SlowStore(shared=True)
+    writer, reader = Gateway(runtime(fake), responses=store), Gateway(runtime(fake), responses=store)
+    _, first = await create(writer, {"input": "I am Ann."})
+    asyncio.get_running_loop().call_later(0.1, store.release.set)  # the write lands while the reader looks
+    status, _ = await create(reader, {"input": "Who?", "previous_response_id": first["id"]})
+    assert status == 200 and sent_messages(fake)[1] == ("assistant", "Hi Ann")
+    await writer.http.close()
+    await reader.http.close()
+
+
+async def test_a_gateway_on_the_file_store_continues_a_conversation_after_a_restart(
+    fake: FakeUpstream, tmp_path: Path
+) -> None:
+    fake.queue(CHAT, up.completion("Hi Ann"), up.completion("Ann"))
+    gw = Gateway(runtime(fake), responses=MemoryResponseStore(tmp_path / "responses.jsonl"))
+    _, first = await create(gw, {"input": "I am Ann."})
+    await gw.conversations.drain()
+    await gw.conversations.store.aclose()
+    await gw.http.close()
+    again = Gateway(runtime(fake), responses=MemoryResponseStore(tmp_path / "responses.jsonl"))
+    status, _ = await create(again, {"input": "Who?", "previous_response_id": first["id"]})
+    assert status == 200 and sent_messages(fake) == [("user", "I am Ann."), ("assistant", "Hi Ann"), ("user", "Who?")]
+    await again.http.close()
+
+
+def owner_of_a() -> str:
+    return hashlib.sha256(KEYS["a"].encode()).hexdigest()[:32]
