@@ -147,3 +147,21 @@ def test_store_false_keeps_nothing_and_its_references_answer_400(pair: Pair, str
         client.responses.create(model=pair.model, input=[{"type": "item_reference", "id": call.id}])
     assert exc.value.body["param"] == "input[0].id"  # type: ignore[index]
     assert len(pair.fake.requests) == 1  # the refused calls never reached the upstream
+
+
+@EVERY
+@STREAM
+def test_codex_additional_tools_items_reach_every_upstream(pair: Pair, stream: bool) -> None:
+    """Codex's "responses lite" models send their tools as an ``additional_tools`` input item."""
+    pair.script(pair.upstream.reply(Turn([], calls=[("get_weather", {"city": "Paris"})]), stream))
+    got = make(pair, stream, store=False, input=[
+        {"type": "additional_tools", "role": "developer", "tools": TOOLS},
+        {"role": "user", "content": "Weather in Paris?"}])  # fmt: skip
+    assert [(i.name, json.loads(i.arguments)) for i in got.output if i.type == "function_call"] == [
+        ("get_weather", {"city": "Paris"})
+    ]
+    sent = pair.sent()
+    if pair.upstream.name == "responses":  # passthrough: the item as sent
+        assert sent.body["input"][0] == {"type": "additional_tools", "role": "developer", "tools": TOOLS}
+    else:  # translated: the request's tools
+        assert sent.tools == ["get_weather"]
