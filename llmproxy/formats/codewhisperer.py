@@ -128,8 +128,12 @@ def _pair_tools(turns: list[dict[str, Any]]) -> None:
     for i, turn in enumerate(turns):
         if turn["role"] == "assistant":
             answered = {r.tool_call_id for r in turns[i + 1]["results"]} if i + 1 < len(turns) else set()
-            turn["calls"] = [c for c in turn["calls"] if c.id in answered and c.id not in seen]
-            seen.update(c.id for c in turn["calls"])
+            kept = []
+            for c in turn["calls"]:
+                if c.id in answered and c.id not in seen:
+                    seen.add(c.id)
+                    kept.append(c)
+            turn["calls"] = kept
         else:
             asked = {c.id for c in turns[i - 1]["calls"]} if i and turns[i - 1]["role"] == "assistant" else set()
             unique: dict[str, ToolResultPart] = {}
@@ -141,12 +145,14 @@ def _pair_tools(turns: list[dict[str, Any]]) -> None:
 
 def _encode_turn(turn: dict[str, Any], model: str, tools: list[dict[str, Any]] | None) -> dict[str, Any]:
     if turn["role"] == "assistant":
-        msg: dict[str, Any] = {"content": turn["text"] or _TOOL_TURN}
+        msg: dict[str, Any] = {
+            "content": turn["text"] if turn["text"].strip() else _TOOL_TURN if turn["calls"] else "..."
+        }
         if turn["calls"]:
             msg["toolUses"] = [{"toolUseId": c.id, "name": tool_name(c.name), "input": _arguments(c)}
                                for c in turn["calls"]]  # fmt: skip
         return {"assistantResponseMessage": msg}
-    text = turn["text"] or (_RESULTS_ONLY if turn["results"] else _CONTINUE)
+    text = turn["text"] if turn["text"].strip() else _RESULTS_ONLY if turn["results"] else _CONTINUE
     user: dict[str, Any] = {"content": text, "modelId": model, "origin": ORIGIN}
     images = [_image(p) for p in turn["images"]]
     if images:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from llmproxy import formats
 from llmproxy.errors import ProviderError, ProviderHTTPError, ProviderProtocolError
@@ -220,3 +222,29 @@ def test_a_long_tool_name_is_shortened_for_kiro_and_given_back_whole() -> None:
               fake.event("toolUseEvent", {"name": sent, "toolUseId": "t", "stop": True})]  # fmt: skip
     (start,) = [e for e in feed_all(frames) if isinstance(e, ToolCallStart)]
     assert start.name == long
+
+
+_texts = st.one_of(
+    st.sampled_from(["", " ", "\n"]), st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=8)
+)
+_parts = st.one_of(
+    st.builds(TextPart, _texts),
+    st.builds(ImagePart, data=st.just("iVBORw0KGgo="), media_type=st.sampled_from(["image/png", "image/webp"])),
+)
+_ids = st.sampled_from(["a", "b", "c"])
+_message = st.one_of(
+    st.builds(lambda r, ps: Message(r, ps), st.sampled_from(["user", "system"]), st.lists(_parts, max_size=3)),
+    st.builds(lambda t, calls: Message("assistant", [TextPart(t), *calls]), _texts,
+              st.lists(st.builds(lambda i, n: ToolCallPart(i, n, '{"k": 1}'), _ids, st.sampled_from(["f", "G"])),
+                       max_size=2)),
+    st.builds(lambda rs: Message("tool", rs), st.lists(st.builds(lambda i, t, e: ToolResultPart(i, [TextPart(t)], e),
+                                                                 _ids, _texts, st.booleans()), min_size=1, max_size=2)),
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_message, max_size=8), st.booleans())
+def test_any_conversation_encodes_to_a_state_kiro_accepts(messages: list[Message], with_tools: bool) -> None:
+    tools = [Tool("f", "the f tool")] if with_tools else []
+    body = cw.encode_request(Request("claude-sonnet-4-5", messages, tools=tools))
+    assert fake.problem(body) is None, (fake.problem(body), messages)
