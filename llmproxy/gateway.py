@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from . import formats, logfmt, overrides, upstream
 from ._json import dumps, loads, loads_body
+from .affinity import Session, session_of
 from .auth import TokenKeeper, write_back
 from .bookkeeping import Books
 from .config import Config, build_runtime
@@ -277,7 +278,8 @@ class Gateway:
             ex.event.model, ex.event.stream = req.model, req.stream
             self.check_model(ex, req.model)
             tokens = await self.reserve(ex, req)
-            return await self.failover(ex, req.model, self._attempt, tokens=tokens, session=_session(call, req))
+            session = session_of(call.headers, req, ex.event.key_id)
+            return await self.failover(ex, req.model, self._attempt, tokens=tokens, session=session)
         except LLMProxyError as err:
             return self.books.fail(ex, err)
         except Exception as exc:  # a bug of ours: answer cleanly, log the traceback
@@ -334,7 +336,7 @@ class Gateway:
         attempt: Callable[[Exchange], Awaitable[_T]],
         *,
         tokens: int = 0,
-        session: str | None = None,
+        session: Session | str | None = None,
     ) -> _T:
         """Run ``attempt`` on the candidates for ``model`` until one succeeds.
 
@@ -345,7 +347,10 @@ class Gateway:
         recovery) when no candidate is left. Side endpoints use it too.
         """
         rt = ex.runtime
-        plan = await self.router.plan(ex.routes_for(model), rt.routing, session=session, tokens=tokens,
+        if isinstance(session, str):
+            session = Session(session)
+        plan = await self.router.plan(ex.routes_for(model), rt.routing, session=session.key if session else None,
+                                      follow=session.follow if session else True, tokens=tokens,
                                       unhealthy=rt.unhealthy)  # fmt: skip
         ex.plan = plan
         budget = self.retry_budget if ex.overrides.timeout is None else min(self.retry_budget, ex.overrides.timeout)
@@ -506,20 +511,6 @@ def _encoder(ex: Exchange) -> Any:
                                       request_id=ex.request_id, sse=ex.call.sse)  # fmt: skip
     base = ex.turn.base if ex.turn is not None else ex.request_id  # a stored response's own id
     return ex.codec.StreamEncoder(model=ex.request.model, include_usage=include_usage, request_id=base)
-
-
-def _session(call: Call, req: Request) -> str | None:
-    """What ties requests of one conversation together, for session affinity."""
-    for name in ("x-llmproxy-session", "x-session-id"):
-        if call.headers.get(name):
-            return call.headers[name]
-    user_id = req.metadata.get("user_id") if isinstance(req.metadata, dict) else None
-    if isinstance(user_id, str) and user_id:
-        return user_id  # Claude Code puts its session id here
-    cache_key = req.extra.get("prompt_cache_key") if isinstance(req.extra, dict) else None
-    if isinstance(cache_key, str) and cache_key:
-        return cache_key
-    return req.user or None
 
 
 def _set_model(data: dict[str, Any], model: str) -> None:

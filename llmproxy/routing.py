@@ -3,7 +3,7 @@
 A candidate is one (route, credential) pair. ``Router.plan`` orders them for one request:
 tiers highest priority first; inside a tier the smooth weighted round-robin (nginx's
 algorithm, its position kept in the shared store) or ``fill-first``; a session's last
-credential first when affinity is on. Pairs cooling down are left out, credentials the
+credential first (``llmproxy.affinity``: by default where the provider has a prompt cache). Pairs cooling down are left out, credentials the
 health probe found unhealthy go last. ``Router.acquire`` then claims a candidate: it takes
 from its RPM/TPM buckets (over the limit: skipped, not failed) and, for a pair whose
 cooldown just ended, the one half-open trial. ``fail``/``succeed`` report the outcome.
@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
+from .affinity import ttl_for
 from .errors import NoRouteAvailable
 from .limits import candidate_costs, tpm_buckets
 from .outcome import Outcome
@@ -70,6 +71,8 @@ class Plan:
     candidates: list[Candidate]
     tokens: int = 0
     session: str | None = None
+    #: False: remember where ``session`` was served but do not steer this request there.
+    follow: bool = True
     trials: dict[str, list[str]] = field(default_factory=dict)  # candidate key -> ended cooldowns
     blocked: list[Cooldown] = field(default_factory=list)
     waits: list[float] = field(default_factory=list)
@@ -110,6 +113,7 @@ class Router:
         settings: RoutingSettings | None = None,
         *,
         session: str | None = None,
+        follow: bool = True,
         tokens: int = 0,
         unhealthy: frozenset[int] = frozenset(),
     ) -> Plan:
@@ -119,7 +123,7 @@ class Router:
         if not static:
             raise NoRouteAvailable(f"no provider credential is configured for model {model!r}", status=503)
         now = self.clock()
-        plan = Plan(model, settings, [], tokens, session)
+        plan = Plan(model, settings, [], tokens, session, follow)
         records = await self._records(static, now)
         tiers: dict[int, list[Candidate]] = {}
         last_resort: list[Candidate] = []
@@ -169,9 +173,14 @@ class Router:
         digest = hashlib.sha256(plan.session.encode() if plan.session else b"").hexdigest()[:32]
         return f"aff:{plan.model}:{digest}"
 
+    @staticmethod
+    def _ttl(plan: Plan, cand: Candidate) -> float:
+        """Seconds ``cand`` keeps a session: the setting, else its provider type's prompt cache."""
+        return ttl_for(plan.settings.session_affinity_ttl, cand.route.provider.type)
+
     async def _apply_affinity(self, plan: Plan) -> None:
         """Put the session's last credential first, if it is in the top tier that has candidates."""
-        if not plan.session or plan.settings.session_affinity_ttl <= 0 or len(plan.candidates) < 2:
+        if not plan.session or not plan.follow or plan.settings.session_affinity_ttl == 0 or len(plan.candidates) < 2:
             return
         try:
             target = await self.store.get(self._session_key(plan))
@@ -179,7 +188,7 @@ class Router:
             return
         top = plan.candidates[0].route.provider.priority
         for i, cand in enumerate(plan.candidates):
-            if cand.key == target and cand.route.provider.priority == top:
+            if cand.key == target and cand.route.provider.priority == top and self._ttl(plan, cand) > 0:
                 plan.candidates.insert(0, plan.candidates.pop(i))
                 return
 
@@ -233,8 +242,9 @@ class Router:
             ended = plan.trials.get(cand.key)
             if ended:
                 await self.store.clear(ended)
-            if plan.session and plan.settings.session_affinity_ttl > 0:
-                await self.store.put(self._session_key(plan), cand.key, plan.settings.session_affinity_ttl)
+            ttl = self._ttl(plan, cand)
+            if plan.session and ttl > 0:
+                await self.store.put(self._session_key(plan), cand.key, ttl)
         except StoreError as exc:
             log.warning("routing store unavailable after a success on %s: %s", cand.key, exc)
 

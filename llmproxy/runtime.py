@@ -177,8 +177,10 @@ class RoutingSettings:
     max_attempts: int = 3
     #: Seconds after which no new attempt starts.
     retry_budget: float = 30.0
-    #: Seconds a conversation stays on the credential that served it (0: off).
-    session_affinity_ttl: float = 0.0
+    #: Seconds a conversation stays on the credential that served it (0: off). None (the
+    #: default, ``auto`` in config): each provider type's prompt cache lifetime
+    #: (``llmproxy.affinity.PROMPT_CACHE_TTL``), off for types without one.
+    session_affinity_ttl: float | None = None
     backoff_base: float = 0.05
     backoff_max: float = 1.0
     #: Cooldowns: transient errors (408/5xx/connection/timeout), auth failures (401/403),
@@ -209,6 +211,8 @@ class RoutingSettings:
                 if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                     errors.append("routing.max_attempts: must be an integer >= 1")
                 values[name] = value
+            elif name == "session_affinity_ttl" and value in (None, "auto"):
+                values[name] = None
             elif not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
                 errors.append(f"routing.{name}: must be a number >= 0")
             else:

@@ -208,6 +208,8 @@ def _routing(check: Checker, value: Any) -> RoutingSettings:
             values[name] = check.string(d, name, "routing", defaults.strategy, choices=STRATEGIES)
         elif name == "max_attempts":
             values[name] = check.integer(d, name, "routing", defaults.max_attempts, minimum=1, maximum=100)
+        elif name == "session_affinity_ttl" and d[name] in (None, "auto"):
+            values[name] = None  # each provider type's prompt cache lifetime
         else:
             values[name] = check.duration(d, name, "routing", getattr(defaults, name))
     return RoutingSettings(**values)

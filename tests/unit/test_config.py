@@ -12,6 +12,7 @@ import pytest
 
 from llmproxy import config
 from llmproxy.config import ConfigError, ConfigIssue
+from llmproxy.runtime import RoutingSettings
 
 GOOD = """
 server: {host: 127.0.0.1, port: 8000}
@@ -321,3 +322,10 @@ def test_config_usage_section_reads_fsync_and_the_journal_quota() -> None:
     with pytest.raises(ConfigError) as exc:
         config.loads("usage: {fsync: maybe, journal_max_mb: 0}")
     assert {i.path for i in exc.value.issues} == {"usage.fsync", "usage.journal_max_mb"}
+
+
+def test_session_affinity_is_auto_unless_set() -> None:
+    assert config.loads("server: {port: 8000}\n").routing.session_affinity_ttl is None
+    assert config.loads("routing: {session_affinity_ttl: auto}\n").routing.session_affinity_ttl is None
+    assert config.loads("routing: {session_affinity_ttl: 0}\n").routing.session_affinity_ttl == 0
+    assert RoutingSettings.from_mapping({"session_affinity_ttl": "auto"}).session_affinity_ttl is None

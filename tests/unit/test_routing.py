@@ -103,6 +103,27 @@ async def test_router_session_affinity_sticks_to_the_last_credential(router: Rou
     assert len(others) == 3  # another conversation still rotates
 
 
+async def test_router_affinity_is_on_by_default_where_the_provider_type_caches_prompts(router: Router) -> None:
+    cached = [route(ProviderConfig(name="a", type="claude"), 1, 1)]
+    plan = await router.plan(cached, S, session="conv")
+    await router.succeed(plan, plan.candidates[1])
+    assert {names((await router.plan(cached, S, session="conv")).candidates)[0] for _ in range(4)} == {"a/k2"}
+    uncached = [route(provider("b"), 1, 1)]  # openai-compatible: a self-hosted server's cache is shared
+    plan = await router.plan(uncached, S, session="conv")
+    await router.succeed(plan, plan.candidates[1])
+    assert len({await first(router, uncached, S, session="conv") for _ in range(4)}) == 2
+    off = RoutingSettings(session_affinity_ttl=0)
+    assert len({await first(router, cached, off, session="conv") for _ in range(4)}) == 2
+
+
+async def test_router_remembers_but_does_not_follow_a_first_turn(router: Router) -> None:
+    routes = [route(ProviderConfig(name="a", type="gemini"), 1, 1)]
+    plan = await router.plan(routes, S, session="fp", follow=False)
+    await router.succeed(plan, plan.candidates[1])
+    assert len({await first(router, routes, S, session="fp", follow=False) for _ in range(4)}) == 2
+    assert names((await router.plan(routes, S, session="fp")).candidates)[0] == names([plan.candidates[1]])[0]
+
+
 async def test_router_affinity_yields_to_a_cooled_credential(router: Router) -> None:
     routes = [route(provider("a"), 1, 1)]
     sticky = RoutingSettings(session_affinity_ttl=60)
