@@ -135,7 +135,10 @@ class UsageRecord(models.Model):
     error_type = models.CharField(max_length=64, blank=True)
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
+    #: Prompt-cache reads (OpenAI ``cached_tokens``, Anthropic ``cache_read_input_tokens``,
+    #: Gemini ``cachedContentTokenCount``) and writes (Anthropic ``cache_creation_input_tokens``).
     cached_tokens = models.PositiveIntegerField(default=0)
+    cache_write_tokens = models.PositiveIntegerField(default=0)
     reasoning_tokens = models.PositiveIntegerField(default=0)
     cost_usd = models.DecimalField(max_digits=14, decimal_places=8, null=True, blank=True)
     latency_ms = models.PositiveIntegerField(default=0)
@@ -207,6 +210,7 @@ class UsageDaily(models.Model):
     prompt_tokens = models.BigIntegerField(default=0)
     completion_tokens = models.BigIntegerField(default=0)
     cached_tokens = models.BigIntegerField(default=0)
+    cache_write_tokens = models.BigIntegerField(default=0)
     reasoning_tokens = models.BigIntegerField(default=0)
     cost_usd = models.DecimalField(max_digits=16, decimal_places=8, default=0)
 

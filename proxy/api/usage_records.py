@@ -53,7 +53,8 @@ class UsageOut(Schema):
     error_type: str
     prompt_tokens: int
     completion_tokens: int
-    cached_tokens: int
+    cached_tokens: int = Field(description="Prompt-cache reads.")
+    cache_write_tokens: int = Field(0, description="Prompt-cache writes (Anthropic's cache_creation_input_tokens).")
     reasoning_tokens: int
     cost_usd: float | None
     latency_ms: int
@@ -81,11 +82,13 @@ class SummaryRow(Schema):
     key_name: str | None = None
     model: str | None = None
     provider: str | None = None
+    credential: str | None = None
     requests: int
     errors: int
     prompt_tokens: int
     completion_tokens: int
-    cached_tokens: int
+    cached_tokens: int = Field(description="Prompt-cache reads.")
+    cache_write_tokens: int = Field(0, description="Prompt-cache writes.")
     reasoning_tokens: int
     cost_usd: float
 
@@ -138,7 +141,7 @@ def list_usage(request: HttpRequest, q: Query[UsageQuery], page: Query[Page]) ->
 
 @usage_router.get("/summary", response=list[SummaryRow])
 def usage_summary(request: HttpRequest, q: Query[UsageQuery], group_by: str = "day") -> list[dict[str, Any]]:
-    """Totals grouped by ``group_by``: a comma-separated subset of day, user, key, model, provider.
+    """Totals grouped by ``group_by``: a comma-separated subset of day, user, key, model, provider, credential.
 
     Whole past days come from the daily rollups when the rollup job has written them,
     the rest (today, days not rolled up yet, partial days) from the raw records.

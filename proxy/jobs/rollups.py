@@ -27,7 +27,7 @@ log = logging.getLogger("llmproxy.jobs")
 WATERMARK_KEY = "llmproxy:usage_rollup:watermark"
 #: Rows younger than this may still be in flight (bulk inserts commit out of id order).
 SETTLE = timedelta(minutes=10)
-_SUMS = ("prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens")
+_SUMS = ("prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens")
 _COST_PLACES = Decimal("0.00000001")
 
 

@@ -23,6 +23,7 @@ TOKEN_COLUMNS = {
     "prompt_tokens": "input_tokens",
     "completion_tokens": "output_tokens",
     "cached_tokens": "cached_tokens",
+    "cache_write_tokens": "cache_write_tokens",
     "reasoning_tokens": "reasoning_tokens",
 }
 

@@ -59,7 +59,8 @@ class Totals:
     errors: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    cached_tokens: int = 0
+    cached_tokens: int = 0  # prompt-cache reads
+    cache_write_tokens: int = 0  # prompt-cache writes
     reasoning_tokens: int = 0
     cost_usd: float = 0.0
 
@@ -126,6 +127,8 @@ class Dashboard:
     models: list[Row]
     providers: list[Row]
     errors: list[ErrorKind]
+    #: Per provider/credential: what session affinity keeps in each account's prompt cache.
+    credential_rows: list[Row] = field(default_factory=list)
     ttfb: Latency = field(default_factory=Latency)
     charts: dict[str, Any] = field(default_factory=dict)  # charts.chart_data, for the page's script
     credentials: list[CredentialState] = field(default_factory=list)
@@ -138,7 +141,7 @@ class Dashboard:
 
     @property
     def tables(self) -> list[tuple[str, list[Row]]]:
-        return [("Model", self.models), ("Provider", self.providers)]
+        return [("Model", self.models), ("Provider", self.providers), ("Credential", self.credential_rows)]
 
 
 def build(window_name: str = DEFAULT_WINDOW, now: datetime | None = None) -> Dashboard:
@@ -151,7 +154,7 @@ def build(window_name: str = DEFAULT_WINDOW, now: datetime | None = None) -> Das
             setattr(totals, name, getattr(totals, name) + getattr(row.totals, name))
     states, error = safe_credential_states()
     return Dashboard(window=w, totals=totals, latency=latency(w), traffic=traffic(w), models=models,
-                     providers=grouped(w, "provider"), errors=error_kinds(w), ttfb=latency(w, "ttfb_ms"),
+                     providers=grouped(w, "provider"), credential_rows=grouped(w, "credential"), errors=error_kinds(w), ttfb=latency(w, "ttfb_ms"),
                      charts=chart_data(w.since, w.buckets, w.hourly), credentials=states, state_error=error,
                      shares_state=shares_state())  # fmt: skip
 
@@ -170,14 +173,18 @@ def _raw(w: Window) -> QuerySet[UsageRecord]:
 
 
 def grouped(w: Window, dim: str) -> list[Row]:
-    """Totals per model or provider (rollups and raw rows), busiest first, with average latency."""
+    """Totals per model, provider or provider/credential (rollups and raw rows), busiest first,
+    with average latency."""
     rows = queries.summary(queries.UsageFilter(since=w.since), [dim])
-    avg = dict(_raw(w).values_list(dim).annotate(avg=Avg("latency_ms", filter=Q(status_code__lt=400))))
+    fields = ("provider", "credential") if dim == "credential" else (dim,)
+    ok = Avg("latency_ms", filter=Q(status_code__lt=400))
+    avg = {tuple(r[:-1]): r[-1] for r in _raw(w).values_list(*fields).annotate(avg=ok).values_list(*fields, "avg")}
     out = []
     for found in rows:
         totals = Totals()
         totals.add(found)
-        out.append(Row(found[dim] or "—", totals, avg.get(found[dim])))
+        name = "/".join(str(found[f]) for f in fields) if all(found[f] for f in fields) else "—"
+        out.append(Row(name, totals, avg.get(tuple(found[f] for f in fields))))
     out.sort(key=lambda r: (-r.totals.requests, r.name))
     top = max((r.totals.requests for r in out), default=0)
     for r in out:

@@ -28,9 +28,13 @@ from proxy.serving.spend import settled_spend
 USAGE_FIELDS = ("request_id", "created_at", "user", "key_prefix", "ingress", "model", "upstream_model", "provider",
                 "credential", "stream", "status_code", "error_type", "prompt_tokens", "completion_tokens",
                 "cached_tokens", "reasoning_tokens", "cost_usd", "latency_ms", "ttfb_ms", "attempts", "overrides")  # fmt: skip
-GROUPS = ("day", "user", "key", "model", "provider")
-METRICS = ("requests", "errors", "prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens", "cost_usd")
-_RAW_DIM = {"day": "day", "user": "user_id", "key": "key_id", "model": "model", "provider": "provider"}
+#: ``credential`` groups by provider and credential name (credential names repeat across providers).
+GROUPS = ("day", "user", "key", "model", "provider", "credential")
+#: ``cached_tokens``: prompt-cache reads; ``cache_write_tokens``: prompt-cache writes.
+METRICS = ("requests", "errors", "prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens",
+           "reasoning_tokens", "cost_usd")  # fmt: skip
+_RAW_DIM = {"day": "day", "user": "user_id", "key": "key_id", "model": "model", "provider": "provider",
+            "credential": "credential"}  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -73,9 +77,12 @@ def records(f: UsageFilter) -> QuerySet[UsageRecord]:
 
 def summary(f: UsageFilter, group_by: Sequence[str], *, today: date | None = None) -> list[dict[str, Any]]:
     """Totals grouped by any of ``GROUPS``, merged from rollups and raw rows."""
+    if "credential" in group_by and "provider" not in group_by:
+        group_by = [*group_by, "provider"]
     dims = [g for g in GROUPS if g in group_by]
     today = today or timezone.now().astimezone(UTC).date()
-    rolled = _rolled_days(f, today) if f.status_code is None else []
+    # Rollups carry no credential: per-credential totals come from the raw rows (retention).
+    rolled = _rolled_days(f, today) if f.status_code is None and "credential" not in dims else []
     totals: dict[tuple[Any, ...], dict[str, Any]] = {}
     for row in [*_raw_rows(f, dims, rolled), *_rollup_rows(f, dims, rolled)]:
         key = tuple(row[d] for d in dims)
@@ -118,6 +125,7 @@ def _raw_rows(f: UsageFilter, dims: list[str], rolled: list[date]) -> Iterator[d
         prompt_tokens=Sum("prompt_tokens"),
         completion_tokens=Sum("completion_tokens"),
         cached_tokens=Sum("cached_tokens"),
+        cache_write_tokens=Sum("cache_write_tokens"),
         reasoning_tokens=Sum("reasoning_tokens"),
         cost_usd=Sum("cost_usd"),
     )
@@ -184,6 +192,7 @@ def record_row(rec: UsageRecord, *, staff: bool = False) -> dict[str, Any]:
         "prompt_tokens": rec.prompt_tokens,
         "completion_tokens": rec.completion_tokens,
         "cached_tokens": rec.cached_tokens,
+        "cache_write_tokens": rec.cache_write_tokens,
         "reasoning_tokens": rec.reasoning_tokens,
         "cost_usd": None if rec.cost_usd is None else float(rec.cost_usd),
         "latency_ms": rec.latency_ms,

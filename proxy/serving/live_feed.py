@@ -61,6 +61,7 @@ def payload(event: UsageEvent) -> dict[str, Any]:
         "prompt_tokens": u.input_tokens,
         "completion_tokens": u.output_tokens,
         "cached_tokens": u.cached_tokens,
+        "cache_write_tokens": u.cache_write_tokens,
         "cost_usd": event.cost_usd,
         "latency_ms": event.latency_ms,
         "ttfb_ms": event.ttfb_ms,

@@ -96,6 +96,29 @@ def test_it_summarises_usage_by_day_and_model(admin_client: Client, people: dict
     assert {r["key_prefix"] for r in by_key} == {people["alice_key"].prefix, people["bob_key"].prefix}
 
 
+def test_it_reports_cache_reads_and_writes_per_key_and_per_credential(
+    admin_client: Client, people: dict[str, Any]
+) -> None:
+    now = timezone.now()
+    record(people["alice_key"], now, credential="key-1", cached_tokens=900, cache_write_tokens=0)
+    record(people["alice_key"], now, credential="key-1", cached_tokens=0, cache_write_tokens=1000)
+    record(people["bob_key"], now, credential="key-2", cached_tokens=50, cache_write_tokens=7)
+    record(people["bob_key"], now, provider="other", credential="key-2", cached_tokens=1, cache_write_tokens=2)
+    by_key = send(admin_client, "get", "/usage/summary?group_by=key").json()
+    assert {r["key_prefix"]: (r["cached_tokens"], r["cache_write_tokens"]) for r in by_key} == {
+        people["alice_key"].prefix: (900, 1000),
+        people["bob_key"].prefix: (51, 9),
+    }
+    by_cred = send(admin_client, "get", "/usage/summary?group_by=credential").json()
+    assert [(r["provider"], r["credential"], r["cached_tokens"], r["cache_write_tokens"]) for r in by_cred] == [
+        ("other", "key-2", 1, 2),
+        ("up", "key-1", 900, 1000),
+        ("up", "key-2", 50, 7),
+    ]
+    items = send(admin_client, "get", "/usage").json()["items"]
+    assert sorted((i["cached_tokens"], i["cache_write_tokens"]) for i in items)[-1] == (900, 0)
+
+
 def test_it_reads_rolled_up_past_days_from_the_rollups(admin_client: Client, people: dict[str, Any]) -> None:
     alice: User = people["alice"]
     key: ApiKey = people["alice_key"]

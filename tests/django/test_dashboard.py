@@ -95,6 +95,21 @@ def test_it_shows_the_last_24_hours_from_the_raw_rows(client: Client, seeded: da
     assert 'id="content-main"' in html and reverse("admin:proxy_usagerecord_changelist") in html  # the app list stays
 
 
+def test_it_shows_prompt_cache_reads_and_writes_per_credential(client: Client) -> None:
+    now = timezone.now()
+    usage(now, credential="key-1", prompt_tokens=1000, cached_tokens=0, cache_write_tokens=900)
+    usage(now, credential="key-1", prompt_tokens=1000, cached_tokens=900, cache_write_tokens=0)
+    usage(now, credential="key-2", prompt_tokens=1000, cached_tokens=0, cache_write_tokens=900)
+    html = client.get(INDEX).content.decode()
+    assert (metric(html, "cached_tokens"), metric(html, "cache_write_tokens")) == ("900", "1,800")
+    table = html[html.index('id="llp-by-credential"') :]
+    rows = dict(re.findall(r'<tr data-name="(up/key-\d)">(.*?)</tr>', table, re.S)[:2])
+    assert set(rows) == {"up/key-1", "up/key-2"}
+    cells = {name: re.findall(r'<td class="num">([^<]*)</td>', row) for name, row in rows.items()}
+    assert cells["up/key-1"][:6] == ["2", "0", "2,000", "0", "900", "900"]
+    assert cells["up/key-2"][4:6] == ["0", "900"]
+
+
 def test_it_merges_rollups_of_past_days_with_todays_rows(client: Client, seeded: datetime) -> None:
     html = client.get(INDEX, {"window": "7d"}).content.decode()
     assert (metric(html, "requests"), metric(html, "errors")) == ("13", "2")

@@ -22,7 +22,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def event(rid: str, **kw: Any) -> UsageEvent:
     fields: dict[str, Any] = {"request_id": rid, "created_at": 1_700_000_000.25, "ingress": "anthropic",
                               "model": "claude-x", "provider": "up", "credential": "key-1", "status_code": 200,
-                              "usage": Usage(input_tokens=12, output_tokens=3, cached_tokens=2), "cost_usd": 0.000123,
+                              "usage": Usage(input_tokens=12, output_tokens=3, cached_tokens=2, cache_write_tokens=5),
+                              "cost_usd": 0.000123,
                               "latency_ms": 40, "ttfb_ms": 9, "attempts": 1, "stream": True}  # fmt: skip
     fields.update(kw)
     return UsageEvent(**fields)
@@ -43,7 +44,7 @@ def test_it_writes_every_field_of_a_record(tmp_path: Path) -> None:
     row = UsageRecord.objects.get(request_id="r1")
     assert (row.ingress, row.provider, row.credential, row.status_code, row.stream) == ("anthropic", "up", "key-1",
                                                                                        200, True)  # fmt: skip
-    assert (row.prompt_tokens, row.completion_tokens, row.cached_tokens) == (12, 3, 2)
+    assert (row.prompt_tokens, row.completion_tokens, row.cached_tokens, row.cache_write_tokens) == (12, 3, 2, 5)
     assert row.cost_usd == Decimal("0.00012300")
     assert (row.latency_ms, row.ttfb_ms, row.attempts) == (40, 9, 1)
     assert row.created_at.timestamp() == 1_700_000_000.25
