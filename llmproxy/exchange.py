@@ -94,6 +94,8 @@ class Exchange:
     overrides: Overrides = NONE
     #: A Responses API call to be kept when it completes (``llmproxy.conversations.Turn``).
     turn: Any = None
+    #: The upstream dialect of the attempt in progress.
+    dialect: str = ""
 
     @classmethod
     def open(cls, call: Call, runtime: Runtime, codec: ModuleType, endpoint: str = "chat") -> Exchange:
@@ -154,6 +156,7 @@ class Exchange:
         """Speak the dialect the executor uses for this model with this credential (fresh tokens may change it)."""
         assert self.executor is not None and self.candidate is not None
         dialect = self.executor.dialect_for(self.candidate.route.upstream_model, credential)
+        self.dialect = dialect
         self.passthrough = dialect == self.call.ingress
         self.upstream_codec = self.codec if self.passthrough else formats.get(dialect)
 

@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
-from . import formats, logfmt, overrides, upstream
+from . import formats, issuers, logfmt, overrides, upstream
 from ._json import dumps, loads, loads_body
 from .affinity import Session, session_of
 from .auth import TokenKeeper, write_back
@@ -380,6 +380,7 @@ class Gateway:
                     raise
                 continue
             await self.router.succeed(plan, cand)
+            await issuers.record(self.router.store, plan.session, ex.dialect, cand.credential_key)
             return result
         if last is not None and stopped:
             raise last  # out of attempts or time with candidates left: the upstream's own answer
@@ -405,6 +406,9 @@ class Gateway:
             out_body = ex.upstream_codec.encode_request(
                 dataclasses.replace(req, model=cand.route.upstream_model, extra={})
             )
+        if ex.plan is not None and await issuers.foreign(self.router.store, ex.plan.session, ex.dialect,
+                                                        cand.credential_key):  # fmt: skip
+            out_body = issuers.strip(out_body, ex.dialect)  # another account's signatures: docs/routing.md
         reply = await self._send(ex, cred, out_body)
         if not req.stream:
             return await self._complete(ex, reply)
