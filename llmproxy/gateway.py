@@ -403,8 +403,10 @@ class Gateway:
             if formats.traits(ex.upstream_codec).inline_images:
                 await inline_images(req, settings=ex.runtime.images)  # fetched (guarded) and inlined once
             # ``extra`` holds the ingress dialect's own fields: meaningless to another dialect.
+            carry = ex.dialect == "openai_chat" and executor.carries_cache_control(cand.route.upstream_model)
             out_body = ex.upstream_codec.encode_request(
-                dataclasses.replace(req, model=cand.route.upstream_model, extra={})
+                dataclasses.replace(req, model=cand.route.upstream_model, extra={}),
+                **({"cache_control": True} if carry else {}),
             )
         if ex.plan is not None and await issuers.foreign(self.router.store, ex.plan.session, ex.dialect,
                                                         cand.credential_key):  # fmt: skip

@@ -15,7 +15,9 @@ need N codecs rather than N x N translators. Invariants:
 * ``Usage.input_tokens`` includes cached tokens; ``Usage.output_tokens`` includes
   reasoning tokens (OpenAI's convention).
 * ``provider_metadata`` carries opaque data that must be sent back untouched (Gemini
-  thought signatures, Anthropic ``cache_control``), keyed by dialect name.
+  thought signatures, Anthropic ``cache_control``), keyed by dialect name. Text, images,
+  tool calls, tool results, thinking and tools have one; an encoder sends what its dialect
+  can carry and drops the rest (docs/providers.md says which).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class ImagePart:
     data: str | None = None
     media_type: str | None = None
     detail: str | None = None
+    provider_metadata: Metadata | None = None
 
 
 @dataclass(slots=True)
@@ -59,6 +62,7 @@ class ToolResultPart:
     content: list[TextPart | ImagePart] = field(default_factory=list)
     is_error: bool = False
     name: str | None = None
+    provider_metadata: Metadata | None = None
 
 
 @dataclass(slots=True)
@@ -91,6 +95,7 @@ class Tool:
     description: str | None = None
     parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
     strict: bool | None = None
+    provider_metadata: Metadata | None = None
 
 
 @dataclass(slots=True)

@@ -192,7 +192,8 @@ def image_block(p: ImagePart) -> dict[str, Any] | None:
         source = {"type": "url", "url": img.url}
     else:
         return None
-    return {"type": "image", "source": source}
+    block = {"type": "image", "source": source}
+    return block | {k: v for k, v in anthropic_meta(p.provider_metadata).items() if k not in block}
 
 
 def reply_part(b: dict[str, Any]) -> Part | None:
@@ -276,7 +277,7 @@ def encode_tool(t: Tool) -> dict[str, Any]:
     out["input_schema"] = schema
     if t.strict:
         out["strict"] = True
-    return out
+    return out | {k: v for k, v in anthropic_meta(t.provider_metadata).items() if k not in out}
 
 
 def strip_gateway_thinking(body: dict[str, Any]) -> dict[str, Any]:

@@ -279,10 +279,12 @@ def _decode_image(block: dict[str, Any], where: str) -> TextPart | ImagePart:
     src = block.get("source")
     if not isinstance(src, dict):
         raise InvalidRequest(f"{where}.source: Field required", param=f"{where}.source")
+    meta = _meta(block, ("type", "source"))  # cache_control
     if src.get("type") == "base64":
-        return ImagePart(data=_string(src, "data", f"{where}.source"), media_type=src.get("media_type") or None)
+        data = _string(src, "data", f"{where}.source")
+        return ImagePart(data=data, media_type=src.get("media_type") or None, provider_metadata=meta)
     if src.get("type") == "url":
-        return ImagePart(url=_string(src, "url", f"{where}.source"))
+        return ImagePart(url=_string(src, "url", f"{where}.source"), provider_metadata=meta)
     return _opaque(block)  # a Files API id has no canonical form
 
 
@@ -301,7 +303,8 @@ def _decode_tool_result(block: dict[str, Any], where: str) -> ToolResultPart:
                          else _opaque(b))  # fmt: skip
     elif content is not None:
         raise InvalidRequest(f"{where}.content: Input should be a string or a list of blocks", param=f"{where}.content")
-    return ToolResultPart(call_id, parts, is_error=bool(block.get("is_error")))
+    meta = _meta(block, ("type", "tool_use_id", "content", "is_error"))  # cache_control
+    return ToolResultPart(call_id, parts, is_error=bool(block.get("is_error")), provider_metadata=meta)
 
 
 def _decode_tools(raw: Any) -> list[Tool]:
@@ -317,7 +320,8 @@ def _decode_tools(raw: Any) -> list[Tool]:
         schema = tool.get("input_schema")
         if not isinstance(schema, dict):
             raise InvalidRequest(f"{where}.input_schema: Field required", param=f"{where}.input_schema")
-        out.append(Tool(_string(tool, "name", where), tool.get("description"), schema, tool.get("strict")))
+        meta = _meta(tool, ("type", "name", "description", "input_schema", "strict"))  # cache_control, defer_loading...
+        out.append(Tool(_string(tool, "name", where), tool.get("description"), schema, tool.get("strict"), meta))
     return out
 
 
@@ -493,7 +497,7 @@ def _tool_result_block(p: ToolResultPart, ids: _ToolIds) -> dict[str, Any]:
         block["content"] = content
     if p.is_error:
         block["is_error"] = True
-    return block
+    return block | {k: v for k, v in anthropic_meta(p.provider_metadata).items() if k not in block}
 
 
 def _encode_tool_choice(req: Request) -> dict[str, Any] | None:

@@ -7,6 +7,7 @@ vLLM, llama.cpp). Reasoning text has no official field: ``reasoning_content`` an
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -241,8 +242,10 @@ def _decode_response_format(rf: Any) -> ResponseFormat | None:
     return ResponseFormat(rf["type"])
 
 
-def encode_request(req: Request) -> dict[str, Any]:
-    body: dict[str, Any] = {"model": req.model, "messages": _encode_messages(req.messages)}
+def encode_request(req: Request, *, cache_control: bool = False) -> dict[str, Any]:
+    """``cache_control``: the upstream takes Anthropic's ``cache_control`` on content parts
+    (OpenRouter and Copilot for Claude models); without it the breakpoints are dropped."""
+    body: dict[str, Any] = {"model": req.model, "messages": _encode_messages(req.messages, cache_control)}
     if req.tools:
         body["tools"] = [_encode_tool(t) for t in req.tools]
     if req.tool_choice is not None:
@@ -277,13 +280,14 @@ def encode_request(req: Request) -> dict[str, Any]:
     return body
 
 
-def _encode_messages(messages: list[Message]) -> list[dict[str, Any]]:
+def _encode_messages(messages: list[Message], cache_control: bool = False) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for m in messages:
         if m.role == "tool":
             for p in m.parts:
                 if isinstance(p, ToolResultPart):
-                    out.append({"role": "tool", "tool_call_id": short_id(p.tool_call_id), "content": _encode_result(p)})
+                    content = _encode_result(p, cache_control)
+                    out.append({"role": "tool", "tool_call_id": short_id(p.tool_call_id), "content": content})
             continue
         if m.role == "assistant":
             msg: dict[str, Any] = {"role": "assistant"}
@@ -304,7 +308,7 @@ def _encode_messages(messages: list[Message]) -> list[dict[str, Any]]:
                 ]
             out.append(msg)
             continue
-        content = _encode_content(m.parts)
+        content = _encode_content(m.parts, cache_control)
         msg = {"role": m.role, "content": content}
         if m.name:
             msg["name"] = m.name
@@ -312,25 +316,40 @@ def _encode_messages(messages: list[Message]) -> list[dict[str, Any]]:
     return out
 
 
-def _encode_content(parts: list[Part]) -> str | list[dict[str, Any]]:
-    if all(isinstance(p, TextPart) for p in parts):
+def _cache_control(meta: dict[str, Any] | None) -> dict[str, Any]:
+    """Anthropic's ``cache_control`` of a part, as an OpenAI Chat content part carries it."""
+    cc = ((meta or {}).get("anthropic") or {}).get("cache_control")
+    return {"cache_control": cc} if isinstance(cc, dict) else {}
+
+
+def _encode_content(parts: list[Part], cache_control: bool = False) -> str | list[dict[str, Any]]:
+    marked = cache_control and any(_cache_control(p.provider_metadata) for p in parts)
+    if all(isinstance(p, TextPart) for p in parts) and not marked:
         return "".join(p.text for p in parts if isinstance(p, TextPart))
     out: list[dict[str, Any]] = []
     for p in parts:
+        cc = _cache_control(p.provider_metadata) if cache_control else {}
         if isinstance(p, TextPart):
-            out.append({"type": "text", "text": p.text})
+            if p.text or cc:
+                out.append({"type": "text", "text": p.text, **cc})
         elif isinstance(p, ImagePart):
             iu: dict[str, Any] = {"url": image_to_url(p)}
             if p.detail:
                 iu["detail"] = p.detail
-            out.append({"type": "image_url", "image_url": iu})
+            out.append({"type": "image_url", "image_url": iu, **cc})
     return out
 
 
-def _encode_result(p: ToolResultPart) -> str | list[dict[str, Any]]:
-    if all(isinstance(c, TextPart) for c in p.content):
-        return "".join(c.text for c in p.content if isinstance(c, TextPart))
-    return _encode_content(list(p.content))
+def _encode_result(p: ToolResultPart, cache_control: bool = False) -> str | list[dict[str, Any]]:
+    """A tool result's content; its own ``cache_control`` goes on its last part."""
+    content: list[Part] = list(p.content)
+    cc = _cache_control(p.provider_metadata) if cache_control else {}
+    if cc:
+        last = content[-1] if content else TextPart("")
+        content = [*content[:-1], dataclasses.replace(last, provider_metadata={"anthropic": cc})]
+    if all(isinstance(c, TextPart) for c in content) and not (cache_control and cc):
+        return "".join(c.text for c in content if isinstance(c, TextPart))
+    return _encode_content(content, cache_control)
 
 
 def _encode_tool(t: Tool) -> dict[str, Any]:

@@ -124,6 +124,11 @@ class Executor:
         """The dialect of one call: ``dialect``, unless a model speaks another (Copilot's Responses-only ones)."""
         return self.dialect
 
+    def carries_cache_control(self, model: str) -> bool:
+        """Whether this upstream takes Anthropic's ``cache_control`` on OpenAI Chat content parts
+        for ``model`` (OpenRouter and Copilot do for Claude models); elsewhere it is dropped."""
+        return False
+
     def unwrap_body(self, raw: bytes) -> bytes:
         """A reply body in the executor's dialect (an upstream that wraps replies unwraps them here)."""
         return raw

@@ -37,6 +37,10 @@ class CopilotExecutor(Executor):
         listed = credential.extra.get("responses_models") or self.provider.options.get("responses_models") or ()
         return model in listed
 
+    def carries_cache_control(self, model: str) -> bool:
+        """Copilot's Chat API takes ``cache_control`` content parts for its Claude models."""
+        return "claude" in model.lower()
+
     def dialect_for(self, model: str, credential: Credential) -> str:
         """The wire dialect for this model: Responses for the models that only speak it."""
         return "openai_responses" if self.uses_responses(model, credential) else self.dialect

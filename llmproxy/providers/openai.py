@@ -39,6 +39,11 @@ class OpenAIExecutor(Executor):
         if self.provider.options.get("wire") == "responses":
             self.dialect = "openai_responses"
 
+    def carries_cache_control(self, model: str) -> bool:
+        """OpenRouter passes ``cache_control`` on to Anthropic (and Gemini) models."""
+        name = model.lower()
+        return self.provider.type == "openrouter" and name.startswith(("anthropic/", "google/gemini", "claude"))
+
     @property
     def base_url(self) -> str:
         preset = PRESETS.get(self.provider.type, {})

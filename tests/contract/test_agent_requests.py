@@ -10,6 +10,7 @@ each mid-conversation system text where the upstream's dialect keeps system text
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -77,3 +78,61 @@ def test_it_takes_mid_conversation_system_messages_to_every_upstream(pair: Pair)
         assert sent.system is not None
         assert sent.system.index("You are Claude Code.") < sent.system.index(MID)
     assert [h[0] for h in sent.history] == ["call", "result"]
+
+
+#: OpenAI Chat routes for a Claude model: two that take ``cache_control`` on content parts,
+#: and a self-hosted server that does not (the breakpoints are dropped there).
+CACHE_ROUTES = {
+    "openrouter": ("openrouter", "/v1", "anthropic/claude-sonnet-4.5"),
+    "copilot": ("copilot", "", "claude-sonnet-4.5"),
+    "plain": ("openai-compatible", "/v1", "claude-sonnet-4.5"),
+}
+
+
+@pytest.fixture(scope="module")
+def cache_routes(matrix_key: str, live_server_session: Any, django_db_blocker: Any, upstream: Any) -> Iterator[str]:
+    from proxy.models import Provider
+    from tests import factories
+    from tests.fakes.matrix_accounts import CopilotUpstream
+
+    with django_db_blocker.unblock():
+        for name, (kind, suffix, model) in CACHE_ROUTES.items():
+            p = factories.provider(f"cc-{name}", upstream.url + suffix, type=kind,
+                                   models=[{"name": f"m-cc-{name}", "upstream": model}])  # fmt: skip
+            if kind == "copilot":
+                Provider.objects.filter(pk=p.pk).update(auth_type=CopilotUpstream.auth_type)
+                for cred in p.credentials.all():
+                    cred.api_key = ""
+                    for k, v in CopilotUpstream.credential.items():
+                        setattr(cred, k, v)
+                    cred.save()
+        live_server_session.reload()
+        yield matrix_key
+        Provider.objects.filter(name__startswith="cc-").delete()
+        live_server_session.reload()
+
+
+@pytest.mark.parametrize("pair", ["anthropic->chat"], indirect=True)
+@pytest.mark.parametrize("route", list(CACHE_ROUTES))
+def test_cache_control_reaches_the_chat_routes_that_carry_it(pair: Pair, cache_routes: str, route: str) -> None:
+    pair.script(pair.upstream.reply(Turn(["Done."]), False))
+    sdk = pair.client.sdk  # type: ignore[attr-defined]
+    got = sdk.messages.create(
+        model=f"m-cc-{route}", max_tokens=256, messages=claude_code_messages(),
+        system=[{"type": "text", "text": "You are Claude Code.", "cache_control": CACHE}],
+        tools=[{"name": "Bash", "input_schema": {"type": "object", "properties": {"command": {"type": "string"}}},
+                "cache_control": CACHE}],
+        extra_headers={**pair.client.headers, "anthropic-beta": BETAS},
+    )  # fmt: skip
+    assert got.content[0].text == "Done."
+    body = pair.fake.requests[0].body
+    marked = [(m["role"], part["type"]) for m in body["messages"] if isinstance(m["content"], list)
+              for part in m["content"] if part.get("cache_control") == CACHE]  # fmt: skip
+    if route == "plain":
+        assert marked == [] and "cache_control" not in json.dumps(body)  # dropped: docs/providers.md
+        return
+    # The system prompt, the image and the tool result keep their breakpoints, on their own parts.
+    assert marked == [("system", "text"), ("user", "image_url"), ("tool", "text")], body["messages"]
+    tool = next(m for m in body["messages"] if m["role"] == "tool")
+    assert tool["content"] == [{"type": "text", "text": "a.txt", "cache_control": CACHE}]
+    assert "cache_control" not in json.dumps(body["tools"])  # OpenAI Chat tools have no place for it
