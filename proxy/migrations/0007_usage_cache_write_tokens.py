@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('proxy', '0005_usagerecord_overrides'),
+        ('proxy', '0006_login_session'),
     ]
 
     operations = [
