@@ -1,8 +1,8 @@
 """Provider accounts across two real ``serve`` processes on one database.
 
-* A refreshed token (by the beat job, or by one serving process after an upstream 401)
-  is what every serving process sends within 1 s (INTERFACE.md section 8), with one
-  refresh in all.
+* A refreshed token (by the beat job, or by one serving process after the upstream
+  refused it) is what every serving process sends within 1 s (INTERFACE.md section 8),
+  with one refresh in all: a Claude OAuth account and a Kiro Builder ID account.
 * An admin login started through one process is watched and finished through the other:
   its state lives in the database, not in the process that runs it.
 """
@@ -13,6 +13,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl, urlsplit
 
@@ -23,6 +24,8 @@ from django.test import Client
 from proxy.jobs import token_refresh
 from proxy.models import ConfigVersion, Credential, LoginSession, ModelRoute, Provider
 from tests import factories
+from tests.fakes import codewhisperer as cw
+from tests.fakes._gate import AccountServer, Tokens
 from tests.fakes.claude_oauth import FakeClaude
 from tests.fakes.kiro_auth import FakeKiroAuth
 
@@ -47,70 +50,111 @@ def kiro() -> Iterator[FakeKiroAuth]:
     fake.stop()
 
 
-@pytest.fixture
-def account(servers: list[Serve], claude: FakeClaude) -> tuple[Credential, str]:
-    """A Claude account credential both servers serve, and an API key for them."""
+@pytest.fixture(scope="module")
+def codewhisperer(kiro: FakeKiroAuth) -> Iterator[cw.FakeCodeWhisperer]:
+    fake = cw.FakeCodeWhisperer(kiro.access)
+    fake.start()
+    yield fake
+    fake.stop()
+
+
+@dataclass
+class Upstream:
+    """An account's API (``api``, answering ``path``) and the service that refreshes its tokens."""
+
+    api: AccountServer
+    path: str
+    auth: AccountServer
+    refresh_path: str
+    access: Tokens
+
+    def refreshes(self) -> int:
+        return len(self.auth.to(self.refresh_path))
+
+
+@dataclass
+class Account:
+    cred: Credential
+    key: str
+    up: Upstream
+
+
+@pytest.fixture(params=["claude", "kiro"])
+def account(request: pytest.FixtureRequest, servers: list[Serve], claude: FakeClaude, kiro: FakeKiroAuth,
+            codewhisperer: cw.FakeCodeWhisperer) -> Account:  # fmt: skip
+    """An account credential (Claude OAuth, or Kiro Builder ID) both servers serve, and an API key for them."""
     ConfigVersion.objects.update_or_create(pk=1, defaults={"version": int(time.time() * 10)})
-    p = Provider.objects.create(name="claude-max", type="claude", auth_type="oauth", base_url=claude.url,
-                                options={"oauth_url": claude.url})  # fmt: skip
-    access, refresh = claude.grant()
     # a name of its own: the shared token store outlives the test database's rows
-    cred = Credential.objects.create(provider=p, name=f"me-{uuid.uuid4().hex[:8]}", access_token=access,
-                                     refresh_token=refresh,
-                                     expires_at=datetime.now(UTC) + timedelta(hours=8))  # fmt: skip
-    ModelRoute.objects.create(provider=p, name="claude-test", upstream="claude-sonnet-4")
+    name = f"me-{uuid.uuid4().hex[:8]}"
+    expires = datetime.now(UTC) + timedelta(hours=8)
+    if request.param == "claude":
+        up = Upstream(claude, "/v1/messages", claude, "/v1/oauth/token", claude.access)
+        p = Provider.objects.create(name="claude-max", type="claude", auth_type="oauth", base_url=claude.url,
+                                    options={"oauth_url": claude.url})  # fmt: skip
+        access, refresh = claude.grant()
+        extra: dict[str, str] = {}
+    else:
+        up = Upstream(codewhisperer, cw.PATH, kiro, "/token", kiro.access)
+        p = Provider.objects.create(name="kiro", type="kiro", auth_type="device_flow", base_url=codewhisperer.url,
+                                    options={"oidc_url": kiro.url, "auth_url": kiro.url})  # fmt: skip
+        client_id, secret = kiro.register()
+        access, refresh = kiro.grant(client_id)
+        extra = {"auth_method": "builder-id", "client_id": client_id, "client_secret": secret}
+    cred = Credential.objects.create(provider=p, name=name, access_token=access, refresh_token=refresh,
+                                     expires_at=expires, extra=extra)  # fmt: skip
+    ModelRoute.objects.create(provider=p, name="claude-test", upstream="claude-sonnet-4-5")
     _, raw = factories.api_key(factories.user())
     for s in servers:
-        until(lambda s=s: first_token(s, raw, claude)[0] == 200, 10, what="the servers serve the account")
-    return cred, raw
+        until(lambda s=s: first_token(s, raw, up)[0] == 200, 10, what="the servers serve the account")
+    return Account(cred, raw, up)
 
 
-def first_token(server: Serve, key: str, fake: FakeClaude) -> tuple[int, str]:
+def first_token(server: Serve, key: str, up: Upstream) -> tuple[int, str]:
     """One request through ``server``: its status and the token of its first upstream call."""
-    seen = len(fake.requests)
+    seen = len(up.api.requests)
     r = httpx.post(server.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {key}"}, timeout=10,
                    json={"model": "claude-test", "messages": [{"role": "user", "content": "hi"}]})  # fmt: skip
-    calls = [c for c in fake.requests[seen:] if c.path == "/v1/messages"]
+    calls = [c for c in up.api.requests[seen:] if c.path == up.path]
     return r.status_code, calls[0].headers.get("authorization", "")[7:] if calls else ""
 
 
-def serves_within(servers: list[Serve], key: str, fake: FakeClaude, token: str, since: float) -> None:
+def serves_within(servers: list[Serve], account: Account, token: str, since: float) -> None:
     for s in servers:
-        until(lambda s=s: first_token(s, key, fake) == (200, token), PROPAGATION, every=0.01,
+        until(lambda s=s: first_token(s, account.key, account.up) == (200, token), PROPAGATION, every=0.01,
               what=f"server {s.port} sends the refreshed token")  # fmt: skip
     took = time.monotonic() - since
     assert took <= PROPAGATION, f"the refreshed token took {took:.2f} s to reach every process"
 
 
 def test_a_token_the_beat_job_refreshed_is_served_by_every_process_within_a_second(
-    servers: list[Serve], account: tuple[Credential, str], claude: FakeClaude
+    servers: list[Serve], account: Account
 ) -> None:
-    cred, key = account
+    cred, up = account.cred, account.up
     old = cred.access_token
-    refreshes = len(claude.to("/v1/oauth/token"))
+    refreshes = up.refreshes()
     assert token_refresh.refresh_credential(cred.pk, force=True) == "refreshed"
     saved = time.monotonic()
     cred.refresh_from_db()
     assert cred.access_token != old
-    claude.access.revoke(old)  # from now on only the new token works upstream
-    serves_within(servers, key, claude, cred.access_token, saved)
-    assert len(claude.to("/v1/oauth/token")) == refreshes + 1
+    up.access.revoke(old)  # from now on only the new token works upstream
+    serves_within(servers, account, cred.access_token, saved)
+    assert up.refreshes() == refreshes + 1
 
 
-def test_a_token_one_process_refreshed_after_a_401_is_served_by_the_other_within_a_second(
-    servers: list[Serve], account: tuple[Credential, str], claude: FakeClaude
+def test_a_token_one_process_refreshed_after_a_refusal_is_served_by_the_other_within_a_second(
+    servers: list[Serve], account: Account
 ) -> None:
-    cred, key = account
-    refreshes = len(claude.to("/v1/oauth/token"))
-    claude.access.revoke(cred.access_token)  # the upstream stops taking it before it expires
-    status, sent = first_token(servers[0], key, claude)
+    cred, up = account.cred, account.up
+    refreshes = up.refreshes()
+    up.access.revoke(cred.access_token)  # the upstream stops taking it (claude: 401, kiro: 403) before it expires
+    status, sent = first_token(servers[0], account.key, up)
     answered = time.monotonic()
     assert (status, sent) == (200, cred.access_token)  # refused once, refreshed, retried: the client saw 200
-    assert len(claude.to("/v1/oauth/token")) == refreshes + 1
+    assert up.refreshes() == refreshes + 1
     cred.refresh_from_db()
-    assert claude.access.valid(cred.access_token)  # saved to the database by the serving process
-    serves_within(servers[1:], key, claude, cred.access_token, answered)
-    assert len(claude.to("/v1/oauth/token")) == refreshes + 1  # the other process did not refresh again
+    assert up.access.valid(cred.access_token)  # saved to the database by the serving process
+    serves_within(servers[1:], account, cred.access_token, answered)
+    assert up.refreshes() == refreshes + 1  # the other process did not refresh again
 
 
 # -- admin logins ----------------------------------------------------------------------
