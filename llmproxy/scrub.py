@@ -135,3 +135,20 @@ class SecretFilter(logging.Filter):
         if record.stack_info:
             record.stack_info = scrubber.scrub(record.stack_info)
         return True
+
+
+def guard_handlers() -> int:
+    """Give every handler of every logger (root included) a ``SecretFilter`` it lacks.
+
+    For handlers the site's ``LOGGING`` did not create: a server's, a worker's, a library's.
+    Returns how many were added.
+    """
+    loggers: list[logging.Logger] = [logging.getLogger()]
+    loggers += [lg for lg in list(logging.Logger.manager.loggerDict.values()) if isinstance(lg, logging.Logger)]
+    added = 0
+    for lg in loggers:
+        for handler in list(lg.handlers):
+            if not any(isinstance(f, SecretFilter) for f in handler.filters):
+                handler.addFilter(SecretFilter())
+                added += 1
+    return added

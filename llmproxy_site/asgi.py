@@ -21,7 +21,12 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 
 from proxy.reports.live import websocket_application  # noqa: E402
 from proxy.serving import routes  # noqa: E402
-from proxy.serving.process_engine import get_engine  # noqa: E402
+from proxy.serving.process_engine import get_engine, on_reload  # noqa: E402
+
+from .logsetup import reapply  # noqa: E402
+
+# Edits of logging: and management.allow_remote in the watched file apply on reload.
+on_reload(reapply)
 
 # The admin's and portal's CSS/JS, straight from the apps' static folders: no web server
 # in front is needed, in the embedded profile or in the containers.

@@ -44,6 +44,15 @@ log = logging.getLogger("llmproxy.engine")
 #: ``logging.request_log``: one line per LLM request (the site's LOGGING turns it on or off).
 requests_log = logging.getLogger("llmproxy.requests")
 _T = TypeVar("_T")
+#: Called (on the engine's database thread) after each snapshot build: the site re-reads
+#: what the watched file says beyond the snapshot (logging, management access).
+_reload_hooks: list[Callable[[], object]] = []
+
+
+def on_reload(hook: Callable[[], object]) -> None:
+    """Run ``hook`` after every snapshot build of this process (once per distinct hook)."""
+    if hook not in _reload_hooks:
+        _reload_hooks.append(hook)
 
 
 def _guarded(fn: Callable[[], _T]) -> _T:
@@ -95,6 +104,7 @@ class Engine:
             self._started = asyncio.get_running_loop().create_future()
             try:
                 await self.reload(force=True)
+                scrub.guard_handlers()  # whatever handlers the server set up scrub too
                 start_watcher()  # returns at once; only one process holds the lease and applies
                 self._reloader = asyncio.get_running_loop().create_task(self._poll())
                 heap.settle()  # start-up's objects out of every later collection's way
@@ -113,6 +123,11 @@ class Engine:
                 return None
             runtime = build_runtime(version)
             runtime.scrubber  # noqa: B018 - built here, off the event loop
+            for hook in _reload_hooks:
+                try:
+                    hook()
+                except Exception:
+                    log.exception("a reload hook failed")
             return runtime
 
         runtime = await self.run_db(_check_and_build)

@@ -150,3 +150,25 @@ def test_it_bumps_the_version_when_only_the_routing_section_changes(
     eventually(lambda: ConfigImport.objects.count() == 2)
     eventually(lambda: ConfigVersion.objects.get(pk=1).version > version)
     assert ConfigImport.objects.order_by("-pk").first().changes["updated"] == []  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "section",
+    [
+        "logging: {level: warning}",
+        "management: {allow_remote: true}",
+        "clients: {max_key_failures: 3}",
+        "images: {max_bytes: 1000}",
+    ],
+)
+def test_it_bumps_the_version_when_a_site_section_changes(
+    service: tuple[Path, watch.WatchService], section: str
+) -> None:
+    """Every process then rebuilds its snapshot and re-applies logging and management access."""
+    path, svc = service
+    eventually(lambda: ConfigImport.objects.count() == 1)
+    assert svc.watcher is not None and svc.watcher.wait_ready(5)
+    version = ConfigVersion.objects.get(pk=1).version
+    path.write_text(V1 + section + "\n")
+    eventually(lambda: ConfigImport.objects.count() == 2)
+    eventually(lambda: ConfigVersion.objects.get(pk=1).version > version)

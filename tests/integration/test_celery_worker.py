@@ -76,3 +76,34 @@ def test_it_rolls_usage_up_on_a_real_worker() -> None:
     finally:
         worker.stop()
     assert "Traceback" not in worker.output()
+
+
+def test_a_real_workers_log_lines_are_scrubbed(upstream: Any) -> None:
+    """An upstream that quotes its key, as real ones do: the worker's log line names the failure, not the key."""
+    from proxy.models import HealthState, HealthStatus
+    from tests import factories
+    from tests.fakes import openai as up
+
+    secret = "sk-proj-" + uuid.uuid4().hex + uuid.uuid4().hex[:8]
+    upstream.reset()
+    upstream.default("*", up.error(401, f"Incorrect API key provided: {secret}. You can find your key at ..."))
+    factories.provider("echoing", upstream.url + "/v1", api_key=secret)
+    cache.delete_many([locks.LOCK_PREFIX + "health_checks"])
+    queue = f"llmproxy-test-{uuid.uuid4().hex[:12]}"
+    worker = Child([sys.executable, "-m", "celery", "-A", "llmproxy_site", "worker", "--pool", "solo", "-Q", queue,
+                    "--hostname", f"{queue}@%h", "--loglevel", "WARNING", "--without-mingle", "--without-gossip",
+                    "--without-heartbeat"], child_env()).start()  # fmt: skip
+    try:
+        app.send_task("proxy.tasks.health_checks", queue=queue)
+        until(lambda: HealthStatus.objects.filter(state=HealthState.UNHEALTHY).exists(), 45, every=0.2,
+              what="the health check on the worker")  # fmt: skip
+        until(lambda: "is now unhealthy" in worker.output(), 10, what="the worker's warning")
+        # Celery's own lines too: an unknown task's whole message (the key among its arguments) is logged.
+        app.send_task("proxy.tasks.no_such_task", args=[f"key={secret}"], queue=queue)
+        until(lambda: "no_such_task" in worker.output(), 20, what="celery's unregistered-task error")
+        out = worker.output()
+    finally:
+        worker.stop()
+        upstream.reset()
+    fragments = {secret[i : i + 8] for i in range(len(secret) - 7)}
+    assert not [f for f in fragments if f in out], out

@@ -93,6 +93,9 @@ class Command(BaseCommand):
                     # X-Forwarded-For is read only from clients.trusted_proxies (llmproxy.throttle),
                     # not from whatever uvicorn trusts by default (127.0.0.1).
                     proxy_headers=False,
+                    # No logging set-up of uvicorn's own: its loggers reach the site's handlers,
+                    # which scrub secrets and take logging.format.
+                    log_config=None,
                     timeout_graceful_shutdown=DRAIN_SECONDS,
                 )
         finally:
