@@ -99,7 +99,7 @@ class MemoryResponseStore(ResponseStore):
 
     Each change is one line (``put`` or ``del``) written with one ``os.write`` to the
     page cache, which costs microseconds; the file is rewritten without dead and expired
-    lines when it is opened and mostly dead. Several processes must not share one file:
+    lines when they are most of it (checked on opening and every 256 saves). Several processes must not share one file:
     give each its own, or use Redis so that they share the responses.
     """
 
@@ -111,6 +111,7 @@ class MemoryResponseStore(ResponseStore):
         self._lock = threading.Lock()
         self._fd: int | None = None
         self._saves = 0
+        self._lines = 0  # lines in the file: live records plus the dead (replaced, deleted, expired)
         if self.path is not None:
             self._open(self.path)
 
@@ -123,10 +124,22 @@ class MemoryResponseStore(ResponseStore):
                 for raw in f:
                     lines += 1
                     self._replay(raw)
+        self._lines = lines
         self._sweep()
-        if lines > 2 * len(self._records) + 64:
-            self._rewrite(path)
+        self._compact()
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+
+    def _compact(self) -> None:
+        """Rewrite the file without its dead lines when they are most of it."""
+        if self.path is None or self._lines <= 2 * len(self._records) + 1024:
+            return
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+        self._rewrite(self.path)
+        self._lines = len(self._records)
+        if fd is not None:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
 
     def _replay(self, raw: bytes) -> None:
         try:
@@ -149,6 +162,7 @@ class MemoryResponseStore(ResponseStore):
         if self._fd is not None:
             try:
                 os.write(self._fd, dumps(op) + b"\n")
+                self._lines += 1
             except OSError as exc:  # the response was served; only its keeping across a restart is lost
                 log.warning("could not write %s: %s", self.path, exc)
 
@@ -193,6 +207,7 @@ class MemoryResponseStore(ResponseStore):
             self._saves += 1
             if self._saves % 256 == 0:
                 self._sweep()
+                self._compact()
 
     async def get(self, owner: str, response_id: str) -> StoredResponse | None:
         with self._lock:

@@ -323,3 +323,18 @@ async def test_a_gateway_on_the_file_store_continues_a_conversation_after_a_rest
 
 def owner_of_a() -> str:
     return hashlib.sha256(KEYS["a"].encode()).hexdigest()[:32]
+
+
+async def test_the_file_store_drops_dead_lines_from_its_file(tmp_path: Path) -> None:
+    clock = Clock()
+    store = MemoryResponseStore(tmp_path / "r.jsonl", clock=clock)
+    for n in range(1536):  # each expires before the next is saved
+        await store.save(StoredResponse(f"resp_{n}", "o", {"id": f"resp_{n}", "output": []}, [], None,
+                                        clock(), clock() + 1))  # fmt: skip
+        clock.now += 2
+    await store.save(StoredResponse("resp_live", "o", {"id": "resp_live"}, [], None, clock(), clock() + 60))
+    store.close()
+    assert len((tmp_path / "r.jsonl").read_bytes().splitlines()) < 1024  # rewritten on the way
+    again = MemoryResponseStore(tmp_path / "r.jsonl", clock=clock)
+    assert (await again.get("o", "resp_live")) is not None and await again.get("o", "resp_1535") is None
+    again.close()
