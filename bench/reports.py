@@ -45,7 +45,9 @@ def main(argv: list[str] | None = None) -> None:
     timing = sub.add_parser("time", help="time each page over HTTP")
     timing.add_argument("--repeat", type=int, default=7)
     timing.add_argument("--port", type=int, default=21650)
-    sub.add_parser("explain", help="EXPLAIN ANALYZE of the pages' queries")
+    timing.add_argument("--only", default="", help="pages whose label contains this")
+    explaining = sub.add_parser("explain", help="EXPLAIN ANALYZE of the pages' queries")
+    explaining.add_argument("--only", default="", help="pages whose label contains this")
     args = parser.parse_args(argv)
     _django()
     from . import reports_data
@@ -61,11 +63,11 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "time":
         from . import reports_timing
 
-        reports_timing.run(args.repeat, args.port)
+        reports_timing.run(args.repeat, args.port, args.only)
     elif args.command == "explain":
         from . import reports_timing
 
-        reports_timing.explain()
+        reports_timing.explain(args.only)
 
 
 if __name__ == "__main__":

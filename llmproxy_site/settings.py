@@ -82,6 +82,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
     # A file, not :memory:, so the live server thread in tests shares the test database.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+elif DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    # For the report pages (docs/benchmarks.md): JIT compiles each report query for 15-130 ms
+    # and wins back less at these sizes, and 4 MB of work_mem (the default) makes a grouping
+    # of a day's rows sort on disk instead of hashing in memory. An ?options= in
+    # DATABASE_URL replaces this.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("options", "-c jit=off -c work_mem=32MB")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = os.environ.get("REDIS_URL") or None

@@ -119,7 +119,7 @@ class UsageRecord(models.Model):
 
     #: Unique: the ingester inserts with ON CONFLICT DO NOTHING, so a replayed batch adds nothing.
     request_id = models.CharField(max_length=64, unique=True)
-    created_at = models.DateTimeField(db_index=True)
+    created_at = models.DateTimeField()
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, db_constraint=False
     )
@@ -152,6 +152,8 @@ class UsageRecord(models.Model):
     class Meta:
         ordering = ["-created_at"]
         indexes = [
+            # The usage lists page by (created_at, id), newest first: see proxy.reports.keyset.
+            models.Index(fields=["created_at", "id"], name="usage_created_id"),
             models.Index(fields=["user", "created_at"]),
             models.Index(fields=["key", "created_at"]),
             models.Index(fields=["model", "created_at"]),
@@ -224,6 +226,62 @@ class UsageDaily(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day} {self.model} {self.requests}"
+
+
+class UsageRollupDay(models.Model):
+    """Which days the rollups cover, and up to when: rows of ``day`` before ``rolled_until`` are in them.
+
+    Today's rollup is rewritten by every run of the rollup job, up to a few minutes ago; the
+    reports read the rest of today from the raw rows (``proxy.reports.queries.raw_spans``).
+    """
+
+    day = models.DateField(unique=True)
+    rolled_until = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.day} until {self.rolled_until}"
+
+
+class UsageLatencyDaily(models.Model):
+    """Rollup of UsageRecord latencies: day x model x provider x metric x bucket, written with ``UsageDaily``.
+
+    A histogram of the successful requests' ``latency_ms`` (metric ``latency``) and
+    ``ttfb_ms`` (metric ``ttfb``) over the fixed buckets of ``proxy.reports.buckets``;
+    ``sum_ms`` gives exact averages, the buckets percentiles within one bucket's width.
+    """
+
+    day = models.DateField()
+    model = models.CharField(max_length=200)
+    provider = models.CharField(max_length=100)
+    metric = models.CharField(max_length=8)
+    bucket = models.PositiveSmallIntegerField()
+    count = models.PositiveIntegerField(default=0)
+    sum_ms = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["day", "model", "provider", "metric", "bucket"], name="uniq_usage_latency")
+        ]
+        verbose_name_plural = "usage latency daily"
+
+
+class UsageErrorDaily(models.Model):
+    """Rollup of failed UsageRecords: day x model x provider x status x error type."""
+
+    day = models.DateField()
+    model = models.CharField(max_length=200)
+    provider = models.CharField(max_length=100)
+    status_code = models.PositiveSmallIntegerField()
+    error_type = models.CharField(max_length=64)
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "model", "provider", "status_code", "error_type"], name="uniq_usage_error"
+            )
+        ]
+        verbose_name_plural = "usage errors daily"
 
 
 class ConfigImport(models.Model):

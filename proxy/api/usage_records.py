@@ -12,7 +12,7 @@ from django.http import HttpRequest, StreamingHttpResponse
 from ninja import Field, Query, Router, Schema
 
 from accounts.validation import ValidationFailed
-from proxy.reports import queries
+from proxy.reports import keyset, queries
 from proxy.reports.streaming import streamed
 
 from .auth import actor
@@ -32,7 +32,8 @@ class UsageQuery(Schema):
 
 class Page(Schema):
     limit: int = Field(100, ge=1, le=1000)
-    offset: int = Field(0, ge=0)
+    cursor: str | None = Field(None, description="The previous page's next_cursor: the rows after it.")
+    offset: int = Field(0, ge=0, description="Rows to skip (slow deep in a big table; prefer cursor).")
 
 
 class UsageOut(Schema):
@@ -70,6 +71,7 @@ class UsagePage(Schema):
     count: int
     limit: int
     offset: int
+    next_cursor: str | None = Field(None, description="Pass as cursor for the next page; null on the last.")
     items: list[UsageOut]
 
 
@@ -132,11 +134,29 @@ def _utc(value: datetime | None, field: str) -> datetime | None:
 
 @usage_router.get("", response=UsagePage)
 def list_usage(request: HttpRequest, q: Query[UsageQuery], page: Query[Page]) -> dict[str, Any]:
-    """Usage records, newest first, ``limit``/``offset`` paginated."""
-    qs = queries.records(_filter(request, q))
+    """Usage records, newest first, a page of ``limit`` after ``cursor`` (or ``offset``).
+
+    ``count`` is every matching record, summed from the daily rollups where they cover
+    whole days (so it can trail the raw rows by one rollup run) and counted from the raw
+    rows for the rest.
+    """
+    f = _filter(request, q)
+    qs = queries.records(f)
     staff = actor(request).is_staff
-    items = [queries.record_row(r, staff=staff) for r in qs[page.offset : page.offset + page.limit]]
-    return {"count": qs.count(), "limit": page.limit, "offset": page.offset, "items": items}
+    if page.cursor is not None:
+        try:
+            found = keyset.page(qs, page.cursor, page.limit)
+        except keyset.BadCursor as exc:
+            raise ValidationFailed.one("cursor", str(exc)) from None
+        rows, nxt = found.items, found.next_cursor
+    else:
+        rows = list(qs[page.offset : page.offset + page.limit + 1])
+        more = len(rows) > page.limit
+        rows = rows[: page.limit]
+        nxt = keyset.encode(rows[-1].created_at, rows[-1].pk) if more and rows else None
+    items = [queries.record_row(r, staff=staff) for r in rows]
+    return {"count": queries.count(f), "limit": page.limit, "offset": 0 if page.cursor is not None else page.offset,
+            "next_cursor": nxt, "items": items}  # fmt: skip
 
 
 @usage_router.get("/summary", response=list[SummaryRow])

@@ -19,12 +19,15 @@ from django.db.models import Count, Max, Min, Q, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from proxy.models import UsageDaily, UsageRecord
+from proxy.models import UsageDaily, UsageErrorDaily, UsageLatencyDaily, UsageRecord, UsageRollupDay
+from proxy.reports import latency
 
 log = logging.getLogger("llmproxy.jobs")
 
 
-WATERMARK_KEY = "llmproxy:usage_rollup:watermark"
+#: ":2": the rollups gained latency and error tables; a new key makes the first run after
+#: the upgrade recompute every day that still has raw rows.
+WATERMARK_KEY = "llmproxy:usage_rollup:watermark:2"
 #: Rows younger than this may still be in flight (bulk inserts commit out of id order).
 SETTLE = timedelta(minutes=10)
 _SUMS = ("prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens")
@@ -36,13 +39,18 @@ def day_bounds(day: date) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=1)
 
 
-def rollup_day(day: date) -> int:
+def rollup_day(day: date, now: datetime | None = None) -> int:
     """Recompute one day's rollup rows from the raw rows; returns how many groups it has.
 
+    A day not over yet (today) is rolled up until ``SETTLE`` ago, and ``UsageRollupDay``
+    records that time: the reports read the rows after it raw.
+
     Upserts every group and deletes groups that no longer exist, in one transaction, so a
-    report never sees half a day and running it twice changes nothing.
+    report never sees half a day and running it twice changes nothing. The day's latency
+    histograms (``UsageLatencyDaily``) and failures (``UsageErrorDaily``) are replaced with it.
     """
     start, end = day_bounds(day)
+    end = max(start, min(end, (now or timezone.now()) - SETTLE))
     groups = (
         UsageRecord.objects.filter(created_at__gte=start, created_at__lt=end)
         .order_by()
@@ -66,7 +74,20 @@ def rollup_day(day: date) -> int:
         row.cost_usd = (row.cost_usd + Decimal(g["cost"] or 0)).quantize(_COST_PLACES)
         for f in _SUMS:
             setattr(row, f, getattr(row, f) + (g[f"sum_{f}"] or 0))  # type: ignore[literal-required]
+    latencies = [UsageLatencyDaily(day=day, model=g["model"], provider=g["provider"], metric=metric, bucket=g["bucket"],
+                                   count=g["count"], sum_ms=g["sum_ms"] or 0)
+                 for metric in latency.METRICS
+                 for g in latency.raw_groups(UsageRecord.objects.filter(created_at__gte=start, created_at__lt=end),
+                                             metric, ("model", "provider"))]  # fmt: skip
+    errors = [UsageErrorDaily(day=day, **g) for g in
+              UsageRecord.objects.filter(created_at__gte=start, created_at__lt=end, status_code__gte=400).order_by()
+              .values("model", "provider", "status_code", "error_type").annotate(count=Count("id"))]  # fmt: skip
     with transaction.atomic():
+        UsageRollupDay.objects.update_or_create(day=day, defaults={"rolled_until": end})
+        UsageLatencyDaily.objects.filter(day=day).delete()
+        UsageLatencyDaily.objects.bulk_create(latencies, batch_size=1000)
+        UsageErrorDaily.objects.filter(day=day).delete()
+        UsageErrorDaily.objects.bulk_create(errors, batch_size=1000)
         existing = UsageDaily.objects.filter(day=day).values_list("id", "user_id", "key_id", "model", "provider")
         stale = [pk for pk, *dims in existing if tuple(dims) not in rows]
         if stale:
@@ -84,6 +105,13 @@ def rollup_day(day: date) -> int:
 
 def _days_between(first: date, last: date) -> list[date]:
     return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def _unfinished_days(now: datetime) -> set[date]:
+    """Days rolled up while they were young that have since settled: rolled up once more, whole."""
+    settled = now - SETTLE
+    marks = UsageRollupDay.objects.filter(day__gte=settled.date() - timedelta(days=7), day__lt=settled.date())
+    return {m.day for m in marks if m.rolled_until < day_bounds(m.day)[1]}
 
 
 def _touched_days(after_id: int, upto_id: int) -> set[date]:
@@ -114,6 +142,7 @@ def rollup_usage(now: datetime | None = None, *, retention: int | None = None) -
             days = set(_days_between(span["first"].astimezone(UTC).date(), span["last"].astimezone(UTC).date()))
         settled = UsageRecord.objects.filter(id__lte=top, created_at__lt=now - SETTLE).aggregate(m=Max("id"))["m"]
         next_state = [min(settled or 0, top), top]
+    days |= _unfinished_days(now)
     cutoff = retention_cutoff(now, retention)
     if cutoff is not None:
         old = {d for d in days if d < cutoff.date()}
@@ -122,7 +151,7 @@ def rollup_usage(now: datetime | None = None, *, retention: int | None = None) -
             days -= rolled
     done = sorted(days)
     for d in done:
-        rollup_day(d)
+        rollup_day(d, now)
     cache.set(WATERMARK_KEY, next_state, timeout=None)
     return done
 

@@ -1,15 +1,16 @@
 """The dashboard's chart data: per-bucket totals, and the same split by model, provider, user and key.
 
-One query feeds every split: rows grouped by bucket x model x provider x user x key
-(the daily rollups' own grain, plus today's raw rows; raw rows by hour for the 24 h
-window), summed per dimension here. Each split keeps the busiest ``TOP`` names of the
+The raw rows (today, days not rolled up yet; everything by hour for the 24 h window) are
+read once, grouped by bucket x model x provider x user x key, and feed every split; the
+rollups are summed per split by the database (one grouped query per dimension), so the
+page gets a few hundred rows, not one per rollup row. Each split keeps the busiest ``TOP`` names of the
 window and folds the rest into "other", so a chart stays readable with many keys.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from django.db.models import Count, Q, Sum
@@ -22,39 +23,54 @@ from . import queries
 TOP = 6
 DIMENSIONS = ("model", "provider", "user", "key")
 SERIES = ("requests", "errors", "prompt_tokens", "completion_tokens", "cost_usd")
-_SUMS = {"requests": Count("id"), "errors": Count("id", filter=Q(status_code__gte=400)),
-         "prompt_tokens": Sum("prompt_tokens"), "completion_tokens": Sum("completion_tokens"),
-         "cost_usd": Sum("cost_usd")}  # fmt: skip
 
 
 def _sums() -> dict[str, Any]:
     return {"requests": Count("id"), "errors": Count("id", filter=Q(status_code__gte=400)),
             "prompt_tokens": Sum("prompt_tokens"), "completion_tokens": Sum("completion_tokens"),
+            "cached_tokens": Sum("cached_tokens"), "cache_write_tokens": Sum("cache_write_tokens"),
+            "reasoning_tokens": Sum("reasoning_tokens"),
             "cost_usd": Sum("cost_usd")}  # fmt: skip
 
 
-_DIM_FIELD = {"model": "model", "provider": "provider", "user": "user_id", "key": "key_id"}
+def chart_data(since: datetime, buckets: int, hourly: bool, base: queries.UsageFilter | None = None,
+               rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:  # fmt: skip
+    """JSON for the charts (bucket labels are ISO starts, UTC); ``base`` narrows the rows (a user, a key).
 
-
-def chart_data(since: datetime, buckets: int, hourly: bool, base: queries.UsageFilter | None = None) -> dict[str, Any]:
-    """JSON for the charts (bucket labels are ISO starts, UTC); ``base`` narrows the rows (a user, a key)."""
+    ``rows``: the hourly rows (``hourly_rows``) when the caller has read them already.
+    """
     base = base or queries.UsageFilter(since=since)
     step = timedelta(hours=1) if hourly else timedelta(days=1)
     starts = [since + i * step for i in range(buckets)]
     index = {s: i for i, s in enumerate(starts)}
-    rows = _hourly_rows(base) if hourly else _daily_rows(base)
     totals = {m: [0.0] * buckets for m in SERIES}
     per_dim: dict[str, dict[Any, dict[str, list[float]]]] = {d: {} for d in DIMENSIONS}
-    for row in rows:
+
+    def add(row: dict[str, Any], dims: tuple[str, ...], total: bool) -> None:
         i = index.get(row["bucket"])
         if i is None:
-            continue
-        for m in SERIES:
-            totals[m][i] += float(row[m] or 0)
-        for d in DIMENSIONS:
-            acc = per_dim[d].setdefault(row[_DIM_FIELD[d]], {m: [0.0] * buckets for m in SERIES})
-            for m in SERIES:
-                acc[m][i] += float(row[m] or 0)
+            return
+        values = [(m, float(row[m] or 0)) for m in SERIES]
+        if total:
+            for m, value in values:
+                totals[m][i] += value
+        for d in dims:
+            acc = per_dim[d].get(row[d])
+            if acc is None:
+                acc = per_dim[d][row[d]] = {n: [0.0] * buckets for n in SERIES}
+            for m, value in values:
+                acc[m][i] += value
+
+    if hourly:
+        for row in hourly_rows(base) if rows is None else rows:
+            add(row, DIMENSIONS, True)
+    else:
+        rolled = queries.rolled_days(base)
+        for row in queries.raw_rows(base, ["day", *DIMENSIONS], rolled):  # the raw part: one query, every split
+            add(_bucket(row), DIMENSIONS, True)
+        for d in DIMENSIONS:  # the rollups: summed per split by the database
+            for row in queries.rollup_rows(base, ["day", d], rolled):
+                add(_bucket(row), (d,), d == "model")
     names = _names(per_dim)
     return {
         "buckets": [s.isoformat() for s in starts],
@@ -64,27 +80,27 @@ def chart_data(since: datetime, buckets: int, hourly: bool, base: queries.UsageF
     }
 
 
-def _hourly_rows(base: queries.UsageFilter) -> list[dict[str, Any]]:
+def _bucket(row: dict[str, Any]) -> dict[str, Any]:
+    row["bucket"] = datetime.combine(row["day"], time(0), tzinfo=UTC)
+    return row
+
+
+def hourly_rows(base: queries.UsageFilter, *extra: str) -> list[dict[str, Any]]:
+    """Raw rows by hour x model x provider x user x key (x ``extra`` columns), summed."""
     qs = (
         queries.records(base)
         .order_by()
         .annotate(bucket=TruncHour("created_at", tzinfo=UTC))
-        .values("bucket", "model", "provider", "user_id", "key_id")
+        .values("bucket", "model", "provider", "user_id", "key_id", *extra)
         .annotate(**_sums())
     )
     out: list[dict[str, Any]] = []
     for found in qs:
         row: dict[str, Any] = dict(found)
         row["bucket"] = row["bucket"].astimezone(UTC)
+        row["user"], row["key"] = row.pop("user_id"), row.pop("key_id")
         out.append(row)
     return out
-
-
-def _daily_rows(base: queries.UsageFilter) -> list[dict[str, Any]]:
-    rows = queries.summary(base, ["day", "user", "key", "model", "provider"])
-    for row in rows:
-        row["bucket"] = datetime.combine(date.fromisoformat(row["day"]), time(0), tzinfo=UTC)
-    return rows
 
 
 def _names(per_dim: dict[str, dict[Any, Any]]) -> dict[str, dict[Any, str]]:

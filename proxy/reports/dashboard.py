@@ -1,27 +1,29 @@
 """The admin dashboard's numbers: traffic, tokens, cost, errors, latency and health over a window.
 
-Totals and the per-model and per-provider tables come from ``queries.summary`` (the
-daily rollups for whole past days, the raw rows for the rest). Hourly traffic, latency
-percentiles and error kinds need single requests, so they read the raw usage rows of
-the window (kept for the retention period).
+Everything reads the daily rollups for whole past days and the raw rows for the rest of
+the window (today; the 24 h window's part of yesterday): totals and the per-model and
+per-provider tables via ``queries.summary`` (``UsageDaily``), latency and TTFB from the
+latency histograms (``UsageLatencyDaily``, see ``latency``), failures from
+``UsageErrorDaily``. Hourly traffic (the 24 h window) is raw rows by hour.
 """
 
 from __future__ import annotations
 
 import logging
-import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from django.db.models import Avg, Count, Q, QuerySet, Sum
-from django.db.models.functions import TruncHour
 from django.utils import timezone
 
-from proxy.models import UsageRecord
+from proxy.models import UsageErrorDaily, UsageRecord
 from proxy.serving.routing_state import CredentialState, credential_states
 from proxy.serving.state import shares_state
 
+from . import charts as charts_module
+from . import latency as hist
 from . import queries
 from .charts import chart_data
 
@@ -144,18 +146,50 @@ class Dashboard:
         return [("Model", self.models), ("Provider", self.providers), ("Credential", self.credential_rows)]
 
 
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """Where a window's numbers come from: rolled-up days, and the raw rows' time ranges."""
+
+    rolled: list[date]
+    raw: Q
+
+
+def parts(w: Window) -> Parts:
+    f = queries.UsageFilter(since=w.since)
+    rolled = queries.rolled_days(f)
+    return Parts(rolled, queries.raw_spans(f, rolled))
+
+
 def build(window_name: str = DEFAULT_WINDOW, now: datetime | None = None) -> Dashboard:
-    """Everything the dashboard shows for one window."""
+    """Everything the dashboard shows for one window.
+
+    Each source is read once: the raw rows of the window's unrolled part by model x
+    provider (totals, both tables), by model x provider x latency bucket (latency, the
+    tables' averages), by TTFB bucket, by failure, and by bucket x every split (charts,
+    traffic); the rollups the same way.
+    """
     w = window(window_name, now)
-    models = grouped(w, "model")
-    totals = Totals()
-    for row in models:
-        for name in queries.METRICS:
-            setattr(totals, name, getattr(totals, name) + getattr(row.totals, name))
+    f = queries.UsageFilter(since=w.since)
+    if w.hourly:  # raw rows only (rollups are per day): one pass feeds totals, tables, failures and charts
+        p = Parts(queries.Rolled(), Q())
+        hourly = charts_module.hourly_rows(f, "status_code", "error_type")
+        sums: list[dict[str, Any]] = hourly
+        errors = _top_errors((r["status_code"], r["error_type"], r["requests"]) for r in hourly
+                             if r["status_code"] >= 400)  # fmt: skip
+        charts = chart_data(w.since, w.buckets, w.hourly, rows=hourly)
+    else:
+        p = parts(w)
+        sums = list(queries.summary(f, ["model", "provider"], rolled=p.rolled, label=False))
+        errors = error_kinds(w, p=p)
+        charts = chart_data(w.since, w.buckets, w.hourly)
+    lat = _histogram_rows(w, "latency", p, ("model", "provider"))
+    models, providers = _table(sums, lat, "model"), _table(sums, lat, "provider")
+    totals = _totals(_summed(sums, None).get(None, [0] * len(queries.METRICS)))
     states, error = safe_credential_states()
-    return Dashboard(window=w, totals=totals, latency=latency(w), traffic=traffic(w), models=models,
-                     providers=grouped(w, "provider"), credential_rows=grouped(w, "credential"), errors=error_kinds(w), ttfb=latency(w, "ttfb_ms"),
-                     charts=chart_data(w.since, w.buckets, w.hourly), credentials=states, state_error=error,
+    return Dashboard(window=w, totals=totals, latency=_latency(hist.histograms(lat).get(None)),
+                     traffic=traffic(w, charts), models=models, providers=providers,
+                     credential_rows=credential_rows(w), errors=errors, ttfb=latency(w, "ttfb", p), charts=charts,
+                     credentials=states, state_error=error,
                      shares_state=shares_state())  # fmt: skip
 
 
@@ -172,11 +206,14 @@ def _raw(w: Window) -> QuerySet[UsageRecord]:
     return UsageRecord.objects.filter(created_at__gte=w.since).order_by()
 
 
-def grouped(w: Window, dim: str) -> list[Row]:
-    """Totals per model, provider or provider/credential (rollups and raw rows), busiest first,
-    with average latency."""
-    rows = queries.summary(queries.UsageFilter(since=w.since), [dim])
-    fields = ("provider", "credential") if dim == "credential" else (dim,)
+def credential_rows(w: Window) -> list[Row]:
+    """Totals per provider/credential, busiest first, with average latency.
+
+    From the raw rows only (the rollups carry no credential), so a window longer than
+    the retention covers the retained days.
+    """
+    rows = queries.summary(queries.UsageFilter(since=w.since), ["credential"])
+    fields = ("provider", "credential")
     ok = Avg("latency_ms", filter=Q(status_code__lt=400))
     avg = {tuple(r[:-1]): r[-1] for r in _raw(w).values_list(*fields).annotate(avg=ok).values_list(*fields, "avg")}
     out = []
@@ -192,75 +229,91 @@ def grouped(w: Window, dim: str) -> list[Row]:
     return out
 
 
-def latency(w: Window, column: str = "latency_ms") -> Latency:
-    """Average and nearest-rank p50/p95 of the successful requests' latency (or ``ttfb_ms``)."""
-    qs = _raw(w).filter(status_code__lt=400, **{f"{column}__isnull": False})
-    agg = qs.aggregate(n=Count("id"), avg=Avg(column))
-    n = int(agg["n"] or 0)
-    if not n:
+def _histogram_rows(w: Window, metric: str, p: Parts, dims: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    return [*hist.rollup_groups(p.rolled, metric, dims), *hist.raw_groups(_raw(w).filter(p.raw), metric, dims)]
+
+
+def _summed(rows: list[dict[str, Any]], dim: str | None) -> dict[Any, list[Any]]:
+    """``queries.METRICS`` summed per value of ``dim`` (None: all rows under None), in a tight loop."""
+    out: dict[Any, list[Any]] = {}
+    for row in rows:
+        key = row[dim] if dim else None
+        acc = out.get(key)
+        if acc is None:
+            acc = out[key] = [0] * len(queries.METRICS)
+        for i, m in enumerate(queries.METRICS):
+            acc[i] += row[m] or 0
+    return out
+
+
+def _totals(sums: list[Any]) -> Totals:
+    t = Totals()
+    t.add(dict(zip(queries.METRICS, sums, strict=True)))
+    return t
+
+
+def _table(sums: list[dict[str, Any]], lat: list[dict[str, Any]], dim: str) -> list[Row]:
+    """Rows per model or provider, busiest first, with average latency."""
+    found = {name: _totals(acc) for name, acc in _summed(sums, dim).items()}
+    avg = {k: h.avg_ms for k, h in hist.histograms(lat, dim).items()}
+    out = [Row(name or "—", t, avg.get(name)) for name, t in found.items()]
+    out.sort(key=lambda r: (-r.totals.requests, r.name))
+    top = max((r.totals.requests for r in out), default=0)
+    for r in out:
+        r.share = _percent(r.totals.requests, top)
+    return out
+
+
+def grouped(w: Window, dim: str, p: Parts | None = None) -> list[Row]:
+    """Totals per model or provider (rollups and raw rows), busiest first, with average latency."""
+    p = p or parts(w)
+    sums = queries.summary(queries.UsageFilter(since=w.since), [dim], rolled=p.rolled, label=False)
+    return _table(sums, _histogram_rows(w, "latency", p, (dim,)), dim)
+
+
+def _latency(h: hist.Histogram | None) -> Latency:
+    if h is None or not h.n:
         return Latency()
-    ordered = qs.order_by(column).values_list(column, flat=True)
-
-    def rank(p: float) -> int:
-        return int(ordered[max(math.ceil(p * n) - 1, 0)])  # one LIMIT 1 OFFSET k query
-
-    return Latency(n, float(agg["avg"]), rank(0.50), rank(0.95))
+    return Latency(h.n, h.avg_ms, h.percentile(0.50), h.percentile(0.95))
 
 
-def error_kinds(w: Window, limit: int = 8) -> list[ErrorKind]:
+def latency(w: Window, metric: str = "latency", p: Parts | None = None) -> Latency:
+    """Average and p50/p95 of the successful requests' latency (or TTFB), from the histograms.
+
+    The average is exact; a percentile is its bucket's upper bound (at most 10 % high).
+    """
+    return _latency(hist.histograms(_histogram_rows(w, metric, p or parts(w))).get(None))
+
+
+def error_kinds(w: Window, limit: int = 8, p: Parts | None = None) -> list[ErrorKind]:
     """The most frequent failures of the window, by status and error type."""
-    rows = (
-        _raw(w)
-        .filter(status_code__gte=400)
-        .values("status_code", "error_type")
-        .annotate(n=Count("id"))
-        .order_by("-n", "status_code", "error_type")[:limit]
-    )
-    return [ErrorKind(r["status_code"], r["error_type"], r["n"]) for r in rows]
+    p = p or parts(w)
+    rolled = (UsageErrorDaily.objects.filter(day__in=p.rolled).order_by().values("status_code", "error_type")
+              .annotate(n=Sum("count"))) if p.rolled else []  # fmt: skip
+    raw = _raw(w).filter(p.raw, status_code__gte=400).values("status_code", "error_type").annotate(n=Count("id"))
+    return _top_errors(((r["status_code"], r["error_type"], r["n"]) for r in [*rolled, *raw]), limit)
 
 
-def traffic(w: Window) -> list[Bucket]:
-    """One bucket per hour (24 h window, raw rows) or per UTC day (rollups and raw rows)."""
-    step = timedelta(hours=1) if w.hourly else timedelta(days=1)
-    starts = [w.since + i * step for i in range(w.buckets)]
-    found = _hourly(w) if w.hourly else _daily(w)
+def _top_errors(rows: Iterable[tuple[int, str, int]], limit: int = 8) -> list[ErrorKind]:
+    found: dict[tuple[int, str], int] = {}
+    for code, kind, n in rows:
+        found[(code, kind)] = found.get((code, kind), 0) + int(n)
+    ranked = sorted(found.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+    return [ErrorKind(code, kind, n) for (code, kind), n in ranked]
+
+
+def traffic(w: Window, charts: dict[str, Any] | None = None) -> list[Bucket]:
+    """One bucket per hour (24 h window) or per UTC day: the charts' totals (``chart_data``)."""
+    charts = charts or chart_data(w.since, w.buckets, w.hourly)
+    t = charts["totals"]
     buckets = []
-    for start in starts:
-        t = found.get(start, Totals())
+    for i, iso in enumerate(charts["buckets"]):
+        start = datetime.fromisoformat(iso)
         label = start.strftime("%H:00") if w.hourly else start.strftime("%b %d")
-        buckets.append(Bucket(start, label, t.requests, t.errors, t.tokens, float(t.cost_usd)))
+        buckets.append(Bucket(start, label, int(t["requests"][i]), int(t["errors"][i]),
+                              int(t["prompt_tokens"][i] + t["completion_tokens"][i]), float(t["cost_usd"][i])))  # fmt: skip
     top = max((b.requests for b in buckets), default=0)
     return [replace(b, height=_percent(b.requests, top), error_height=_percent(b.errors, b.requests)) for b in buckets]
-
-
-def _hourly(w: Window) -> dict[datetime, Totals]:
-    values = (
-        _raw(w)
-        .annotate(hour=TruncHour("created_at", tzinfo=UTC))
-        .values("hour")
-        .annotate(
-            requests=Count("id"),
-            errors=Count("id", filter=Q(status_code__gte=400)),
-            prompt_tokens=Sum("prompt_tokens"),
-            completion_tokens=Sum("completion_tokens"),
-            cost_usd=Sum("cost_usd"),
-        )
-    )
-    out: dict[datetime, Totals] = {}
-    for row in values:
-        t = Totals()
-        t.add(dict(row))
-        out[row["hour"].astimezone(UTC)] = t
-    return out
-
-
-def _daily(w: Window) -> dict[datetime, Totals]:
-    out: dict[datetime, Totals] = {}
-    for row in queries.summary(queries.UsageFilter(since=w.since), ["day"]):
-        t = Totals()
-        t.add(row)
-        out[datetime.combine(date.fromisoformat(row["day"]), time(0), tzinfo=UTC)] = t
-    return out
 
 
 def _percent(part: float, whole: float) -> str:

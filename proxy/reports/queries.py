@@ -1,16 +1,17 @@
 """Report queries over usage: filtered records, grouped summaries, CSV rows, a key's budget spend.
 
-Summaries read ``UsageDaily`` rollups for whole past days that have been rolled up, and
-the raw ``UsageRecord`` rows for everything else (today, days not rolled up yet, partial
-days at the edges of the requested range). A day counts as rolled up when any rollup
-row exists for it: the rollup job writes a day's rows in one go.
+Summaries read ``UsageDaily`` rollups for the days the rollup job has written (today's
+up to a few minutes ago), and the raw ``UsageRecord`` rows for everything else (the rest
+of today, days not rolled up yet, partial days at the edges of the requested range).
+``UsageRollupDay`` says which days are rolled up and until when: the job writes a day's
+rows and its mark in one transaction.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -18,10 +19,9 @@ from typing import Any
 
 from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
-from django.utils import timezone
 
 from accounts.models import ApiKey, User
-from proxy.models import UsageDaily, UsageRecord
+from proxy.models import UsageDaily, UsageRecord, UsageRollupDay
 from proxy.serving.spend import settled_spend
 
 #: The usage record fields of the external contract (INTERFACE.md section 4), in order.
@@ -75,22 +75,30 @@ def records(f: UsageFilter) -> QuerySet[UsageRecord]:
     return qs.filter(q)
 
 
-def summary(f: UsageFilter, group_by: Sequence[str], *, today: date | None = None) -> list[dict[str, Any]]:
-    """Totals grouped by any of ``GROUPS``, merged from rollups and raw rows."""
+def summary(f: UsageFilter, group_by: Sequence[str], *, today: date | None = None, rolled: list[date] | None = None,
+            label: bool = True) -> list[dict[str, Any]]:  # fmt: skip
+    """Totals grouped by any of ``GROUPS``, merged from rollups and raw rows.
+
+    ``rolled`` (from ``rolled_days``) saves looking the rolled-up days up again; without
+    ``label`` user and key stay bare ids under "user" and "key".
+    """
     if "credential" in group_by and "provider" not in group_by:
         group_by = [*group_by, "provider"]
     dims = [g for g in GROUPS if g in group_by]
-    today = today or timezone.now().astimezone(UTC).date()
     # Rollups carry no credential: per-credential totals come from the raw rows (retention).
-    rolled = _rolled_days(f, today) if f.status_code is None and "credential" not in dims else []
+    if "credential" in dims:
+        rolled = Rolled()
+    elif rolled is None:
+        rolled = rolled_days(f, today)
     totals: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for row in [*_raw_rows(f, dims, rolled), *_rollup_rows(f, dims, rolled)]:
+    for row in [*raw_rows(f, dims, rolled), *rollup_rows(f, dims, rolled)]:
         key = tuple(row[d] for d in dims)
         acc = totals.setdefault(key, {**{d: row[d] for d in dims}, **dict.fromkeys(METRICS, 0)})
         for m in METRICS:
             acc[m] += row[m] or 0
     out = sorted(totals.values(), key=lambda r: tuple(_sortable(r[d]) for d in dims))
-    _label(out, dims)
+    if label:
+        _label(out, dims)
     for r in out:
         r["cost_usd"] = float(r["cost_usd"])
         if "day" in r:
@@ -98,27 +106,83 @@ def summary(f: UsageFilter, group_by: Sequence[str], *, today: date | None = Non
     return out
 
 
+def count(f: UsageFilter) -> int:
+    """How many records match: rollup sums for whole rolled-up days, a count of the raw rows for the rest."""
+    rolled = rolled_days(f)
+    total = records(f).order_by().filter(raw_spans(f, rolled)).count()
+    if rolled:
+        total += int(_rollups(f, rolled).aggregate(n=Sum("requests"))["n"] or 0)
+    return total
+
+
 def _sortable(value: Any) -> tuple[int, Any]:
     return (0, "") if value is None else (1, value)
 
 
-def _rolled_days(f: UsageFilter, today: date) -> list[date]:
-    """Past days wholly inside the range that the rollup job has written."""
-    if f.username or f.key_prefix:
-        return []  # rollups carry ids only; these filters need the raw rows
-    qs = UsageDaily.objects.filter(day__lt=today)
+class Rolled(list[date]):
+    """Rolled-up days (a list, for ``day__in``) and up to when each is rolled up."""
+
+    def __init__(self, until: dict[date, datetime] | Iterable[date] | None = None) -> None:
+        # Django rebuilds a list lookup value as type(value)(items): days without their marks then.
+        marks = until if isinstance(until, dict) else dict.fromkeys(until or ())
+        self.until: dict[date, datetime | None] = dict(sorted(marks.items()))
+        super().__init__(self.until)
+
+
+def rolled_days(f: UsageFilter, today: date | None = None) -> Rolled:
+    """Days wholly inside the range that the rollup job has written (today too: up to a few minutes ago)."""
+    if f.username or f.key_prefix or f.status_code is not None:
+        return Rolled()  # rollups carry ids and no status; these filters need the raw rows
+    qs = UsageRollupDay.objects.all()
+    if today is not None:
+        qs = qs.filter(day__lt=today)
     if f.since is not None:
         first = f.since.astimezone(UTC)
         qs = qs.filter(day__gte=first.date() if first.time() == time(0) else first.date() + timedelta(days=1))
     if f.until is not None:
         qs = qs.filter(day__lt=f.until.astimezone(UTC).date())
-    return sorted(set(qs.values_list("day", flat=True).distinct()))
+    return Rolled(dict(qs.values_list("day", "rolled_until")))
 
 
-def _raw_rows(f: UsageFilter, dims: list[str], rolled: list[date]) -> Iterator[dict[str, Any]]:
-    qs = records(f).order_by().annotate(day=TruncDate("created_at", tzinfo=UTC))
-    if rolled:
-        qs = qs.exclude(day__in=rolled)
+def raw_spans(f: UsageFilter, rolled: list[date]) -> Q:
+    """The times of the filter's range that no rollup covers, as index-friendly ranges.
+
+    Whole ``created_at`` ranges (not "the row's day is not one of these"), so the database
+    reads today's latest rows by the index instead of testing every row of the table.
+    """
+    until = rolled.until if isinstance(rolled, Rolled) else {}
+    spans: list[tuple[datetime | None, datetime | None]] = []
+    start = f.since
+    for day in rolled:
+        begin = datetime.combine(day, time(0), tzinfo=UTC)
+        if start is None or start < begin:
+            spans.append((start, begin))
+        start = until.get(day) or begin + timedelta(days=1)
+    spans.append((start, f.until))
+    parts = []
+    for lo, hi in spans:
+        if lo is not None and hi is not None and lo >= hi:
+            continue
+        if lo is None and hi is None:
+            return Q()  # everything
+        part = Q()
+        if lo is not None:
+            part &= Q(created_at__gte=lo)
+        if hi is not None:
+            part &= Q(created_at__lt=hi)
+        parts.append(part)
+    if not parts:
+        return Q(pk__in=[])  # nothing: rollups cover it all
+    q = parts[0]
+    for part in parts[1:]:
+        q |= part
+    return q
+
+
+def raw_rows(f: UsageFilter, dims: list[str], rolled: list[date]) -> Iterator[dict[str, Any]]:
+    qs = records(f).order_by().filter(raw_spans(f, rolled))
+    if "day" in dims:
+        qs = qs.annotate(day=TruncDate("created_at", tzinfo=UTC))
     values = qs.values(*[_RAW_DIM[d] for d in dims]).annotate(
         requests=Count("id"),
         errors=Count("id", filter=Q(status_code__gte=400)),
@@ -133,9 +197,21 @@ def _raw_rows(f: UsageFilter, dims: list[str], rolled: list[date]) -> Iterator[d
         yield {**{d: row[_RAW_DIM[d]] for d in dims}, **{m: row[m] for m in METRICS}}
 
 
-def _rollup_rows(f: UsageFilter, dims: list[str], rolled: list[date]) -> Iterator[dict[str, Any]]:
+def rollup_rows(f: UsageFilter, dims: list[str], rolled: list[date]) -> Iterator[dict[str, Any]]:
     if not rolled:
         return
+    values = (
+        _rollups(f, rolled).order_by().values(*[_RAW_DIM[d] for d in dims]).annotate(**{m: Sum(m) for m in METRICS})
+    )
+    for row in values:
+        out = {d: row[_RAW_DIM[d]] for d in dims}
+        for d in ("user", "key"):
+            if d in out and not out[d]:
+                out[d] = None  # rollups store "none" as 0
+        yield {**out, **{m: row[m] for m in METRICS}}
+
+
+def _rollups(f: UsageFilter, rolled: list[date]) -> QuerySet[UsageDaily]:
     qs = UsageDaily.objects.filter(day__in=rolled)
     if f.user_id is not None:
         qs = qs.filter(user_id=f.user_id)
@@ -145,13 +221,7 @@ def _rollup_rows(f: UsageFilter, dims: list[str], rolled: list[date]) -> Iterato
         qs = qs.filter(model=f.model)
     if f.provider:
         qs = qs.filter(provider=f.provider)
-    values = qs.order_by().values(*[_RAW_DIM[d] for d in dims]).annotate(**{m: Sum(m) for m in METRICS})
-    for row in values:
-        out = {d: row[_RAW_DIM[d]] for d in dims}
-        for d in ("user", "key"):
-            if d in out and not out[d]:
-                out[d] = None  # rollups store "none" as 0
-        yield {**out, **{m: row[m] for m in METRICS}}
+    return qs
 
 
 def _label(rows: list[dict[str, Any]], dims: list[str]) -> None:
@@ -171,13 +241,20 @@ def _label(rows: list[dict[str, Any]], dims: list[str]) -> None:
             r["key_id"], r["key_prefix"], r["key_name"] = kid, info.get("prefix"), info.get("name")
 
 
-def record_row(rec: UsageRecord, *, staff: bool = False) -> dict[str, Any]:
-    """One usage record as the API and the CSV show it; ``error_detail`` (upstream words) for staff only."""
+def record_row(rec: UsageRecord, *, staff: bool = False, usernames: dict[int, str] | None = None) -> dict[str, Any]:
+    """One usage record as the API and the CSV show it; ``error_detail`` (upstream words) for staff only.
+
+    ``usernames`` (user id -> name) stands in for ``rec.user`` when the rows were read without the join.
+    """
+    if usernames is not None:
+        username = (usernames.get(rec.user_id) or None) if rec.user_id else None
+    else:
+        username = rec.user.username if rec.user_id and rec.user else None
     row = {
         "id": rec.pk,
         "request_id": rec.request_id,
         "created_at": rec.created_at,
-        "user": rec.user.username if rec.user_id and rec.user else None,
+        "user": username,
         "user_id": rec.user_id,
         "key_id": rec.key_id,
         "key_prefix": rec.key_prefix,
@@ -217,8 +294,16 @@ def csv_lines(qs: QuerySet[UsageRecord], *, staff: bool = False) -> Iterator[str
     writer = csv.writer(_Echo())
     names = (*USAGE_FIELDS, "error_detail") if staff else USAGE_FIELDS
     yield writer.writerow(names)
-    for rec in qs.iterator(chunk_size=2000):
-        row = record_row(rec, staff=staff)
+    # Without the join to users: a server-side cursor then walks the (created_at, id) index
+    # from the newest row and the first lines go out at once, instead of after a sort of
+    # every matching row. Usernames come from one lookup per user met.
+    usernames: dict[int, str] = {}
+    for rec in qs.select_related(None).iterator(chunk_size=2000):
+        if rec.user_id and rec.user_id not in usernames:
+            usernames[rec.user_id] = (
+                User.objects.filter(pk=rec.user_id).values_list("username", flat=True).first() or ""
+            )
+        row = record_row(rec, staff=staff, usernames=usernames)
         yield writer.writerow([_csv_value(row[name]) for name in names])
 
 

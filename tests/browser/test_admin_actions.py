@@ -1,20 +1,23 @@
 """The admin's actions in a real browser: config import with errors on their lines, a provider
-login watched until it finishes, a key revoked."""
+login watched until it finishes, a key revoked, and the usage list at laptop width."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from django.utils import timezone
 from playwright.sync_api import Page, expect
 
 from accounts.models import ApiKey
-from proxy.models import Credential, Provider
+from proxy.models import Credential, Provider, UsageRecord
 from tests import factories
-from tests.browser.conftest import sign_in
+from tests.browser.conftest import no_horizontal_scroll, sign_in
 from tests.fakes.github import FakeGitHub
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -88,3 +91,25 @@ def test_an_admin_revokes_a_key_from_its_page(live: Any, page: Page) -> None:
     page.locator("#llp-revoke").click()
     expect(page.locator(".messagelist")).to_contain_text("revoked")
     assert ApiKey.objects.get(pk=key.pk).revoked
+
+
+def test_the_usage_list_fits_a_laptop_screen(live: Any, page: Page, shoot: Any) -> None:
+    user = factories.user("a-rather-long-user-name-for-the-list")
+    key, _ = factories.api_key(user)
+    for i in range(30):
+        UsageRecord.objects.create(request_id=uuid.uuid4().hex, created_at=timezone.now(), user=user, key=key,
+                                   key_prefix=key.prefix, ingress="anthropic_messages",
+                                   model="claude-sonnet-4-5-20250929-with-a-long-name", provider="anthropic-main",
+                                   status_code=200 if i % 5 else 529, error_type="" if i % 5 else "overloaded",
+                                   prompt_tokens=123456, completion_tokens=65432, cost_usd=Decimal("1.23456789"),
+                                   latency_ms=12345)  # fmt: skip
+    admin(page, live.url, "/admin/proxy/usagerecord/")
+    expect(page.locator("#result_list")).to_be_visible()
+    shoot(page, "admin-usage-list")
+    assert no_horizontal_scroll(page) == 0
+    # The table fits its box too (Django's results box scrolls sideways when it does not).
+    assert page.evaluate("(() => { const r = document.querySelector('#changelist .results');"
+                         " return r.scrollWidth - r.clientWidth; })()") <= 0  # fmt: skip
+    right = page.evaluate("(() => { const th = document.querySelectorAll('#result_list thead th');"
+                          " return th[th.length - 1].getBoundingClientRect().right; })()")  # fmt: skip
+    assert 0 < right <= 1280  # the last column (latency) is on screen

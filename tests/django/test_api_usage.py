@@ -13,7 +13,8 @@ from django.test import Client
 from django.utils import timezone
 
 from accounts.models import ApiKey, User
-from proxy.models import UsageDaily, UsageRecord
+from proxy.jobs.rollups import day_bounds
+from proxy.models import UsageDaily, UsageRecord, UsageRollupDay
 from tests import factories
 
 from .helpers import send
@@ -23,6 +24,10 @@ pytestmark = pytest.mark.django_db
 CONTRACT_FIELDS = ["request_id", "created_at", "user", "key_prefix", "ingress", "model", "upstream_model", "provider",
                    "credential", "stream", "status_code", "error_type", "prompt_tokens", "completion_tokens",
                    "cached_tokens", "reasoning_tokens", "cost_usd", "latency_ms", "ttfb_ms", "attempts", "overrides"]  # fmt: skip
+
+
+def day_end(day: Any) -> Any:
+    return day_bounds(day)[1]
 
 
 def record(key: ApiKey, when: datetime, **kw: Any) -> UsageRecord:
@@ -128,6 +133,9 @@ def test_it_reads_rolled_up_past_days_from_the_rollups(admin_client: Client, peo
     record(key, rolled_day, prompt_tokens=1)
     UsageDaily.objects.create(day=rolled_day.date(), user_id=alice.pk, key_id=key.pk, model="gpt-test", provider="up",
                               requests=40, errors=2, prompt_tokens=4000, cost_usd=Decimal("1.5"))  # fmt: skip
+    UsageRollupDay.objects.create(
+        day=rolled_day.date(), rolled_until=day_end(rolled_day.date())
+    )  # as the rollup job marks it
     record(key, raw_day, prompt_tokens=7)
     record(key, today, prompt_tokens=9)
     rows = send(admin_client, "get", "/usage/summary?group_by=day").json()

@@ -15,8 +15,17 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import User
-from proxy.models import Credential, HealthStatus, UsageDaily, UsageRecord
-from proxy.reports import dashboard
+from proxy.jobs.rollups import day_bounds
+from proxy.models import (
+    Credential,
+    HealthStatus,
+    UsageDaily,
+    UsageErrorDaily,
+    UsageLatencyDaily,
+    UsageRecord,
+    UsageRollupDay,
+)
+from proxy.reports import buckets, dashboard
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -41,6 +50,10 @@ def client(staff: User) -> Client:
     return c
 
 
+def day_end(day: Any) -> Any:
+    return day_bounds(day)[1]
+
+
 def usage(at: datetime, **fields: Any) -> UsageRecord:
     row = {"request_id": f"req-{UsageRecord.objects.count()}", "ingress": "openai_chat", "model": "gpt-a",
            "provider": "up", "credential": "key-1", "status_code": 200, **fields}  # fmt: skip
@@ -60,8 +73,22 @@ def seeded() -> datetime:
     usage(two_days_ago, prompt_tokens=7, completion_tokens=7, cost_usd=Decimal("9"), latency_ms=200)
     UsageDaily.objects.create(day=two_days_ago.date(), model="gpt-a", provider="up", requests=10, errors=1,
                               prompt_tokens=1000, completion_tokens=500, cost_usd=Decimal("1.5"))  # fmt: skip
+    UsageRollupDay.objects.create(
+        day=two_days_ago.date(), rolled_until=day_end(two_days_ago.date())
+    )  # as the rollup job marks it
+    UsageLatencyDaily.objects.create(day=two_days_ago.date(), model="gpt-a", provider="up", metric="latency",
+                                     bucket=buckets.bucket_of(200), count=1, sum_ms=200)  # fmt: skip
+    UsageErrorDaily.objects.create(day=two_days_ago.date(), model="gpt-a", provider="up", status_code=429,
+                                   error_type="rate_limit", count=1)  # fmt: skip
     usage(midnight - timedelta(days=10), prompt_tokens=5000, latency_ms=5000)
     return now
+
+
+def ms(value: int) -> str:
+    """A latency as the dashboard shows a percentile: the top of its histogram bucket (at most 10 % high)."""
+    top = buckets.upper(buckets.bucket_of(value))
+    assert value <= top <= value * 1.1
+    return str(top)
 
 
 def metric(html: str, name: str) -> str:
@@ -84,8 +111,8 @@ def test_it_shows_the_last_24_hours_from_the_raw_rows(client: Client, seeded: da
     assert (metric(html, "tokens"), metric(html, "prompt_tokens"), metric(html, "completion_tokens")) == (
         "450", "300", "150")  # fmt: skip
     assert metric(html, "cost_usd") == "$0.0300"
-    # Latency of the successful requests only: 100 and 300 ms.
-    assert (metric(html, "p50_ms"), metric(html, "avg_ms"), metric(html, "p95_ms")) == ("100", "200", "300")
+    # Latency of the successful requests only: 100 and 300 ms; a percentile is its histogram bucket's top.
+    assert (metric(html, "p50_ms"), metric(html, "avg_ms"), metric(html, "p95_ms")) == (ms(100), "200", ms(300))
     charts = chart_json(html)
     bars = charts["totals"]["requests"]
     assert len(bars) == 24 and sum(bars) == 3 and max(bars) == 3 and charts["hourly"] is True
@@ -115,8 +142,9 @@ def test_it_merges_rollups_of_past_days_with_todays_rows(client: Client, seeded:
     assert (metric(html, "requests"), metric(html, "errors")) == ("13", "2")
     assert (metric(html, "prompt_tokens"), metric(html, "completion_tokens")) == ("1,300", "650")
     assert metric(html, "cost_usd") == "$1.5300"  # the rollup, not the raw row of that day ($9)
-    # Latency reads the window's raw rows: 100, 200 (two days ago) and 300 ms.
-    assert (metric(html, "p50_ms"), metric(html, "avg_ms"), metric(html, "p95_ms")) == ("200", "200", "300")
+    # Latency: today's raw rows (100, 300 ms) and the latency rollup of two days ago (200 ms).
+    assert (metric(html, "p50_ms"), metric(html, "avg_ms"), metric(html, "p95_ms")) == (ms(200), "200", ms(300))
+    assert re.search(r"<td>429</td><td>rate_limit</td><td class=\"num\">1</td>", html)  # the error rollup
     board = dashboard.build("7d", seeded)
     assert [(r.name, r.totals.requests, r.totals.errors, r.totals.prompt_tokens) for r in board.models] == [
         ("gpt-a", 12, 1, 1300), ("gpt-b", 1, 1, 0)]  # fmt: skip
@@ -133,7 +161,7 @@ def test_it_reaches_back_30_days(seeded: datetime) -> None:
     board = dashboard.build("30d", seeded)
     assert (board.totals.requests, board.totals.prompt_tokens) == (14, 6300)  # now with the 10-day-old row
     assert len(board.traffic) == 30 and [b.requests for b in board.traffic if b.requests] == [1, 10, 3]
-    assert (board.latency.count, board.latency.p50_ms, board.latency.p95_ms) == (4, 200, 5000)
+    assert (board.latency.count, board.latency.p50_ms, board.latency.p95_ms) == (4, int(ms(200)), int(ms(5000)))
 
 
 def test_it_falls_back_to_the_default_window(client: Client, seeded: datetime) -> None:

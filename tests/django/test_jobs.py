@@ -21,12 +21,13 @@ from proxy.jobs import budget_periods, locks, rollups, token_refresh
 from proxy.jobs import health_checks as checks
 from proxy.jobs.schedules import SCHEDULES, setup_schedules
 from proxy.jobs.token_refresh import REFRESHERS, RefreshedTokens
-from proxy.models import ConfigVersion, Credential, Provider, UsageDaily, UsageRecord
+from proxy.models import ConfigVersion, Credential, Provider, UsageDaily, UsageRecord, UsageRollupDay
 from tests import factories
 
 pytestmark = pytest.mark.django_db
 
 NOW = datetime(2026, 3, 18, 15, 30, tzinfo=UTC)  # a Wednesday
+HOUR = timedelta(hours=1)
 TASK_LOCKS = [s.task.rsplit(".", 1)[-1] for s in SCHEDULES]
 
 
@@ -177,9 +178,9 @@ def _rec(at: datetime, *, user: int | None = 1, key: int | None = 1, model: str 
 
 
 def _expected() -> dict[tuple[Any, ...], tuple[Any, ...]]:
-    """The rollups computed here, in Python, from every raw row."""
+    """The rollups computed here, in Python, from every raw row but the last ``SETTLE`` of today."""
     out: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, 0, 0, 0, 0, 0, Decimal(0)])
-    for r in UsageRecord.objects.all():
+    for r in UsageRecord.objects.filter(created_at__lt=NOW - rollups.SETTLE):
         row = out[(r.created_at.astimezone(UTC).date(), r.user_id or 0, r.key_id or 0, r.model, r.provider)]
         for i, v in enumerate((1, int(r.status_code >= 400), r.prompt_tokens, r.completion_tokens, r.cached_tokens,
                                r.reasoning_tokens, r.cost_usd or Decimal(0))):  # fmt: skip
@@ -205,9 +206,10 @@ def _seed() -> None:
         _rec(yesterday, status=429, prompt=0, completion=0, cost=None),
         _rec(yesterday, user=2, key=3, model="claude-x", provider="anthropic", reasoning=7),
         _rec(NOW.replace(hour=0, minute=0, second=0) - timedelta(microseconds=1), user=2, key=3),  # last of yesterday
-        _rec(NOW, user=None, key=None, status=401, prompt=0, completion=0, cost=None),  # a bad key: no owner
-        _rec(NOW - timedelta(minutes=1), cost="0.33333333"),
-        _rec(NOW, cost="0.66666667", cached=3),
+        _rec(NOW - HOUR, user=None, key=None, status=401, prompt=0, completion=0, cost=None),  # a bad key: no owner
+        _rec(NOW - HOUR - timedelta(minutes=1), cost="0.33333333"),
+        _rec(NOW - HOUR - timedelta(minutes=2), cost="0.66666667", cached=3),
+        _rec(NOW - timedelta(minutes=1), cost="5"),  # too young: the reports read it raw
     ])  # fmt: skip
 
 
@@ -221,7 +223,12 @@ def test_it_rolls_usage_up_per_day_user_key_model_and_provider() -> None:
     assert yesterday == (3, 1, 110, 55, 20, 0, Decimal("0.10012345"))
     assert got[(date(2026, 3, 17), 2, 3, "gpt-test", "up")][0] == 1  # 23:59:59.999999 stays on its day
     assert got[(date(2026, 3, 18), 0, 0, "gpt-test", "up")] == (1, 1, 0, 0, 0, 0, Decimal(0))
-    assert got[(date(2026, 3, 18), 1, 1, "gpt-test", "up")][6] == Decimal("1.00000000")
+    assert got[(date(2026, 3, 18), 1, 1, "gpt-test", "up")][6] == Decimal("1.00000000")  # not the $5 of a minute ago
+    marks = dict(UsageRollupDay.objects.values_list("day", "rolled_until"))
+    assert marks == {date(2026, 3, 17): datetime(2026, 3, 18, tzinfo=UTC), date(2026, 3, 18): NOW - rollups.SETTLE}
+    assert rollups.rollup_usage(now=NOW + timedelta(days=1)) == [date(2026, 3, 18)]  # settled since: once more, whole
+    assert UsageRollupDay.objects.get(day=date(2026, 3, 18)).rolled_until == datetime(2026, 3, 19, tzinfo=UTC)
+    assert UsageDaily.objects.get(day=date(2026, 3, 18), user_id=1, model="gpt-test").cost_usd == Decimal("6")
 
 
 def test_it_gives_the_same_rollups_when_run_twice_and_recomputes_only_touched_days() -> None:
