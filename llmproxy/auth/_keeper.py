@@ -19,12 +19,13 @@ where the caller saves the new tokens (database, token file) and bumps the confi
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..errors import ProviderHTTPError
 from ..http import HTTPClient
@@ -132,7 +133,7 @@ class TokenKeeper:
         return cred.expires_at is not None and cred.expires_at - self.clock() <= margin
 
     async def _published(self, key: str, cred: Credential, stale: str | None, margin: float) -> Credential | None:
-        """Tokens another process published for ``key``: newer than ``stale`` and not due."""
+        """Tokens another process published for ``key``: newer than ``stale``, not due, not an earlier login's."""
         raw = await self.store.get("tok:" + key)
         if not raw:
             return None
@@ -142,6 +143,9 @@ class TokenKeeper:
         )
         if tokens.access_token == stale:
             return None
+        older = tokens.expires_at is not None and cred.expires_at is not None and tokens.expires_at <= cred.expires_at
+        if older and not _same_grant(data, cred):
+            return None  # an earlier login's tokens (older, from another refresh token), not a refresh of these
         out = tokens.apply(cred)
         return None if self._due(out, margin) else out
 
@@ -183,7 +187,8 @@ class TokenKeeper:
             self._latest[key] = new
             ttl = (new.expires_at - self.clock()) if new.expires_at is not None else 3600.0
             payload = {"access_token": tokens.access_token, "expires_at": tokens.expires_at,
-                       "refresh_token": new.refresh_token, "extra": dict(tokens.extra)}  # fmt: skip
+                       "refresh_token": new.refresh_token, "extra": dict(tokens.extra),
+                       "from": _digest(cred.refresh_token)}  # fmt: skip
             try:
                 await self.store.put("tok:" + key, json.dumps(payload), max(1.0, ttl))
             except StoreError as exc:
@@ -198,6 +203,18 @@ class TokenKeeper:
                     await self.store.unlock("refresh:" + key, owner)
                 except StoreError:
                     pass  # the lease ends by itself
+
+
+def _digest(token: str | None) -> str:
+    """What a published token set says about the refresh token it came from (not the token itself)."""
+    return hashlib.sha256((token or "").encode()).hexdigest()[:24]
+
+
+def _same_grant(data: dict[str, Any], cred: Credential) -> bool:
+    """Whether published tokens continue ``cred``'s grant: refreshed from its refresh token, or carrying it."""
+    if not cred.refresh_token or "from" not in data:
+        return True
+    return data["from"] == _digest(cred.refresh_token) or data.get("refresh_token") == cred.refresh_token
 
 
 def _refused(provider: ProviderConfig, cred: Credential, message: str) -> ProviderHTTPError:

@@ -115,3 +115,28 @@ async def test_keeper_leaves_credentials_without_a_refresher_alone() -> None:
     keeper = TokenKeeper(MemoryStateStore(), HTTPClient())
     c = Credential("k", "p", api_key="sk-1")
     assert await keeper.fresh(ProviderConfig(name="p", type="openai"), c, force=True) is c
+
+
+async def test_keeper_ignores_published_tokens_older_than_a_new_login() -> None:
+    store = MemoryStateStore()
+    before = TokenKeeper(store, HTTPClient())
+    await before.fresh(PROVIDER, cred(-5))  # publishes access-1 (an hour) under acct/me
+    assert CountingRefresher.calls == 1
+    relogin = Credential("me", "acct", access_token="login-2", refresh_token="login-refresh-2",
+                         expires_at=time.time() + 7200)  # fmt: skip
+    after = TokenKeeper(store, HTTPClient())  # another process, after the credential logged in again
+    renewed = await after.fresh(PROVIDER, relogin, force=True)  # the upstream refused login-2
+    assert CountingRefresher.calls == 2  # refreshed from the new login, not handed the old access-1
+    assert (renewed.access_token, renewed.refresh_token) == ("access-2", "refresh-2")
+
+
+async def test_keeper_takes_a_refresh_of_its_own_grant_even_when_its_expiry_looked_later() -> None:
+    store = MemoryStateStore()
+    # the token file claimed 8 h; the tokens live 1 h
+    optimistic = Credential(
+        "me", "acct", access_token="access-0", refresh_token="refresh-0", expires_at=time.time() + 8 * 3600
+    )
+    await TokenKeeper(store, HTTPClient()).fresh(PROVIDER, optimistic, force=True)  # publishes access-1, 1 h
+    renewed = await TokenKeeper(store, HTTPClient()).fresh(PROVIDER, optimistic, force=True)
+    assert CountingRefresher.calls == 1  # the other process's refresh of refresh-0 is taken, not spent again
+    assert (renewed.access_token, renewed.refresh_token) == ("access-1", "refresh-1")
