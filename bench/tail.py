@@ -143,7 +143,14 @@ def explain(samples: list[dict[str, Any]], trace: dict[str, Any], threshold_s: f
             cause = f"another gateway thread held the GIL ({', '.join(sorted(set(busy_threads)))})"
         elif s.get("gateway_run", 0) > 2 * cpu_p50:
             found = [name for t, name in stacks if t0 - 0.002 <= t <= t1 + 0.001]
-            cause = f"the loop was busy: {max(set(found), key=found.count) if found else 'no stack sampled'}"
+            top = max(set(found), key=found.count) if found else ""
+            if not top or top.startswith("Runner.run"):
+                # No Python frame below the loop: the time went to uvloop's C code (socket reads
+                # and writes, whose loopback send does the receiver's TCP work inline) or to a CPU
+                # slowed by its neighbours (cache and TLB refills after another process ran).
+                cause = "more CPU than usual, none of it in Python (uvloop's C code, or a core shared)"
+            else:
+                cause = f"the loop was busy: {top}"
         else:
             cause = "unexplained (neither CPU nor a collection: a wait outside the process)"
         c = causes.setdefault(cause, {"requests": 0, "ms": 0.0})
