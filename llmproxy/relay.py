@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from ._json import loads
 from .bookkeeping import Books
 from .errors import ProviderError
 from .exchange import Exchange
@@ -51,7 +52,7 @@ class StreamRelay:
         self.usage: TokenUsage | None = None
         self.status, self.error = 200, ""
         self.ttfb: float | None = None
-        #: The upstream's own error event, passed through as is (passthrough only).
+        #: The upstream's error event (passthrough only): the client got the gateway's in its place.
         self.relayed: ProviderError | None = None
 
     def __aiter__(self) -> AsyncIterator[bytes]:
@@ -74,7 +75,7 @@ class StreamRelay:
             if self.held:
                 yield self._release()
             if self.relayed is not None:
-                # The client already holds the upstream's error event: another would end the stream twice.
+                # The client already holds an error event in the upstream's place: another would end the stream twice.
                 self._cool(self.relayed)
                 return
             tail = self.decoder.close()
@@ -101,6 +102,8 @@ class StreamRelay:
     def _relay(self, chunk: bytes) -> bytes:
         """One upstream chunk -> the bytes for the client (usage noted on the way)."""
         passthrough = self.ex.passthrough
+        if self.relayed is not None and passthrough and self.ex.call.sse:
+            return b""  # after the error event the stream is over for the client
         try:
             events = self.decoder.feed(chunk)
         except ProviderError as err:
@@ -108,9 +111,16 @@ class StreamRelay:
                 raise
             events, self.status, self.error = [], 502, err.code
             self.relayed = self.relayed or err
-            self.books.disclose(self.ex, err)  # the detail for staff
-            # The upstream's own error event goes out as is, but never with a secret in it.
-            chunk = self.ex.runtime.scrubber.scrub(chunk.decode("utf-8", "replace")).encode()
+            shown = self.books.disclose(self.ex, err)  # the detail for staff
+            if not self.ex.call.sse:
+                # A JSON-array stream: the upstream's element stays (it opened the array), never with a secret.
+                chunk = self.ex.runtime.scrubber.scrub(chunk.decode("utf-8", "replace")).encode()
+            else:
+                # The frames before the upstream's error event, then the gateway's own (section 11).
+                data, self.held = _before_error(self.held + chunk), b""
+                out = _rename(data, self.upstream_model, self.public_model) if self.rename else data
+                ours: bytes = self.encoder.error(shown)
+                return out + ours
         self._note_usage(events)
         if passthrough:
             if not self.rename:
@@ -134,6 +144,30 @@ class StreamRelay:
         plan, cand = self.ex.plan, self.ex.candidate
         if plan is not None and cand is not None and self.ex.cools(err):
             self.books.spawn(self.books.after_failure(plan, cand, err))
+
+
+def _before_error(data: bytes) -> bytes:
+    """The complete SSE frames of ``data`` before the first one that is an error event."""
+    frames = data.replace(b"\r\n", b"\n").split(b"\n\n")
+    kept: list[bytes] = []
+    for frame in frames[:-1]:  # the last piece is unfinished (or empty)
+        if _is_error_frame(frame):
+            break
+        kept.append(frame + b"\n\n")
+    return b"".join(kept)
+
+
+def _is_error_frame(frame: bytes) -> bool:
+    payload = b"".join(line[5:].strip() for line in frame.split(b"\n") if line.startswith(b"data:"))
+    if frame.startswith((b"event: error", b"event:error")):
+        return True
+    try:
+        obj = loads(payload)
+    except ValueError:
+        return bool(payload) and payload != b"[DONE]"  # garbage where an event belongs
+    return isinstance(obj, dict) and (
+        isinstance(obj.get("error"), dict) or obj.get("type") in ("error", "response.failed")
+    )
 
 
 def _rename(chunk: bytes, upstream: str, public: str) -> bytes:

@@ -137,11 +137,14 @@ async def test_a_mid_stream_failure_event_is_the_gateways_message(gw: Gateway, f
     assert "upstream_unreachable" in last_event(gw).error_detail
 
 
-async def test_a_passthrough_error_event_is_scrubbed(gw: Gateway, fake: FakeUpstream) -> None:
+async def test_a_passthrough_error_event_becomes_the_gateways(gw: Gateway, fake: FakeUpstream) -> None:
+    """Same dialect, body untouched, but a server-side failure still reads as llmproxy's (section 11)."""
     gw.swap(runtime(fake, kind="claude"))
     leak = f"overloaded for key {KEY}one"
     frames = [*fa.frames("Hi", model="up-model", end=False)[:3], fa.error_event(message=leak)]
     fake.default("/v1/messages", Stream(frames))
     text = await body_of(await ask(gw, "anthropic", stream=True))
-    assert "event: error" in text and KEY[:8] not in text and KEY[-8:] not in text and REDACTED in text
+    assert "event: error" in text and KEY[:8] not in text and KEY[-8:] not in text
+    assert "'public-model': the upstream failed" in text and "overloaded for key" not in text
+    assert text.count("event: error") == 1 and text.startswith("event: message_start")  # what came before stays
     assert "overloaded_error" in last_event(gw).error_detail
