@@ -177,14 +177,18 @@ def _decode_content(content: Any, where: str) -> list[Part]:
     parts: list[Part] = []
     for k, p in enumerate(content):
         kind = p.get("type") if isinstance(p, dict) else None
+        # OpenRouter's ``cache_control`` on a part: Anthropic's, kept for an Anthropic upstream.
+        cc = p.get("cache_control") if isinstance(p, dict) else None
+        meta = {"anthropic": {"cache_control": cc}} if isinstance(cc, dict) else None
         if kind == "text":
-            parts.append(TextPart(str(p.get("text", ""))))
+            parts.append(TextPart(str(p.get("text", "")), meta))
         elif kind == "image_url":
             iu = p.get("image_url")
             url = iu.get("url") if isinstance(iu, dict) else iu
             if not isinstance(url, str):
                 raise InvalidRequest(f"{where}.content[{k}].image_url.url is required", param=where)
-            parts.append(image_from_url(url, iu.get("detail") if isinstance(iu, dict) else None))
+            image = image_from_url(url, iu.get("detail") if isinstance(iu, dict) else None)
+            parts.append(dataclasses.replace(image, provider_metadata=meta) if meta else image)
         elif kind == "refusal":
             parts.append(TextPart(str(p.get("refusal", ""))))
         else:

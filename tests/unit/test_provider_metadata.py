@@ -59,3 +59,16 @@ def test_openai_chat_carries_them_on_content_parts_only_when_asked() -> None:
 
 def test_gemini_drops_them() -> None:
     assert "cache_control" not in str(G.encode_request(A.decode_request(body())))
+
+
+def test_an_openrouter_style_chat_client_keeps_its_cache_control_to_an_anthropic_upstream() -> None:
+    req = C.decode_request({"model": "m", "messages": [
+        {"role": "system", "content": [{"type": "text", "text": "Long rules.", "cache_control": CACHE}]},
+        {"role": "user", "content": [{"type": "text", "text": "hi"},
+                                     {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"},
+                                      "cache_control": CACHE}]},
+    ]})  # fmt: skip
+    out = A.encode_request(req)
+    assert out["system"] == [{"type": "text", "text": "Long rules.", "cache_control": CACHE}]
+    assert [b.get("cache_control") for b in out["messages"][0]["content"]] == [None, CACHE]
+    assert "cache_control" not in str(G.encode_request(req))
