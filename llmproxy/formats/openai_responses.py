@@ -32,6 +32,7 @@ from ..model import (
     ToolChoice,
     ToolResultPart,
 )
+from . import _responses_hosted as hosted
 from ._common import effort_from_budget, field_type, image_from_url, require_str
 from ._openai_wire import error_body, image_to_url
 from ._responses_stream import StreamDecoder, StreamEncoder
@@ -171,10 +172,19 @@ def _decode_input(items: list[Any], more_tools: list[Any]) -> list[Message]:
             # Tools offered from this point of the conversation on; other dialects have
             # tools per request only, so they join the request's tools.
             more_tools.extend(field_type(item.get("tools"), list, f"{where}.tools"))
+        elif kind in hosted.KINDS:
+            part = hosted.decode(item, kind, where)
+            if isinstance(part, ToolResultPart):
+                messages.append(Message("tool", [part]))
+            elif kind in hosted.USER_SIDE:
+                messages.append(Message("user", [part]))
+            else:
+                _assistant_turn(messages).parts.append(part)
         else:
             raise InvalidRequest(
                 f"{where}.type {kind!r} is not supported; use message, function_call, "
-                "function_call_output, reasoning, additional_tools or (on /v1/responses) item_reference",
+                "function_call_output, reasoning, additional_tools, an OpenAI-hosted tool's item "
+                "or (on /v1/responses) item_reference",
                 param=f"{where}.type",
             )
     return messages
@@ -376,6 +386,8 @@ def _encode_message(m: Message) -> list[dict[str, Any]]:
         return [_encode_call_output(p) for p in m.parts if isinstance(p, ToolResultPart)]
     if m.role == "assistant":
         return _encode_assistant(m.parts)
+    if m.parts and (kept := hosted.original(m.parts[0])) is not None:
+        return [kept]
     content = [_encode_input_part(p) for p in m.parts if isinstance(p, (TextPart, ImagePart))]
     return [{"type": "message", "role": m.role, "content": content}]
 
@@ -390,6 +402,10 @@ def _encode_assistant(parts: list[Part]) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     message: dict[str, Any] | None = None
     for p in parts:
+        if (kept := hosted.original(p)) is not None:
+            message = None
+            items.append(kept)  # an OpenAI-hosted tool's item, back as it came
+            continue
         if isinstance(p, TextPart):
             meta = item_meta(p)
             if message is None or meta:
@@ -428,6 +444,8 @@ def _encode_reasoning_input(p: ThinkingPart) -> dict[str, Any] | None:
 
 
 def _encode_call_output(p: ToolResultPart) -> dict[str, Any]:
+    if (kept := hosted.original(p)) is not None:
+        return kept
     output: str | list[dict[str, Any]]
     if all(isinstance(c, TextPart) for c in p.content):
         output = "".join(c.text for c in p.content if isinstance(c, TextPart))
