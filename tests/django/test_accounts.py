@@ -6,6 +6,7 @@ import io
 import json
 import stat
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -186,8 +187,9 @@ def test_the_beat_job_refreshes_claude_keeps_the_rotated_token_and_writes_the_fi
     p = Provider.objects.create(name="claude-max", type="claude", auth_type="oauth", options={"oauth_url": claude.url})
     access, refresh = claude.grant()
     soon = datetime.now(UTC) + timedelta(minutes=5)
-    cred = Credential.objects.create(provider=p, name="me", access_token=access, refresh_token=refresh,
-                                     expires_at=soon, file="claude-me.json")  # fmt: skip
+    # a name of its own: tokens published in a shared Redis by an earlier run outlive the database's rows
+    cred = Credential.objects.create(provider=p, name=f"me-{uuid.uuid4().hex[:8]}", access_token=access,
+                                     refresh_token=refresh, expires_at=soon, file="claude-me.json")  # fmt: skip
     dead = Credential.objects.create(
         provider=p, name="dead", access_token="x", refresh_token="revoked", expires_at=soon
     )

@@ -7,6 +7,7 @@ import json
 import stat
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -155,20 +156,21 @@ def test_a_bad_kiro_import_names_the_file_and_the_field(tmp_path: Path) -> None:
 
 def test_the_beat_job_refreshes_kiro_credentials_due_within_ten_minutes(kiro: FakeKiroAuth, auth_dir: Path) -> None:
     p = kiro_provider(kiro)
+    run = uuid.uuid4().hex[:8]  # names of their own: tokens a shared Redis kept from an earlier run outlive the rows
     client_id, secret = kiro.register()
     access, refresh = kiro.grant(client_id)
     soon = datetime.now(UTC) + timedelta(minutes=9)
-    sso = Credential.objects.create(provider=p, name="sso", access_token=access, refresh_token=refresh,
+    sso = Credential.objects.create(provider=p, name=f"sso-{run}", access_token=access, refresh_token=refresh,
                                     expires_at=soon, file="kiro-sso.json",
                                     extra={"auth_method": "builder-id", "client_id": client_id,
                                            "client_secret": secret})  # fmt: skip
     s_access, s_refresh = kiro.grant("")
-    social = Credential.objects.create(provider=p, name="social", access_token=s_access, refresh_token=s_refresh,
+    social = Credential.objects.create(provider=p, name=f"social-{run}", access_token=s_access, refresh_token=s_refresh,
                                        expires_at=soon, extra={"auth_method": "social"})  # fmt: skip
-    later = Credential.objects.create(provider=p, name="later", access_token="aoa-later", refresh_token="aor-x",
+    later = Credential.objects.create(provider=p, name=f"later-{run}", access_token="aoa-later", refresh_token="aor-x",
                                       expires_at=datetime.now(UTC) + timedelta(minutes=11),
                                       extra={"auth_method": "social"})  # fmt: skip
-    dead = Credential.objects.create(provider=p, name="dead", access_token="x", refresh_token="revoked",
+    dead = Credential.objects.create(provider=p, name=f"dead-{run}", access_token="x", refresh_token="revoked",
                                      expires_at=soon, extra={"auth_method": "builder-id", "client_id": client_id,
                                                              "client_secret": secret})  # fmt: skip
     summary = token_refresh.refresh_due_credentials()
