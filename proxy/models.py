@@ -265,6 +265,29 @@ class UsageLatencyDaily(models.Model):
         verbose_name_plural = "usage latency daily"
 
 
+class UsageCredentialDaily(models.Model):
+    """Rollup of UsageRecord per day x provider x credential (the dashboard's credential table)."""
+
+    day = models.DateField()
+    provider = models.CharField(max_length=100)
+    credential = models.CharField(max_length=100)
+    requests = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+    prompt_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    cached_tokens = models.BigIntegerField(default=0)
+    cache_write_tokens = models.BigIntegerField(default=0)
+    reasoning_tokens = models.BigIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=16, decimal_places=8, default=0)
+    #: Successful requests and their summed latency, for the average.
+    ok_requests = models.PositiveIntegerField(default=0)
+    ok_latency_ms = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["day", "provider", "credential"], name="uniq_usage_credential")]
+        verbose_name_plural = "usage credential daily"
+
+
 class UsageErrorDaily(models.Model):
     """Rollup of failed UsageRecords: day x model x provider x status x error type."""
 

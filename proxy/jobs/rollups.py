@@ -19,7 +19,14 @@ from django.db.models import Count, Max, Min, Q, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from proxy.models import UsageDaily, UsageErrorDaily, UsageLatencyDaily, UsageRecord, UsageRollupDay
+from proxy.models import (
+    UsageCredentialDaily,
+    UsageDaily,
+    UsageErrorDaily,
+    UsageLatencyDaily,
+    UsageRecord,
+    UsageRollupDay,
+)
 from proxy.reports import latency
 
 log = logging.getLogger("llmproxy.jobs")
@@ -82,8 +89,20 @@ def rollup_day(day: date, now: datetime | None = None) -> int:
     errors = [UsageErrorDaily(day=day, **g) for g in
               UsageRecord.objects.filter(created_at__gte=start, created_at__lt=end, status_code__gte=400).order_by()
               .values("model", "provider", "status_code", "error_type").annotate(count=Count("id"))]  # fmt: skip
+    day_rows = UsageRecord.objects.filter(created_at__gte=start, created_at__lt=end).order_by()
+    ok = Q(status_code__lt=400)
+    credentials = [UsageCredentialDaily(day=day, provider=g["provider"], credential=g["credential"], requests=g["n"],
+                                        errors=g["n_errors"], cost_usd=Decimal(g["cost"] or 0).quantize(_COST_PLACES),
+                                        ok_requests=g["n_ok"], ok_latency_ms=g["ok_ms"] or 0,
+                                        **{f: g[f"sum_{f}"] or 0 for f in _SUMS})  # type: ignore[literal-required]
+                   for g in day_rows.values("provider", "credential").annotate(
+                       n=Count("id"), n_errors=Count("id", filter=Q(status_code__gte=400)), cost=Sum("cost_usd"),
+                       n_ok=Count("id", filter=ok), ok_ms=Sum("latency_ms", filter=ok),
+                       **{f"sum_{f}": Sum(f) for f in _SUMS})]  # fmt: skip
     with transaction.atomic():
         UsageRollupDay.objects.update_or_create(day=day, defaults={"rolled_until": end})
+        UsageCredentialDaily.objects.filter(day=day).delete()
+        UsageCredentialDaily.objects.bulk_create(credentials, batch_size=1000)
         UsageLatencyDaily.objects.filter(day=day).delete()
         UsageLatencyDaily.objects.bulk_create(latencies, batch_size=1000)
         UsageErrorDaily.objects.filter(day=day).delete()

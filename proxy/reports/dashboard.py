@@ -15,10 +15,10 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from django.db.models import Avg, Count, Q, QuerySet, Sum
+from django.db.models import Count, Q, QuerySet, Sum
 from django.utils import timezone
 
-from proxy.models import UsageErrorDaily, UsageRecord
+from proxy.models import UsageCredentialDaily, UsageErrorDaily, UsageRecord
 from proxy.serving.routing_state import CredentialState, credential_states
 from proxy.serving.state import shares_state
 
@@ -188,7 +188,7 @@ def build(window_name: str = DEFAULT_WINDOW, now: datetime | None = None) -> Das
     states, error = safe_credential_states()
     return Dashboard(window=w, totals=totals, latency=_latency(hist.histograms(lat).get(None)),
                      traffic=traffic(w, charts), models=models, providers=providers,
-                     credential_rows=credential_rows(w), errors=errors, ttfb=latency(w, "ttfb", p), charts=charts,
+                     credential_rows=credential_rows(w, p), errors=errors, ttfb=latency(w, "ttfb", p), charts=charts,
                      credentials=states, state_error=error,
                      shares_state=shares_state())  # fmt: skip
 
@@ -206,22 +206,27 @@ def _raw(w: Window) -> QuerySet[UsageRecord]:
     return UsageRecord.objects.filter(created_at__gte=w.since).order_by()
 
 
-def credential_rows(w: Window) -> list[Row]:
-    """Totals per provider/credential, busiest first, with average latency.
-
-    From the raw rows only (the rollups carry no credential), so a window longer than
-    the retention covers the retained days.
-    """
-    rows = queries.summary(queries.UsageFilter(since=w.since), ["credential"])
-    fields = ("provider", "credential")
-    ok = Avg("latency_ms", filter=Q(status_code__lt=400))
-    avg = {tuple(r[:-1]): r[-1] for r in _raw(w).values_list(*fields).annotate(avg=ok).values_list(*fields, "avg")}
+def credential_rows(w: Window, p: Parts | None = None) -> list[Row]:
+    """Totals per provider/credential, busiest first, with average latency (rollups and raw rows)."""
+    p = p or parts(w)
+    ok = Q(status_code__lt=400)
+    sums = {m: Sum(m) for m in queries.METRICS if m not in ("requests", "errors")}
+    found: dict[tuple[str, str], tuple[Totals, list[float]]] = {}
+    rolled = (UsageCredentialDaily.objects.filter(day__in=p.rolled).order_by().values("provider", "credential")
+              .annotate(requests=Sum("requests"), errors=Sum("errors"), n_ok=Sum("ok_requests"),
+                        ok_ms=Sum("ok_latency_ms"), **sums)) if p.rolled else []  # fmt: skip
+    raw = (_raw(w).filter(p.raw).values("provider", "credential")
+           .annotate(requests=Count("id"), errors=Count("id", filter=Q(status_code__gte=400)),
+                     n_ok=Count("id", filter=ok), ok_ms=Sum("latency_ms", filter=ok), **sums))  # fmt: skip
+    for got in [*rolled, *raw]:
+        t, lat = found.setdefault((got["provider"], got["credential"]), (Totals(), [0.0, 0.0]))
+        t.add(dict(got))
+        lat[0] += float(got["n_ok"] or 0)
+        lat[1] += float(got["ok_ms"] or 0)
     out = []
-    for found in rows:
-        totals = Totals()
-        totals.add(found)
-        name = "/".join(str(found[f]) for f in fields) if all(found[f] for f in fields) else "—"
-        out.append(Row(name, totals, avg.get(tuple(found[f] for f in fields))))
+    for (provider, credential), (t, (n_ok, ok_ms)) in found.items():
+        name = f"{provider}/{credential}" if provider and credential else "—"
+        out.append(Row(name, t, ok_ms / n_ok if n_ok else None))
     out.sort(key=lambda r: (-r.totals.requests, r.name))
     top = max((r.totals.requests for r in out), default=0)
     for r in out:
