@@ -173,7 +173,7 @@ class LLMConsumer(AsyncConsumer):  # type: ignore[misc]  # channels ships no typ
 
 
 class ModelsConsumer(LLMConsumer):
-    """``GET /v1/models`` (OpenAI or, with ``anthropic-version``, Anthropic) and ``/v1beta/models``."""
+    """``GET /v1/models`` (OpenAI; Anthropic with ``anthropic-version``; Gemini with a Gemini key) and ``/v1beta/models``."""
 
     async def dispatch_call(
         self, call: Call, headers: dict[str, str], query: dict[str, list[str]]
@@ -183,6 +183,8 @@ class ModelsConsumer(LLMConsumer):
         style = self.ingress
         if style == "openai_chat" and "anthropic-version" in headers:
             style = "anthropic"
+        elif style == "openai_chat" and ("x-goog-api-key" in headers or "key" in query):
+            style = "gemini"  # google-genai lists models at /v1/models by default
         try:
             key = await gateway.admit(call, rt)
         except (AuthenticationFailed, LimitExceeded) as err:

@@ -1,4 +1,4 @@
-"""The LLM routes: exact paths and the Gemini ``models/{model}:{action}`` pattern.
+"""The LLM routes: exact paths and the Gemini ``models/{model}:{action}`` pattern (``/v1beta/`` or ``/v1/``).
 
 A dict lookup instead of regex routing: this runs on every request.
 """
@@ -29,6 +29,8 @@ GEMINI_ACTIONS: dict[str, dict[str, Any]] = {
     "countTokens": {"consumer": LLMConsumer, "ingress": "gemini", "endpoint": "count_tokens"},
 }
 
+GEMINI_PREFIXES = ("/v1beta/models/", "/v1/models/")
+
 #: ``/v1/responses/{id}[/{sub}]``: (method, sub) -> the stored-response action.
 STORED_RESPONSE_ACTIONS = {("GET", ""): "get", ("DELETE", ""): "delete", ("GET", "input_items"): "input_items"}
 
@@ -54,8 +56,9 @@ def resolve(method: str, path: str) -> Any | None:
     if hit is not None:
         app = _apps[key] = _app(*hit)
         return app
-    if method == "POST" and path.startswith("/v1beta/models/") and ":" in path:
-        model, _, action = path[len("/v1beta/models/") :].rpartition(":")
+    prefix = _gemini_prefix(path) if method == "POST" and ":" in path else ""
+    if prefix:
+        model, _, action = path[len(prefix) :].rpartition(":")
         spec = GEMINI_ACTIONS.get(action)
         if spec is not None and model:
             consumer, kwargs = spec["consumer"], {k: v for k, v in spec.items() if k != "consumer"}
@@ -66,6 +69,14 @@ def resolve(method: str, path: str) -> Any | None:
         if response_id and stored is not None:
             return _app(StoredResponsesConsumer, {"action": stored, "response_id": response_id})
     return None
+
+
+def _gemini_prefix(path: str) -> str:
+    """Gemini's model actions answer under ``/v1beta/`` and ``/v1/`` (google-genai's default since 3.x)."""
+    for prefix in GEMINI_PREFIXES:
+        if path.startswith(prefix):
+            return prefix
+    return ""
 
 
 def is_llm_path(path: str) -> bool:

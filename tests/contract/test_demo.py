@@ -132,3 +132,14 @@ def test_it_answers_legacy_completions_and_lists_the_model(live: Any, key: str) 
     done = sdk.completions.create(model="demo", prompt="old school")
     assert done.choices[0].text.startswith(LABEL) and "old school" in done.choices[0].text
     assert [m.id for m in sdk.models.list()] == ["demo"]
+
+
+def test_it_answers_gemini_as_the_readme_shows_it_on_the_sdks_default_version(live: Any, key: str) -> None:
+    # README: genai.Client(http_options={"base_url": ...}), no api_version: google-genai 3.x calls /v1/.
+    sdk = genai.Client(api_key=key, http_options=types.HttpOptions(
+        base_url=live.url, retry_options=types.HttpRetryOptions(attempts=1)))  # fmt: skip
+    assert (sdk.models.generate_content(model="demo", contents="hi v1").text or "").startswith(LABEL)
+    streamed = "".join(c.text or "" for c in sdk.models.generate_content_stream(model="demo", contents="hi v1"))
+    assert streamed.startswith(LABEL) and "hi v1" in streamed
+    assert (sdk.models.count_tokens(model="demo", contents="hi v1").total_tokens or 0) > 0
+    assert [m.name for m in sdk.models.list()] == ["models/demo"]
