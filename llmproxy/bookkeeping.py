@@ -108,7 +108,9 @@ class Books:
         ev.usage = usage
         price = cand.route.price
         if price is not None:
-            ev.cost_usd = price.cost(usage.input_tokens, usage.output_tokens, usage.cached_tokens)
+            ev.cost_usd = price.cost(
+                usage.input_tokens, usage.output_tokens, usage.cached_tokens, usage.cache_write_tokens
+            )
         if ex.plan is not None:
             self.spawn(self._charge(ex, ex.plan, cand, usage.input_tokens + usage.output_tokens, ev.cost_usd))
 

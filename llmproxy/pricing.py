@@ -21,16 +21,31 @@ _DATED = re.compile(r"-\d{4}-\d{2}-\d{2}$")  # OpenAI snapshots: gpt-4o-2024-08-
 
 @dataclass(frozen=True, slots=True)
 class Price:
-    """USD per million tokens."""
+    """USD per million tokens.
+
+    ``input_tokens`` counts the whole prompt: fresh tokens, cache reads (``cached_tokens``,
+    at ``cached_input``) and cache writes (``cache_write_tokens``, at ``cache_write``; Anthropic's
+    5-minute write). A rate left ``None`` is the input rate. ``long`` holds the rates of a
+    prompt-length tier: a prompt of more than ``long_above`` tokens pays ``long``'s rates on
+    every token of the request, output included.
+    """
 
     input: float
     output: float
     cached_input: float | None = None
+    cache_write: float | None = None
+    long_above: int | None = None
+    long: Price | None = None
 
-    def cost(self, input_tokens: int, output_tokens: int, cached_tokens: int) -> float:
+    def cost(self, input_tokens: int, output_tokens: int, cached_tokens: int, cache_write_tokens: int = 0) -> float:
+        if self.long is not None and self.long_above is not None and input_tokens > self.long_above:
+            return self.long.cost(input_tokens, output_tokens, cached_tokens, cache_write_tokens)
         cached = min(cached_tokens, input_tokens)
+        written = min(cache_write_tokens, input_tokens - cached)
         cached_rate = self.input if self.cached_input is None else self.cached_input
-        return ((input_tokens - cached) * self.input + cached * cached_rate + output_tokens * self.output) / 1e6
+        write_rate = self.input if self.cache_write is None else self.cache_write
+        fresh = input_tokens - cached - written
+        return (fresh * self.input + cached * cached_rate + written * write_rate + output_tokens * self.output) / 1e6
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +55,7 @@ class Entry:
     max_output: int | None
     source: str
     taken: str
+    status: str = "active"  # "active", "legacy", "deprecated" or "retired" (still listed: some clouds serve it)
 
 
 @lru_cache(maxsize=1)
@@ -55,9 +71,21 @@ def entries() -> dict[str, Entry]:
     out: dict[str, Entry] = {}
     for name, m in data["models"].items():
         src = data["sources"][m["source"]]
-        price = Price(float(m["input"]), float(m["output"]), m.get("cached_input"))
-        out[name] = Entry(name, price, m.get("max_output"), m["source"], src["taken"])
+        out[name] = Entry(name, _price(m), m.get("max_output"), m["source"], src["taken"], m.get("status", "active"))
     return out
+
+
+def _rate(m: dict[str, Any], key: str) -> float | None:
+    v = m.get(key)
+    return None if v is None else float(v)
+
+
+def _price(m: dict[str, Any]) -> Price:
+    """A catalog row's price; ``long`` (``{"above": N, "input": ..., ...}``) is its prompt-length tier."""
+    tier = m.get("long")
+    long = _price(tier) if isinstance(tier, dict) else None
+    return Price(float(m["input"]), float(m["output"]), _rate(m, "cached_input"), _rate(m, "cache_write"),
+                 int(tier["above"]) if long is not None and tier is not None else None, long)  # fmt: skip
 
 
 @lru_cache(maxsize=1024)

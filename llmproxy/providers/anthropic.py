@@ -22,7 +22,10 @@ from .base import Credential, Executor, retry_after
 
 DEFAULT_VERSION = "2023-06-01"
 OAUTH_BETA = "oauth-2025-04-20"
-_PATHS = {"chat": "/v1/messages", "count_tokens": "/v1/messages/count_tokens"}
+_PATHS = {"chat": "/v1/messages", "count_tokens": "/v1/messages/count_tokens", "models": "/v1/models"}
+#: The model a health check without one asks for a 1-token reply (an OAuth subscription token):
+#: a long-served model of the shipped price catalog.
+HEALTH_MODEL = "claude-haiku-4-5-20251001"
 _LIMITS = ("requests", "tokens", "input-tokens", "output-tokens")
 
 
@@ -72,6 +75,13 @@ class AnthropicExecutor(Executor):
         else:
             body.pop("stream", None)
         return self.upstream_request(self.url(endpoint), headers, body, streaming)
+
+    def models_probe(self, credential: Credential, model: str = "") -> UpstreamRequest | None:
+        """An API key: ``GET /v1/models`` (no tokens). An OAuth subscription token: a 1-token
+        message (to ``model``, else ``HEALTH_MODEL``), the one call it is known to be accepted for."""
+        if credential.access_token or _is_oauth(credential.api_key):
+            return self.completion_probe(credential, model or HEALTH_MODEL)
+        return super().models_probe(credential, model)
 
     def classify(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
         err = _error(body)

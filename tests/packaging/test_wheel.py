@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes import FakeUpstream
+from tests.fakes import FakeUpstream, Reply
 from tests.fakes import openai as fo
 
 pytestmark = pytest.mark.single_pass
@@ -171,6 +171,7 @@ def test_library_doc_examples_run_in_the_bare_venv(bare_python: Path, upstream_s
     upstream_server.default("/v1/messages", docs._messages)
     upstream_server.default("/v1/chat/completions", docs._chat)
     upstream_server.default("/v1/generate", fo.completion("From Acme"))
+    upstream_server.default("/v1/models", Reply({"data": [], "has_more": False, "first_id": None, "last_id": None}))
     for name, text in docs.FILES.items():
         (tmp_path / name).write_text(docs._local(text, upstream_server))
     (tmp_path / "auths").mkdir()

@@ -109,7 +109,9 @@ def test_every_python_example_runs(index: int, workdir: Path, fake: FakeUpstream
     if "translate_stream(anthropic_sse_bytes_iterator" in code:
         assert "Hello there" in printed and "Streame" in printed
     if "executor.execute(" in code:
-        assert sent == [("POST", "/v1/messages")] * 3  # execute, execute_stream, the health probe
+        assert sent == [("POST", "/v1/messages")] * 2 + [
+            ("GET", "/v1/models")
+        ]  # execute, execute_stream, the key probe
         assert "Hello from Claude" in printed
         assert fake.requests[0].headers["x-api-key"] == "sk-ant-example"
     if "asyncio.run(main())" in code:

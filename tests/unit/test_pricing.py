@@ -74,3 +74,73 @@ def test_estimate_takes_the_dearest_route() -> None:
     est = estimate(_req(1000), routes, default_output=100)
     assert est.cost_usd == pytest.approx((est.prompt_tokens + 3000) / 1e6)
     assert estimate(_req(1000), _routes(("c", None)), default_output=100).cost_usd == 0.0
+
+
+def test_every_catalog_row_parses_with_its_rates() -> None:
+    data = json.loads(resources.files("llmproxy").joinpath("prices.json").read_text())
+    known = entries()
+    assert set(known) == set(data["models"])
+    for name, e in known.items():
+        m = data["models"][name]
+        assert e.price.input == m["input"] and e.price.output == m["output"], name
+        assert e.price.cache_write == m.get("cache_write") and e.price.cached_input == m.get("cached_input"), name
+        assert e.status in ("active", "legacy", "deprecated", "retired", "unverified"), name
+        if "long" in m:
+            assert e.price.long is not None and e.price.long_above == m["long"]["above"] > 0, name
+
+
+@pytest.mark.parametrize(
+    ("model", "input_", "write", "read", "output", "cap"),
+    [
+        ("claude-fable-5-1", 10.0, 12.5, 0.25, 50.0, 128000),
+        ("claude-opus-5-5", 4.0, 5.0, 0.2, 20.0, 128000),
+        ("claude-opus-5", 5.0, 6.25, 0.5, 25.0, 128000),
+        ("claude-sonnet-5-5", 2.0, 2.5, 0.2, 10.0, 128000),
+        ("claude-opus-4-5", 5.0, 6.25, 0.5, 25.0, 64000),
+        ("claude-haiku-4-5", 1.0, 1.25, 0.1, 5.0, 64000),
+    ],
+)
+def test_known_anthropic_figures(model: str, input_: float, write: float, read: float, output: float, cap: int) -> None:
+    e = lookup(model)
+    assert e is not None and e.source == "anthropic" and e.taken == "2026-12-01"
+    assert (e.price.input, e.price.cache_write, e.price.cached_input, e.price.output) == (input_, write, read, output)
+    assert e.max_output == cap
+
+
+def test_retired_models_stay_listed_and_marked() -> None:
+    opus41 = lookup("claude-opus-4-1")
+    assert opus41 is not None and opus41.status == "retired" and opus41.price.output == 75.0
+    fable = lookup("claude-fable-5-1")
+    assert fable is not None and fable.status == "active"
+
+
+def test_cache_writes_are_charged_at_the_write_rate() -> None:
+    p = Price(input=5.0, output=25.0, cached_input=0.5, cache_write=6.25)
+    # 10k prompt: 2k read from the cache, 3k written to it, 5k fresh; 1k out
+    assert p.cost(10_000, 1_000, 2_000, 3_000) == pytest.approx(
+        (5_000 * 5.0 + 2_000 * 0.5 + 3_000 * 6.25 + 1_000 * 25.0) / 1e6
+    )
+    assert p.cost(10_000, 0, 0, 0) == pytest.approx(0.05)
+    # no write price: writes cost the input rate; writes never exceed the prompt
+    assert Price(1.0, 1.0).cost(100, 0, 0, 40) == pytest.approx(100 / 1e6)
+    assert p.cost(100, 0, 60, 500) == pytest.approx((60 * 0.5 + 40 * 6.25) / 1e6)
+
+
+def test_a_prompt_length_tier_prices_the_whole_request_at_the_higher_rates() -> None:
+    haiku = lookup("claude-haiku-5-5")
+    assert haiku is not None and haiku.price.long_above == 100_000 and haiku.price.long is not None
+    short = haiku.price.cost(100_000, 1_000, 0, 0)
+    assert short == pytest.approx((100_000 * 0.1 + 1_000 * 0.5) / 1e6)
+    long = haiku.price.cost(100_001, 1_000, 0, 10_000)
+    assert long == pytest.approx((90_001 * 0.5 + 10_000 * 0.625 + 1_000 * 2.5) / 1e6)
+
+
+def test_a_usage_records_cache_writes_cost_the_catalog_write_rate() -> None:
+    from llmproxy.model import Usage
+
+    p = lookup("claude-opus-5-5")
+    assert p is not None
+    u = Usage(input_tokens=1_000, output_tokens=10, cached_tokens=0, cache_write_tokens=1_000)
+    assert p.price.cost(u.input_tokens, u.output_tokens, u.cached_tokens, u.cache_write_tokens) == pytest.approx(
+        (1_000 * 5.0 + 10 * 20.0) / 1e6
+    )
