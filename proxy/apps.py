@@ -11,7 +11,9 @@ class ProxyConfig(AppConfig):
         import accounts.admin
 
         from . import signals
+        from .configsync.plugins import import_configured
         from .serving.spend import live_spend
 
+        import_configured()  # custom translators/executors, before any config is built or checked
         signals.connect()
         accounts.admin.spend_source = live_spend

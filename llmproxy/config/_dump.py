@@ -26,7 +26,7 @@ def dump(config: Config, with_secrets: bool = False, *, include_defaults: bool =
 
 
 def to_dict(config: Config, with_secrets: bool = False, *, include_defaults: bool = True) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"plugins": list(config.plugins)} if config.plugins else {}
     for section, cls in SECTIONS.items():
         value = getattr(config, section)
         if include_defaults or value != cls():

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from .. import translator
+from .. import plugins, translator
 from .._transports.proxies import parse_proxy
 from ..auth import ENDPOINT_FIELDS
 from ..netguard import ImageSettings
@@ -40,7 +40,7 @@ from ._schema import (
 
 TOP_KEYS = (
     "server", "providers", "auth", "management", "logging", "routing", "images", "clients", "limits", "usage",
-    "responses",
+    "responses", "plugins",
 )  # fmt: skip
 PROVIDER_KEYS = ("type", "enabled", "base_url", "auth_type", "priority", "weight", "cooldown", "rate_limit",
                  "headers", "options", "proxy", "credentials", "models", "translator", *ENDPOINT_FIELDS)  # fmt: skip
@@ -65,10 +65,26 @@ def parse(text: str, source: str, env: Mapping[str, str], base_dir: str) -> Conf
     apply_overrides(data, env)
     check = Checker()
     check.issues = issues
-    config = _config(check, data, source, base_dir)
+    names = _plugins(check, data.get("plugins"), env)  # before validation: they register types
+    config = dataclasses.replace(_config(check, data, source, base_dir), plugins=tuple(names))
     if check.issues:
         raise ConfigError(check.issues, source)
     return dataclasses.replace(config, content_hash=content_hash(text))
+
+
+def _plugins(check: Checker, value: Any, env: Mapping[str, str]) -> list[str]:
+    """config.yaml's ``plugins`` and ``LLMPROXY_PLUGINS``, imported; a failure names the module."""
+    listed: list[str] = []
+    if value is not None:
+        if not isinstance(value, list) or not all(isinstance(n, str) and n for n in value):
+            check.error("plugins", "must be a list of importable module names")
+        else:
+            listed = list(value)
+    names = list(dict.fromkeys([*listed, *plugins.from_env(env)]))
+    for failure in plugins.import_all(names):
+        where = f"plugins[{listed.index(failure.name)}]" if failure.name in listed else plugins.ENV
+        check.error(where, str(failure))
+    return names
 
 
 def content_hash(text: str | bytes) -> str:

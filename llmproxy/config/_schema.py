@@ -184,6 +184,8 @@ class Config:
     limits: Mapping[str, Any] = field(default_factory=dict)
     #: Stored Responses API responses: how many days they are kept.
     responses: ResponsesSettings = field(default_factory=ResponsesSettings)
+    #: Plugin modules imported before validation (``plugins:`` and ``LLMPROXY_PLUGINS``).
+    plugins: tuple[str, ...] = ()
     source: str = field(default="<string>", compare=False)
     #: Where relative paths (``auth.dir``) start: the config file's directory.
     base_dir: str = field(default=".", compare=False)
