@@ -24,11 +24,15 @@ from accounts.models import ApiKey, User
 from proxy.models import UsageDaily, UsageRecord, UsageRollupDay
 from proxy.serving.spend import settled_spend
 
+from . import keyset
+
 #: The usage record fields of the external contract (INTERFACE.md section 4), in order.
 USAGE_FIELDS = ("request_id", "created_at", "user", "key_prefix", "ingress", "model", "upstream_model", "provider",
                 "credential", "stream", "status_code", "error_type", "prompt_tokens", "completion_tokens",
                 "cached_tokens", "reasoning_tokens", "cost_usd", "latency_ms", "ttfb_ms", "attempts", "overrides")  # fmt: skip
 #: ``credential`` groups by provider and credential name (credential names repeat across providers).
+#: Rows per query of the CSV export (keyset pages).
+CSV_PAGE = 2000
 GROUPS = ("day", "user", "key", "model", "provider", "credential")
 #: ``cached_tokens``: prompt-cache reads; ``cache_write_tokens``: prompt-cache writes.
 METRICS = ("requests", "errors", "prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens",
@@ -294,17 +298,24 @@ def csv_lines(qs: QuerySet[UsageRecord], *, staff: bool = False) -> Iterator[str
     writer = csv.writer(_Echo())
     names = (*USAGE_FIELDS, "error_detail") if staff else USAGE_FIELDS
     yield writer.writerow(names)
-    # Without the join to users: a server-side cursor then walks the (created_at, id) index
-    # from the newest row and the first lines go out at once, instead of after a sort of
-    # every matching row. Usernames come from one lookup per user met.
+    # Page by keyset, 2,000 rows a query, without the join to users: each query walks the
+    # (created_at, id) index from where the last one stopped, so the first lines go out at
+    # once. (A server-side cursor over the whole export let PostgreSQL plan for a tenth of
+    # ten million rows: a sort, 15 s before the first line.) Usernames: one lookup per user met.
     usernames: dict[int, str] = {}
-    for rec in qs.select_related(None).iterator(chunk_size=2000):
-        if rec.user_id and rec.user_id not in usernames:
-            usernames[rec.user_id] = (
-                User.objects.filter(pk=rec.user_id).values_list("username", flat=True).first() or ""
-            )
-        row = record_row(rec, staff=staff, usernames=usernames)
-        yield writer.writerow([_csv_value(row[name]) for name in names])
+    cursor: str | None = None
+    while True:
+        page = keyset.page(qs.select_related(None), cursor, CSV_PAGE)
+        for rec in page.items:
+            if rec.user_id and rec.user_id not in usernames:
+                usernames[rec.user_id] = (
+                    User.objects.filter(pk=rec.user_id).values_list("username", flat=True).first() or ""
+                )
+            row = record_row(rec, staff=staff, usernames=usernames)
+            yield writer.writerow([_csv_value(row[name]) for name in names])
+        if page.next_cursor is None:
+            return
+        cursor = page.next_cursor
 
 
 def _csv_value(value: Any) -> str:

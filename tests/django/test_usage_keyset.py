@@ -94,3 +94,12 @@ def test_the_api_pages_by_cursor(rows: list[UsageRecord]) -> None:
     assert [i["request_id"] for i in last["items"]] == [rows[6].request_id] and last["next_cursor"] is None
     bad = api.get("/api/v1/usage", {"cursor": "nope"})
     assert bad.status_code == 422 and "cursor" in bad.content.decode()
+
+
+def test_the_csv_export_walks_keyset_pages_and_keeps_every_row(rows: list[UsageRecord], monkeypatch: Any) -> None:
+    from proxy.reports import queries
+
+    monkeypatch.setattr(queries, "CSV_PAGE", 2)
+    lines = list(queries.csv_lines(queries.records(queries.UsageFilter())))
+    assert lines[0].startswith("request_id,")
+    assert [line.split(",", 1)[0] for line in lines[1:]] == [r.request_id for r in rows]
