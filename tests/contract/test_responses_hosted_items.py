@@ -16,6 +16,7 @@ import openai
 import pytest
 
 from tests.contract.conftest import SYSTEM, Pair
+from tests.fakes import responses as fake_responses
 from tests.fakes.matrix import UPSTREAMS, Turn
 
 EVERY = pytest.mark.parametrize("pair", [f"responses->{u}" for u in UPSTREAMS], indirect=True)
@@ -123,3 +124,21 @@ def test_malformed_hosted_items_are_a_400_in_openai_shape(pair: Pair, item: dict
     assert err.value.status_code == 400
     assert isinstance(err.value.body, dict) and err.value.body.get("param") == param
     assert len(pair.fake.requests) == calls  # refused before any upstream call
+
+
+@pytest.mark.parametrize("pair", ["responses->responses"], indirect=True)
+def test_a_stored_turn_with_hosted_items_continues_with_previous_response_id(pair: Pair) -> None:
+    searched = {"type": "web_search_call", "id": "ws_up", "status": "completed",
+                "action": {"type": "search", "query": "gateway news"}}  # fmt: skip
+    message = {"type": "message", "id": "msg_up", "role": "assistant", "status": "completed",
+               "content": [{"type": "output_text", "text": "News found.", "annotations": [], "logprobs": []}]}  # fmt: skip
+    pair.script(fake_responses.Reply(fake_responses.response_obj([searched, message], usage_=fake_responses.usage())))
+    first = sdk(pair).responses.create(model=pair.model, input="Search the news.")
+    assert first.output_text == "News found."
+    pair.script(pair.upstream.reply(Turn(["Summary."]), False))
+    second = sdk(pair).responses.create(model=pair.model, input="Summarise.", previous_response_id=first.id)
+    assert second.output_text == "Summary."
+    sent = pair.fake.requests[-1].body["input"]
+    kinds = [i.get("type") for i in sent]
+    assert "web_search_call" in kinds and kinds.index("web_search_call") < len(kinds) - 1  # replayed, in order
+    assert json.dumps(sent).find("gateway news") < json.dumps(sent).find("Summarise.")
