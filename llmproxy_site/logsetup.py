@@ -36,6 +36,9 @@ def logging_section(config_path: str | None, env: Mapping[str, str] | None = Non
         return Logging()
 
 
+CHATTY_CELERY = ("celery.beat", "celery.worker.strategy", "celery.app.trace")
+
+
 def logging_dict(section: Logging, level_override: str | None = None) -> dict[str, Any]:
     """A ``dictConfig`` for ``section``; every handler scrubs secrets and stamps the request id."""
     _applied[0] = section
@@ -56,6 +59,9 @@ def logging_dict(section: Logging, level_override: str | None = None) -> dict[st
         "root": {"handlers": ["console"], "level": level},
         "loggers": {
             "django.db.backends": {"level": "WARNING"},
+            # The embedded worker and beat run in serve's terminal: their per-task lines
+            # ("Sending due task", "received", "succeeded") every 30 s drown the server's own.
+            **{name: {"level": "DEBUG" if level == "DEBUG" else "WARNING"} for name in CHATTY_CELERY},
             # Per-request lines are INFO: shown when request_log is on, whatever the root level.
             REQUEST_LOGGER: {"level": "INFO" if section.request_log else "CRITICAL"},
         },

@@ -85,7 +85,8 @@ def run_health_checks(*, timeout: float = 10.0, concurrency: int = 8) -> dict[st
         "changed": changed,
         "skipped": skipped,
     }
-    log.info("health checks: %s", summary)
+    # Every 30 s: only a change or a failing credential is worth a line at INFO.
+    log.log(logging.INFO if changed or summary["unhealthy"] else logging.DEBUG, "health checks: %s", summary)
     return summary
 
 

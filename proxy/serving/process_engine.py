@@ -133,9 +133,13 @@ class Engine:
         runtime = await self.run_db(_check_and_build)
         if runtime is None:
             return False
+        previous = self.gateway.runtime.version
         self.gateway.swap(runtime)
         scrub.set_active(runtime.scrubber)  # the log filter keeps this snapshot's secrets out of every line
-        log.info("serving config version %s", runtime.version)
+        # The periodic forced rebuild (spend floors, each minute) keeps the version: not news.
+        log.log(
+            logging.DEBUG if runtime.version == previous else logging.INFO, "serving config version %s", runtime.version
+        )
         return True
 
     async def _poll(self) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from django.conf import settings
 
 from llmproxy.config import Logging
-from llmproxy_site.logsetup import REQUEST_LOGGER, logging_dict, logging_section
+from llmproxy_site.logsetup import CHATTY_CELERY, REQUEST_LOGGER, logging_dict, logging_section
 
 _CHILD = """
 import logging, django
@@ -78,3 +78,11 @@ def test_a_config_that_does_not_load_keeps_the_default_logging(tmp_path: Path) -
     assert conf["root"]["level"] == "DEBUG"
     assert conf["formatters"]["line"] == {"()": "llmproxy.logfmt.JsonFormatter"}
     assert conf["loggers"][REQUEST_LOGGER]["level"] == "CRITICAL"
+
+
+def test_the_embedded_workers_per_task_lines_stay_out_of_the_terminal_unless_debugging() -> None:
+    quiet = logging_dict(Logging(), None)["loggers"]
+    assert all(quiet[name]["level"] == "WARNING" for name in CHATTY_CELERY)
+    assert "celery.app.trace" in CHATTY_CELERY  # its "succeeded in" line each 30 s
+    loud = logging_dict(Logging(), "debug")["loggers"]
+    assert all(loud[name]["level"] == "DEBUG" for name in CHATTY_CELERY)
