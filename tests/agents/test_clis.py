@@ -33,8 +33,15 @@ from tests.fakes.matrix_accounts import ACCOUNT_UPSTREAMS
 #: The upstream dialects a CLI is proven against: OpenAI (Chat Completions, as vLLM or
 #: OpenRouter serve it, and OpenAI's own Responses), Anthropic and Gemini.
 DIALECTS = ("chat", "responses", "anthropic", "gemini")
-#: Account upstreams a CLI is proven against too: Claude Code through a Kiro subscription.
-ACCOUNT_CELLS = ["claude-code->kiro"]
+#: Account upstreams a CLI is proven against too: Claude Code through Kiro, Copilot and a
+#: Claude subscription; Codex through Copilot; Gemini CLI through Code Assist (Google login).
+ACCOUNT_CELLS = [
+    "claude-code->kiro",
+    "claude-code->copilot",
+    "claude-code->claude-oauth",
+    "codex->copilot",
+    "gemini-cli->code-assist",
+]
 CELLS = [f"{c}->{d}" for c in CLIS for d in DIALECTS] + ACCOUNT_CELLS
 EVERY = {**UPSTREAMS, **ACCOUNT_UPSTREAMS}
 

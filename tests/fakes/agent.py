@@ -31,9 +31,16 @@ from .server import Recorded, Reply, Stream
 SHELL_TOOLS = ("Bash", "run_shell_command", "shell", "shell_command", "exec_command", "local_shell")
 
 
+#: Account upstreams speak a public dialect underneath their own auth and wrapping.
+ACCOUNT_DIALECTS = {"copilot": "chat", "claude-oauth": "anthropic", "code-assist": "gemini"}
+
+
 def offered_tools(dialect: str, body: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Tool name -> parameter schema, as the request offers them in its dialect."""
     out: dict[str, dict[str, Any]] = {}
+    dialect = ACCOUNT_DIALECTS.get(dialect, dialect)
+    if dialect == "gemini" and isinstance(body.get("request"), dict):  # Code Assist wraps the Gemini body
+        body = body["request"]
     tools = body.get("tools") or []
     if dialect == "kiro":  # CodeWhisperer: the current message's context holds them
         user = ((body.get("conversationState") or {}).get("currentMessage") or {}).get("userInputMessage") or {}
@@ -106,7 +113,7 @@ class Agent:
             return self.upstream.error(400)
 
     def _stream(self, rec: Recorded) -> bool:
-        if self.upstream.name == "gemini":
+        if self.upstream.name in ("gemini", "code-assist"):
             return rec.path.endswith(":streamGenerateContent")
         if self.upstream.name == "kiro":
             return True  # every Kiro reply is an event stream
