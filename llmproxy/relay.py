@@ -119,6 +119,7 @@ class StreamRelay:
                 # The frames before the upstream's error event, then the gateway's own (section 11).
                 data, self.held = _before_error(self.held + chunk), b""
                 out = _rename(data, self.upstream_model, self.public_model) if self.rename else data
+                _resume(self.encoder, self.decoder)
                 ours: bytes = self.encoder.error(shown)
                 return out + ours
         self._note_usage(events)
@@ -144,6 +145,13 @@ class StreamRelay:
         plan, cand = self.ex.plan, self.ex.candidate
         if plan is not None and cand is not None and self.ex.cools(err):
             self.books.spawn(self.books.after_failure(plan, cand, err))
+
+
+def _resume(encoder: object, decoder: object) -> None:
+    """Let the client's encoder go on from the relayed upstream stream (Responses numbers its events)."""
+    resume, nxt = getattr(encoder, "resume", None), getattr(decoder, "next_sequence", None)
+    if callable(resume) and isinstance(nxt, int):
+        resume(nxt)
 
 
 def _before_error(data: bytes) -> bytes:

@@ -49,6 +49,9 @@ class StreamDecoder:
         self._texts: dict[int, str] = {}  # output_index -> text sent
         self._finished: set[int] = set()
         self._summary: dict[int, int] = {}  # output_index -> last summary_index seen
+        #: One past the last ``sequence_number`` seen: where the gateway's own error event
+        #: goes on when a passthrough stream fails (``StreamEncoder.resume``).
+        self.next_sequence = 0
 
     @upstream_shape
     def feed(self, chunk: bytes) -> list[StreamEvent]:
@@ -80,6 +83,9 @@ class StreamDecoder:
             raise ProviderError(str(ev.get("message") or "upstream stream error"), code="upstream_stream_error")
         if kind == "response.failed":
             raise failure(ev.get("response") or {})
+        seq = ev.get("sequence_number")
+        if isinstance(seq, int) and not isinstance(seq, bool):
+            self.next_sequence = seq + 1
         resp: dict[str, Any] = ev["response"] if isinstance(ev.get("response"), dict) else {}
         if not self._started:
             self._started = True
@@ -304,6 +310,12 @@ class StreamEncoder:
             snapshot["status"], "response.completed"
         )
         return out + self._emit(kind, response=snapshot)
+
+    def resume(self, next_sequence: int) -> None:
+        """Go on from a relayed stream: the upstream's bytes already opened the response, so
+        the next event this encoder writes (an error) continues its sequence numbers."""
+        self._started = True
+        self._seq = next_sequence
 
     def error(self, err: LLMProxyError) -> bytes:
         """A mid-stream failure: open items are closed (every added gets its done), then

@@ -78,7 +78,7 @@ async def test_it_pushes_a_published_event_to_staff_as_json(fresh_feed: feed.Fee
         "request_id": "req-1", "time": "2023-11-14T22:13:20.250+00:00", "user_id": alice.pk, "user": "alice",
         "key_prefix": "llm_abc", "ingress": "openai_chat", "model": "gpt-test", "provider": "up",
         "credential": "key-1", "stream": False, "status": 200, "error_type": "", "prompt_tokens": 10,
-        "completion_tokens": 5, "cached_tokens": 0, "cost_usd": 0.000105, "latency_ms": 87, "ttfb_ms": None,
+        "completion_tokens": 5, "cached_tokens": 0, "cache_write_tokens": 0, "cost_usd": 0.000105, "latency_ms": 87, "ttfb_ms": None,
         "attempts": 1,
     }  # fmt: skip
     assert (second["request_id"], second["status"], second["cost_usd"], second["user"]) == ("req-2", 502, None, "")

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from llmproxy_site.celery import app
 from proxy.jobs import locks
-from proxy.jobs.rollups import WATERMARK_KEY
+from proxy.jobs.rollups import SETTLE, WATERMARK_KEY
 from proxy.models import UsageDaily, UsageRecord
 
 from .conftest import Child, child_env, until
@@ -57,7 +57,7 @@ def rollups() -> dict[tuple[Any, ...], tuple[Any, ...]]:
 
 
 def test_it_rolls_usage_up_on_a_real_worker() -> None:
-    seed_usage(timezone.now())
+    seed_usage(timezone.now() - SETTLE - timedelta(minutes=1))  # settled rows: the rollups take them all
     expected = sums_of_raw_rows()
     assert len({k[0] for k in expected}) >= 10  # many days, several groups each
     cache.delete_many([WATERMARK_KEY, locks.LOCK_PREFIX + "rollup_usage"])  # shared with the worker on Redis

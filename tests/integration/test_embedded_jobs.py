@@ -16,6 +16,7 @@ import pytest
 from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
+from proxy.jobs.rollups import SETTLE
 from proxy.jobs.schedules import setup_schedules
 from proxy.models import UsageDaily, UsageRecord
 
@@ -29,7 +30,7 @@ def test_it_runs_scheduled_jobs_through_the_embedded_worker_and_stops_them_with_
     every_second = IntervalSchedule.objects.create(every=1, period=IntervalSchedule.SECONDS)
     PeriodicTask.objects.exclude(task="proxy.tasks.rollup_usage").update(enabled=False)
     assert PeriodicTask.objects.filter(task="proxy.tasks.rollup_usage").update(interval=every_second) == 1
-    now = timezone.now()
+    now = timezone.now() - SETTLE - timedelta(minutes=1)  # settled rows: the rollup takes them all
     UsageRecord.objects.bulk_create([
         UsageRecord(request_id=f"e-{i}", created_at=now - timedelta(days=i % 2), user_id=1, key_id=1,
                     ingress="openai_chat", model="gpt-test", provider="up", status_code=200, prompt_tokens=i,
