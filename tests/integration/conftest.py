@@ -47,6 +47,10 @@ def child_env(*, var_dir: Path | None = None, embedded_broker: bool = False, **e
     env = dict(os.environ)
     for name in ("LLMPROXY_CONFIG", "LLMPROXY_SERVE_JOBS", "LLMPROXY_SERVER_PORT", "CLI_PROXY_SERVER_PORT"):
         env.pop(name, None)
+    # Failed-key throttling off: every child of the suite shares one Redis and one client
+    # address, so earlier tests' refused keys would turn a later test's expected 401 into a
+    # 429. The throttle itself is tested in tests/django/test_key_throttle.py.
+    env["LLMPROXY_CLIENTS_MAX_KEY_FAILURES"] = "0"
     env.update(
         DATABASE_URL=database_url(),
         DJANGO_SECRET_KEY=settings.SECRET_KEY,
