@@ -1,6 +1,6 @@
 """Key + user limits and a budget reservation, as the hot path runs them (not part of the suite).
 
-    REDIS_URL=redis://127.0.0.1:6379/15 python -m bench.limits [--n 20000]
+    REDIS_URL=redis://127.0.0.1:6379/15 python -m bench.limits [--n 20000] [--loop asyncio]
 
 Measures, per request: ``Limiter.reserve`` (one Lua script: the key's and the user's RPM,
 TPM, parallel cap and budget) and ``Limiter.settle`` (one more script, after the reply),
@@ -64,17 +64,49 @@ async def _concurrent(limiter: Limiter, key: ApiKeyInfo, n: int, width: int = 64
     return (time.perf_counter() - wall) / done * 1e6, (time.process_time() - cpu) / done * 1e6
 
 
-async def _ping_us(url: str, n: int = 2000) -> float:
-    """One bare round trip to the same Redis: what the machine's load adds to any call."""
+async def _ping_us(url: str, n: int = 2000) -> dict[str, float]:
+    """Bare round trips to the same Redis, p50 µs: what any call costs before a script runs.
+
+    ``blocking``: one socket, send then recv, no event loop (the kernel's and Redis's share,
+    the floor for any client on this machine); ``loop``: the limiter's own pipelined client
+    on the event loop (adds the wake-up and the future); ``redis_py``: redis-py's asyncio
+    client, which the limiter used before ``llmproxy/_resp.py``.
+    """
+    import socket
+    from urllib.parse import urlsplit
+
     import redis.asyncio as aredis
 
-    client = aredis.Redis.from_url(url)
-    await client.ping()
-    t = time.perf_counter()
+    from llmproxy._resp import RespClient
+
+    def p50(samples: list[float]) -> float:
+        return round(statistics.median(samples) * 1e6, 1)
+
+    parts = urlsplit(url)
+    sock = socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    blocking = []
     for _ in range(n):
+        t = time.perf_counter()
+        sock.sendall(b"*1\r\n$4\r\nPING\r\n")
+        sock.recv(64)
+        blocking.append(time.perf_counter() - t)
+    sock.close()
+    resp, loop = RespClient(url), []
+    await resp.call("PING")
+    for _ in range(n):
+        t = time.perf_counter()
+        await resp.call("PING")
+        loop.append(time.perf_counter() - t)
+    resp.close()
+    client, redis_py = aredis.Redis.from_url(url), []
+    await client.ping()
+    for _ in range(n):
+        t = time.perf_counter()
         await client.ping()
+        redis_py.append(time.perf_counter() - t)
     await client.aclose()
-    return (time.perf_counter() - t) / n * 1e6
+    return {"blocking": p50(blocking), "loop": p50(loop), "redis_py": p50(redis_py)}
 
 
 def _evalsha_stats(url: str) -> tuple[int, int, int]:
@@ -104,7 +136,7 @@ async def _measure(store: StateStore, n: int, url: str | None = None) -> dict[st
         extra = {"server_us_per_script": round((after[1] - before[1]) / calls, 1),
                  # exact on a Redis of its own; other clients' commands count too on a shared one
                  "commands_per_pair": round((after[2] - before[2]) / n, 1),
-                 "bare_ping_us": round(await _ping_us(url), 1)}  # fmt: skip
+                 "bare_ping_p50_us": await _ping_us(url)}  # fmt: skip
     return extra | {"reserve_p50_us": round(statistics.median(hot_wall), 1),
             "reserve_client_cpu_us": round(statistics.fmean(hot_cpu), 1),
             "p50_us": round(statistics.median(seq), 1), "p99_us": round(seq[int(len(seq) * 0.99)], 1),
@@ -125,7 +157,13 @@ def _estimate_us(n: int = 2000) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=20000)
+    parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop",
+                        help="the event loop; serve runs on uvloop whenever it is installed")  # fmt: skip
     args = parser.parse_args()
+    if args.loop == "uvloop":
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     out: dict[str, Any] = {"memory": asyncio.run(_measure(create_store(None), args.n))}
     url = os.environ.get("REDIS_URL")
     if url:
