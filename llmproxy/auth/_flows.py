@@ -199,6 +199,40 @@ def check_callback(params: Mapping[str, str], pkce: Pkce) -> str:
     return params["code"]
 
 
+async def open_callback(options: LoginOptions, path: str, paste_redirect: str) -> tuple[LoopbackCallback | None, str]:
+    """The loopback callback (None with ``no_browser``) and the redirect URI the authorize URL names.
+
+    ``paste_redirect`` is the vendor page that shows the code for the user to paste back.
+    """
+    if options.no_browser:
+        return None, paste_redirect
+    callback = await LoopbackCallback(options.port, path).__aenter__()
+    return callback, callback.redirect_uri
+
+
+async def pkce_code(pkce: Pkce, callback: LoopbackCallback | None, pasted: str | None, *, pasted_what: str,
+                    ask: str) -> str:  # fmt: skip
+    """The authorization code of a PKCE login: from what the user pasted, else from the loopback.
+
+    A pasted code that carries a state must carry this login's (``pasted_what`` names it in the
+    error); with neither a paste nor a callback the user is told ``ask``.
+    """
+    if pasted is not None:
+        code, state = split_pasted_code(pasted)
+        if state is not None and state != pkce.state:
+            raise AuthError(f"the pasted {pasted_what} belongs to another login (its state does not match)")
+        return code
+    if callback is not None:
+        return check_callback(await callback.wait(), pkce)
+    raise AuthError(ask)
+
+
+async def close_callback(callback: LoopbackCallback | None) -> None:
+    """Stop a PKCE login's loopback server, if it has one (``LoginFlow.close``)."""
+    if callback is not None:
+        await callback.__aexit__(None, None, None)
+
+
 @dataclass(frozen=True, slots=True)
 class LoginOptions:
     """What the command line or the admin passes to a login."""

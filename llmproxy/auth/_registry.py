@@ -83,3 +83,9 @@ def endpoint(provider: ProviderConfig, name: str) -> str:
     default = defaults.get(name, "")
     region = provider.options.get("region") or defaults.get("region", "")
     return default.replace("{region}", str(region)).rstrip("/")
+
+
+def option(provider: ProviderConfig, name: str, default: str = "") -> str:
+    """A provider option as text (a login's client id, authorize URL...), else ``default``."""
+    value = provider.options.get(name)
+    return str(value) if value else default

@@ -22,23 +22,19 @@ from ._flows import (
     LoopbackCallback,
     Pkce,
     authorize_url,
-    check_callback,
-    split_pasted_code,
+    close_callback,
+    open_callback,
+    pkce_code,
 )
 from ._http import AuthError, call
 from ._oauth import check_token_reply, token_set
-from ._registry import endpoint
+from ._registry import endpoint, option
 from ._tokens import TokenSet
 
 CLIENT_ID = "9d1c250a-e61b-44d9-88ed-5944d1962f5e"
 AUTHORIZE_URL = "https://claude.ai/oauth/authorize"
 PASTE_REDIRECT = "https://platform.claude.com/oauth/code/callback"
 SCOPES = "user:profile user:inference"
-
-
-def _option(provider: ProviderConfig, name: str, default: str) -> str:
-    value = provider.options.get(name)
-    return str(value) if value else default
 
 
 def _email(data: dict[str, Any]) -> dict[str, Any]:
@@ -54,7 +50,7 @@ class ClaudeRefresher:
         if not cred.refresh_token:
             raise AuthError("no refresh token stored: log in again", permanent=True)
         body = {"grant_type": "refresh_token", "refresh_token": cred.refresh_token,
-                "client_id": _option(provider, "client_id", CLIENT_ID)}  # fmt: skip
+                "client_id": option(provider, "client_id", CLIENT_ID)}  # fmt: skip
         reply = await call(
             http,
             "POST",
@@ -78,16 +74,10 @@ class ClaudeLogin:
     extra: dict[str, Any] = field(default_factory=dict)
 
     async def complete(self, pasted: str | None = None) -> TokenFile:
-        if pasted is not None:
-            code, state = split_pasted_code(pasted)
-            if state is not None and state != self.pkce.state:
-                raise AuthError("the pasted code belongs to another login (its state does not match)")
-        elif self.callback is not None:
-            code = check_callback(await self.callback.wait(), self.pkce)
-        else:
-            raise AuthError("paste the code the login page shows (CODE#STATE)")
+        code = await pkce_code(self.pkce, self.callback, pasted, pasted_what="code",
+                               ask="paste the code the login page shows (CODE#STATE)")  # fmt: skip
         body = {"grant_type": "authorization_code", "code": code, "redirect_uri": self.redirect_uri,
-                "client_id": _option(self.provider, "client_id", CLIENT_ID), "code_verifier": self.pkce.verifier,
+                "client_id": option(self.provider, "client_id", CLIENT_ID), "code_verifier": self.pkce.verifier,
                 "state": self.pkce.state}  # fmt: skip
         url = endpoint(self.provider, "oauth_url") + "/v1/oauth/token"
         data = dict(
@@ -100,19 +90,13 @@ class ClaudeLogin:
                          refresh_token=tokens.refresh_token, expires_at=tokens.expires_at, extra=_email(data))  # fmt: skip
 
     async def close(self) -> None:
-        if self.callback is not None:
-            await self.callback.__aexit__(None, None, None)
+        await close_callback(self.callback)
 
 
 async def begin_login(provider: ProviderConfig, http: HTTPClient, options: LoginOptions) -> ClaudeLogin:
     pkce = Pkce.new()
-    callback: LoopbackCallback | None = None
-    if options.no_browser:
-        redirect = _option(provider, "redirect_uri", PASTE_REDIRECT)
-    else:
-        callback = await LoopbackCallback(options.port, "/callback").__aenter__()
-        redirect = callback.redirect_uri
-    url = authorize_url(_option(provider, "authorize_url", AUTHORIZE_URL), client_id=_option(provider, "client_id",
+    callback, redirect = await open_callback(options, "/callback", option(provider, "redirect_uri", PASTE_REDIRECT))
+    url = authorize_url(option(provider, "authorize_url", AUTHORIZE_URL), client_id=option(provider, "client_id",
                         CLIENT_ID), redirect_uri=redirect, pkce=pkce, scope=SCOPES, extra={"code": "true"})  # fmt: skip
     how = "then paste the code it shows (CODE#STATE)" if options.no_browser else "and approve the login"
     prompt = LoginPrompt(f"open {url} {how}", authorize_url=url, needs_paste=options.no_browser)

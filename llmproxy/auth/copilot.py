@@ -25,7 +25,7 @@ from ..providers.base import Credential, ProviderConfig
 from ._files import TokenFile
 from ._flows import DeviceCode, LoginOptions, LoginPrompt, poll_device_code
 from ._http import AuthError, JSONReply, call, oauth_error
-from ._registry import endpoint
+from ._registry import endpoint, option
 from ._tokens import TokenSet
 
 CLIENT_ID = "Iv1.b507a08c87ecfe98"
@@ -38,17 +38,12 @@ INTEGRATION_ID = "vscode-chat"
 _VERSION = VERSION
 
 
-def _option(provider: ProviderConfig, name: str, default: str) -> str:
-    value = provider.options.get(name)
-    return str(value) if value else default
-
-
 def editor_headers(provider: ProviderConfig) -> dict[str, str]:
     """The editor headers Copilot requires; llmproxy names itself in them."""
     return {
-        "editor-version": _option(provider, "editor_version", f"llmproxy/{_VERSION}"),
-        "editor-plugin-version": _option(provider, "editor_plugin_version", f"llmproxy/{_VERSION}"),
-        "copilot-integration-id": _option(provider, "integration_id", INTEGRATION_ID),
+        "editor-version": option(provider, "editor_version", f"llmproxy/{_VERSION}"),
+        "editor-plugin-version": option(provider, "editor_plugin_version", f"llmproxy/{_VERSION}"),
+        "copilot-integration-id": option(provider, "integration_id", INTEGRATION_ID),
         "user-agent": USER_AGENT,
         "x-github-api-version": API_VERSION,
     }
@@ -109,7 +104,7 @@ class CopilotLogin:
     prompt: LoginPrompt
 
     async def _poll(self) -> tuple[str, dict[str, Any]]:
-        form = {"client_id": _option(self.provider, "client_id", CLIENT_ID), "device_code": self.code.device_code,
+        form = {"client_id": option(self.provider, "client_id", CLIENT_ID), "device_code": self.code.device_code,
                 "grant_type": DEVICE_GRANT}  # fmt: skip
         reply = await call(self.http, "POST", endpoint(self.provider, "github_url") + "/login/oauth/access_token",
                            form=form, proxy=self.provider.proxy or None)  # fmt: skip
@@ -143,7 +138,7 @@ def _number(value: object, default: float) -> float:
 
 
 async def begin_login(provider: ProviderConfig, http: HTTPClient, options: LoginOptions) -> CopilotLogin:
-    form = {"client_id": _option(provider, "client_id", CLIENT_ID), "scope": SCOPE}
+    form = {"client_id": option(provider, "client_id", CLIENT_ID), "scope": SCOPE}
     reply = await call(
         http, "POST", endpoint(provider, "github_url") + "/login/device/code", form=form, proxy=provider.proxy or None
     )

@@ -24,12 +24,13 @@ from ._flows import (
     LoopbackCallback,
     Pkce,
     authorize_url,
-    check_callback,
-    split_pasted_code,
+    close_callback,
+    open_callback,
+    pkce_code,
 )
 from ._http import AuthError, call, oauth_error
 from ._oauth import check_token_reply, token_set
-from ._registry import endpoint
+from ._registry import endpoint, option
 from ._tokens import TokenSet
 
 #: gemini-cli's installed-app OAuth client (public); ``client_secret`` is a provider option.
@@ -42,14 +43,9 @@ SCOPES = ("https://www.googleapis.com/auth/cloud-platform https://www.googleapis
 METADATA = {"ideType": "IDE_UNSPECIFIED", "platform": "PLATFORM_UNSPECIFIED", "pluginType": "GEMINI"}
 
 
-def _option(provider: ProviderConfig, name: str, default: str = "") -> str:
-    value = provider.options.get(name)
-    return str(value) if value else default
-
-
 def _client(provider: ProviderConfig) -> dict[str, str]:
-    out = {"client_id": _option(provider, "client_id", CLIENT_ID)}
-    secret = _option(provider, "client_secret")
+    out = {"client_id": option(provider, "client_id", CLIENT_ID)}
+    secret = option(provider, "client_secret")
     if secret:
         out["client_secret"] = secret
     return out
@@ -137,14 +133,8 @@ class GoogleLogin:
     callback: LoopbackCallback | None = None
 
     async def complete(self, pasted: str | None = None) -> TokenFile:
-        if pasted is not None:
-            code, state = split_pasted_code(pasted)
-            if state is not None and state != self.pkce.state:
-                raise AuthError("the pasted code belongs to another login (its state does not match)")
-        elif self.callback is not None:
-            code = check_callback(await self.callback.wait(), self.pkce)
-        else:
-            raise AuthError("paste the authorization code the login page shows")
+        code = await pkce_code(self.pkce, self.callback, pasted, pasted_what="code",
+                               ask="paste the authorization code the login page shows")  # fmt: skip
         form = {"grant_type": "authorization_code", "code": code, "redirect_uri": self.redirect_uri,
                 "code_verifier": self.pkce.verifier, **_client(self.provider)}  # fmt: skip
         reply = await call(
@@ -161,19 +151,15 @@ class GoogleLogin:
                          extra={"project_id": project})  # fmt: skip
 
     async def close(self) -> None:
-        if self.callback is not None:
-            await self.callback.__aexit__(None, None, None)
+        await close_callback(self.callback)
 
 
 async def begin_login(provider: ProviderConfig, http: HTTPClient, options: LoginOptions) -> GoogleLogin:
     pkce = Pkce.new()
-    callback: LoopbackCallback | None = None
-    if options.no_browser:
-        redirect = _option(provider, "redirect_uri", PASTE_REDIRECT)
-    else:
-        callback = await LoopbackCallback(options.port, "/oauth2callback").__aenter__()
-        redirect = callback.redirect_uri
-    url = authorize_url(_option(provider, "authorize_url", AUTHORIZE_URL), client_id=_client(provider)["client_id"],
+    callback, redirect = await open_callback(
+        options, "/oauth2callback", option(provider, "redirect_uri", PASTE_REDIRECT)
+    )
+    url = authorize_url(option(provider, "authorize_url", AUTHORIZE_URL), client_id=_client(provider)["client_id"],
                         redirect_uri=redirect, pkce=pkce, scope=SCOPES,
                         extra={"access_type": "offline", "prompt": "consent"})  # fmt: skip
     how = "then paste the code it shows" if options.no_browser else "and approve the login"

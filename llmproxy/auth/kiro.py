@@ -41,13 +41,14 @@ from ._flows import (
     LoginPrompt,
     LoopbackCallback,
     Pkce,
-    check_callback,
+    close_callback,
+    open_callback,
+    pkce_code,
     poll_device_code,
     register_login,
-    split_pasted_code,
 )
 from ._http import PERMANENT_ERRORS, AuthError, JSONReply, call, oauth_error
-from ._registry import DEFAULT_ENDPOINTS, endpoint, register_refresher
+from ._registry import DEFAULT_ENDPOINTS, endpoint, option, register_refresher
 from ._tokens import TokenSet
 
 AUTH_METHODS = ("builder-id", "idc", "social")
@@ -138,11 +139,6 @@ def _url(provider: ProviderConfig, name: str, cred_region: Any = None) -> str:
         return value.rstrip("/")
     default = DEFAULT_ENDPOINTS.get("kiro", {}).get(name) or (PROFILES_URL if name == "profiles_url" else "")
     return default.replace("{region}", _region(provider, cred_region)).rstrip("/")
-
-
-def _option(provider: ProviderConfig, name: str, default: str = "") -> str:
-    value = provider.options.get(name)
-    return str(value) if value else default
 
 
 # -- replies -----------------------------------------------------------------------------
@@ -298,14 +294,8 @@ class KiroSocialLogin:
     callback: LoopbackCallback | None = None
 
     async def complete(self, pasted: str | None = None) -> TokenFile:
-        if pasted is not None:
-            code, state = split_pasted_code(pasted)
-            if state is not None and state != self.pkce.state:
-                raise AuthError("the pasted URL belongs to another login (its state does not match)")
-        elif self.callback is not None:
-            code = check_callback(await self.callback.wait(), self.pkce)
-        else:
-            raise AuthError("paste the URL the browser was sent to after the login (it carries the code)")
+        code = await pkce_code(self.pkce, self.callback, pasted, pasted_what="URL",
+                               ask="paste the URL the browser was sent to after the login (it carries the code)")  # fmt: skip
         region = _region(self.provider)
         body = {"code": code, "code_verifier": self.pkce.verifier, "redirect_uri": self.redirect_uri}
         reply = await call(self.http, "POST", _url(self.provider, "auth_url", region) + "/oauth/token",
@@ -316,19 +306,14 @@ class KiroSocialLogin:
                          refresh_token=tokens.refresh_token, expires_at=tokens.expires_at, extra=extra)  # fmt: skip
 
     async def close(self) -> None:
-        if self.callback is not None:
-            await self.callback.__aexit__(None, None, None)
+        await close_callback(self.callback)
 
 
 async def _begin_social(provider: ProviderConfig, options: LoginOptions, http: HTTPClient) -> KiroSocialLogin:
     pkce = Pkce.new()
-    callback: LoopbackCallback | None = None
-    if options.no_browser:
-        redirect = _option(provider, "redirect_uri", f"http://localhost:{options.port or SOCIAL_PORT}/oauth/callback")
-    else:
-        callback = await LoopbackCallback(options.port, "/oauth/callback").__aenter__()
-        redirect = callback.redirect_uri
-    params = {"idp": options.extra.get("idp") or _option(provider, "idp", "Google"), "redirect_uri": redirect,
+    paste_redirect = option(provider, "redirect_uri", f"http://localhost:{options.port or SOCIAL_PORT}/oauth/callback")
+    callback, redirect = await open_callback(options, "/oauth/callback", paste_redirect)
+    params = {"idp": options.extra.get("idp") or option(provider, "idp", "Google"), "redirect_uri": redirect,
               "code_challenge": pkce.challenge, "code_challenge_method": "S256", "state": pkce.state,
               "prompt": "select_account"}  # fmt: skip
     url = f"{_url(provider, 'auth_url')}/login?{urlencode(params)}"
