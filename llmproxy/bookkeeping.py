@@ -109,7 +109,11 @@ class Books:
         price = cand.route.price
         if price is not None:
             ev.cost_usd = price.cost(
-                usage.input_tokens, usage.output_tokens, usage.cached_tokens, usage.cache_write_tokens
+                usage.input_tokens,
+                usage.output_tokens,
+                usage.cached_tokens,
+                usage.cache_write_tokens,
+                usage.cache_write_1h_tokens,
             )
         if ex.plan is not None:
             self.spawn(self._charge(ex, ex.plan, cand, usage.input_tokens + usage.output_tokens, ev.cost_usd))

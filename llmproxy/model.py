@@ -149,11 +149,19 @@ class Request:
 
 @dataclass(slots=True)
 class Usage:
+    """Token counts of one reply. ``input_tokens`` is the whole prompt, cache reads and writes included.
+
+    ``cache_write_1h_tokens`` is the part of ``cache_write_tokens`` written to Anthropic's
+    1-hour cache, which is priced apart from the 5-minute writes; 0 when the upstream does
+    not report the split.
+    """
+
     input_tokens: int = 0
     output_tokens: int = 0
     cached_tokens: int = 0
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
+    cache_write_1h_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:

@@ -25,7 +25,9 @@ class Price:
 
     ``input_tokens`` counts the whole prompt: fresh tokens, cache reads (``cached_tokens``,
     at ``cached_input``) and cache writes (``cache_write_tokens``, at ``cache_write``; Anthropic's
-    5-minute write). A rate left ``None`` is the input rate. ``long`` holds the rates of a
+    5-minute write). Of the writes, ``cache_write_1h_tokens`` went to Anthropic's 1-hour cache
+    and pay ``cache_write_1h`` (left ``None``: the 5-minute rate). Another rate left ``None``
+    is the input rate. ``long`` holds the rates of a
     prompt-length tier: a prompt of more than ``long_above`` tokens pays ``long``'s rates on
     every token of the request, output included.
     """
@@ -36,16 +38,27 @@ class Price:
     cache_write: float | None = None
     long_above: int | None = None
     long: Price | None = None
+    cache_write_1h: float | None = None
 
-    def cost(self, input_tokens: int, output_tokens: int, cached_tokens: int, cache_write_tokens: int = 0) -> float:
+    def cost(
+        self,
+        input_tokens: int,
+        output_tokens: int,
+        cached_tokens: int,
+        cache_write_tokens: int = 0,
+        cache_write_1h_tokens: int = 0,
+    ) -> float:
         if self.long is not None and self.long_above is not None and input_tokens > self.long_above:
-            return self.long.cost(input_tokens, output_tokens, cached_tokens, cache_write_tokens)
+            return self.long.cost(input_tokens, output_tokens, cached_tokens, cache_write_tokens, cache_write_1h_tokens)
         cached = min(cached_tokens, input_tokens)
         written = min(cache_write_tokens, input_tokens - cached)
+        written_1h = min(cache_write_1h_tokens, written)
         cached_rate = self.input if self.cached_input is None else self.cached_input
         write_rate = self.input if self.cache_write is None else self.cache_write
+        write_1h_rate = write_rate if self.cache_write_1h is None else self.cache_write_1h
         fresh = input_tokens - cached - written
-        return (fresh * self.input + cached * cached_rate + written * write_rate + output_tokens * self.output) / 1e6
+        writes = (written - written_1h) * write_rate + written_1h * write_1h_rate
+        return (fresh * self.input + cached * cached_rate + writes + output_tokens * self.output) / 1e6
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +84,8 @@ def entries() -> dict[str, Entry]:
     out: dict[str, Entry] = {}
     for name, m in data["models"].items():
         src = data["sources"][m["source"]]
-        out[name] = Entry(name, _price(m), m.get("max_output"), m["source"], src["taken"], m.get("status", "active"))
+        taken = m.get("taken", src["taken"])  # a row re-read on another day says so itself
+        out[name] = Entry(name, _price(m), m.get("max_output"), m["source"], taken, m.get("status", "active"))
     return out
 
 
@@ -85,7 +99,8 @@ def _price(m: dict[str, Any]) -> Price:
     tier = m.get("long")
     long = _price(tier) if isinstance(tier, dict) else None
     return Price(float(m["input"]), float(m["output"]), _rate(m, "cached_input"), _rate(m, "cache_write"),
-                 int(tier["above"]) if long is not None and tier is not None else None, long)  # fmt: skip
+                 int(tier["above"]) if long is not None and tier is not None else None, long,
+                 _rate(m, "cache_write_1h"))  # fmt: skip
 
 
 @lru_cache(maxsize=1024)

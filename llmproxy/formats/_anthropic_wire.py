@@ -81,13 +81,16 @@ def decode_usage(u: Any) -> Usage:
     if not isinstance(u, dict):
         return Usage()
     read, write = _count(u, "cache_read_input_tokens"), _count(u, "cache_creation_input_tokens")
-    details = u.get("output_tokens_details")
+    details, split = u.get("output_tokens_details"), u.get("cache_creation")
+    # The 5-minute/1-hour split of the writes (``cache_creation``), when reported: 1-hour writes cost more.
+    write_1h = min(write, _count(split, "ephemeral_1h_input_tokens")) if isinstance(split, dict) else 0
     return Usage(
         input_tokens=_count(u, "input_tokens") + read + write,
         output_tokens=_count(u, "output_tokens"),
         cached_tokens=read,
         cache_write_tokens=write,
         reasoning_tokens=_count(details, "thinking_tokens") if isinstance(details, dict) else 0,
+        cache_write_1h_tokens=write_1h,
     )
 
 
@@ -98,6 +101,12 @@ def encode_usage(u: Usage) -> dict[str, Any]:
         "cache_creation_input_tokens": u.cache_write_tokens,
         "cache_read_input_tokens": u.cached_tokens,
     }
+    if u.cache_write_1h_tokens:
+        one_hour = min(u.cache_write_1h_tokens, u.cache_write_tokens)
+        out["cache_creation"] = {
+            "ephemeral_5m_input_tokens": u.cache_write_tokens - one_hour,
+            "ephemeral_1h_input_tokens": one_hour,
+        }
     if u.reasoning_tokens:
         out["output_tokens_details"] = {"thinking_tokens": u.reasoning_tokens}
     return out

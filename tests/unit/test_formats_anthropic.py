@@ -985,3 +985,33 @@ def test_anthropic_passthrough_drops_only_thinking_the_gateway_signed() -> None:
     assert len(out["messages"]) == 6  # the thinking-only turn is gone
     plain = body(user("x"), assistant([theirs, call]), user("y"))
     assert A.passthrough_body(plain) is plain  # nothing of ours: not even copied
+
+
+# --- prompt-cache write split ------------------------------------------------------------
+
+_SPLIT = {"ephemeral_5m_input_tokens": 30, "ephemeral_1h_input_tokens": 70}
+
+
+def test_the_one_hour_cache_write_split_is_decoded_from_replies_and_streams() -> None:
+    wire = fa.body(usage_={**fa.usage(10, 5, cache_read=40, cache_creation=100), "cache_creation": _SPLIT})
+    SDKMessage.model_validate(wire)
+    u = A.decode_response(wire).usage
+    assert (u.input_tokens, u.cached_tokens, u.cache_write_tokens, u.cache_write_1h_tokens) == (150, 40, 100, 70)
+    events = decode_frames(fa.frames(usage_={**fa.usage(10, 5, cache_creation=100), "cache_creation": _SPLIT}))
+    end = events[-1]
+    assert isinstance(end, M.StreamEnd) and end.usage is not None and end.usage.cache_write_1h_tokens == 70
+    # No split reported: every write is a 5-minute one (0 one-hour tokens); a split above the total is capped.
+    assert A.decode_response(fa.body(usage_=fa.usage(cache_creation=100))).usage.cache_write_1h_tokens == 0
+    over = fa.usage(cache_creation=10) | {"cache_creation": {"ephemeral_1h_input_tokens": 99}}
+    assert A.decode_response(fa.body(usage_=over)).usage.cache_write_1h_tokens == 10
+
+
+def test_the_one_hour_cache_write_split_is_encoded_for_anthropic_clients() -> None:
+    resp = M.Response("r1", "m", [M.TextPart("hi")], "stop", M.Usage(200, 5, cached_tokens=40, cache_write_tokens=100,
+                                                                       cache_write_1h_tokens=70))  # fmt: skip
+    out = A.encode_response(resp)
+    SDKMessage.model_validate(out)
+    assert out["usage"]["cache_creation_input_tokens"] == 100 and out["usage"]["input_tokens"] == 60
+    assert out["usage"]["cache_creation"] == _SPLIT
+    plain_writes = A.encode_response(M.Response("r2", "m", [M.TextPart("hi")], usage=M.Usage(200, 5, 0, 100)))
+    assert "cache_creation" not in plain_writes["usage"]

@@ -97,3 +97,42 @@ async def test_gateway_stream_cut_midway_ends_with_an_error_event(fake: FakeUpst
     assert b'"error"' in out and out.endswith(b"data: [DONE]\n\n")
     assert events[-1].status_code == 502 and events[-1].user_id == 7
     await gw.http.close()
+
+
+async def test_a_route_without_any_price_records_no_cost(fake: FakeUpstream) -> None:
+    events: list[UsageEvent] = []
+    p = ProviderConfig(name="p", type="openai-compatible", base_url=f"{fake.url}/t0/v1")
+    rt = Runtime.build(
+        routes=[Route("m", "in-house-model", p, (Credential("k", "p", api_key="sk"),))], require_keys=False
+    )
+    assert rt.routes["m"][0].priced_by == "" and rt.routes["m"][0].price is None
+    fake.queue("/t0/v1/chat/completions", up.completion("hi", prompt=100, completion_tokens=10))
+    gw = Gateway(rt, usage_sink=events.append)
+    await gw.chat({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+    assert len(events) == 1 and events[0].usage.input_tokens == 100 and events[0].cost_usd is None
+    await gw.http.close()
+
+
+async def test_a_catalog_priced_anthropic_route_charges_one_hour_cache_writes_their_rate(fake: FakeUpstream) -> None:
+    from llmproxy.pricing import lookup
+    from tests.fakes import anthropic as fa
+
+    events: list[UsageEvent] = []
+    p = ProviderConfig(name="a", type="anthropic", base_url=f"{fake.url}/a")
+    rt = Runtime.build(
+        routes=[Route("m", "claude-opus-5-5", p, (Credential("k", "a", api_key="sk-ant"),))], require_keys=False
+    )
+    entry = lookup("claude-opus-5-5")
+    assert entry is not None and rt.routes["m"][0].priced_by == "catalog"
+    split = {"ephemeral_5m_input_tokens": 200, "ephemeral_1h_input_tokens": 800}
+    usage = {**fa.usage(100, 10, cache_read=50, cache_creation=1000), "cache_creation": split}
+    fake.queue("/a/v1/messages", fa.response("hi", usage_=usage))
+    gw = Gateway(rt, usage_sink=events.append)
+    await gw.chat({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+    pr = entry.price
+    assert pr.cache_write is not None and pr.cache_write_1h is not None and pr.cached_input is not None
+    want = (
+        100 * pr.input + 50 * pr.cached_input + 200 * pr.cache_write + 800 * pr.cache_write_1h + 10 * pr.output
+    ) / 1e6
+    assert events[0].usage.cache_write_1h_tokens == 800 and events[0].cost_usd == pytest.approx(want)
+    await gw.http.close()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 from importlib import resources
+from typing import Any
 
 import pytest
 
@@ -84,26 +86,31 @@ def test_every_catalog_row_parses_with_its_rates() -> None:
         m = data["models"][name]
         assert e.price.input == m["input"] and e.price.output == m["output"], name
         assert e.price.cache_write == m.get("cache_write") and e.price.cached_input == m.get("cached_input"), name
+        assert e.price.cache_write_1h == m.get("cache_write_1h"), name
         assert e.status in ("active", "legacy", "deprecated", "retired", "unverified"), name
         if "long" in m:
             assert e.price.long is not None and e.price.long_above == m["long"]["above"] > 0, name
 
 
 @pytest.mark.parametrize(
-    ("model", "input_", "write", "read", "output", "cap"),
+    ("model", "input_", "write", "write_1h", "read", "output", "cap"),
     [
-        ("claude-fable-5-1", 10.0, 12.5, 0.25, 50.0, 128000),
-        ("claude-opus-5-5", 4.0, 5.0, 0.2, 20.0, 128000),
-        ("claude-opus-5", 5.0, 6.25, 0.5, 25.0, 128000),
-        ("claude-sonnet-5-5", 2.0, 2.5, 0.2, 10.0, 128000),
-        ("claude-opus-4-5", 5.0, 6.25, 0.5, 25.0, 64000),
-        ("claude-haiku-4-5", 1.0, 1.25, 0.1, 5.0, 64000),
+        ("claude-fable-5-1", 10.0, 12.5, 20.0, 0.25, 50.0, 128000),
+        ("claude-opus-5-5", 4.0, 5.0, 8.0, 0.2, 20.0, 128000),
+        ("claude-opus-5", 5.0, 6.25, 10.0, 0.5, 25.0, 128000),
+        ("claude-sonnet-5-5", 2.0, 2.5, 4.0, 0.2, 10.0, 128000),
+        ("claude-sonnet-4-6", 3.0, 3.75, 6.0, 0.3, 15.0, 128000),
+        ("claude-opus-4-5", 5.0, 6.25, 10.0, 0.5, 25.0, 64000),
+        ("claude-haiku-4-5", 1.0, 1.25, 2.0, 0.1, 5.0, 64000),
     ],
 )
-def test_known_anthropic_figures(model: str, input_: float, write: float, read: float, output: float, cap: int) -> None:
+def test_known_anthropic_figures(
+    model: str, input_: float, write: float, write_1h: float, read: float, output: float, cap: int
+) -> None:
     e = lookup(model)
     assert e is not None and e.source == "anthropic" and e.taken == "2026-12-01"
-    assert (e.price.input, e.price.cache_write, e.price.cached_input, e.price.output) == (input_, write, read, output)
+    got = (e.price.input, e.price.cache_write, e.price.cache_write_1h, e.price.cached_input, e.price.output)
+    assert got == (input_, write, write_1h, read, output)
     assert e.max_output == cap
 
 
@@ -144,3 +151,66 @@ def test_a_usage_records_cache_writes_cost_the_catalog_write_rate() -> None:
     assert p.price.cost(u.input_tokens, u.output_tokens, u.cached_tokens, u.cache_write_tokens) == pytest.approx(
         (1_000 * 5.0 + 10 * 20.0) / 1e6
     )
+
+
+def _row(name: str) -> dict[str, Any]:
+    row: dict[str, Any] = json.loads(resources.files("llmproxy").joinpath("prices.json").read_text())["models"][name]
+    return row
+
+
+@pytest.mark.parametrize("name", ["claude-opus-5-5", "claude-sonnet-4-6", "claude-fable-5-1"])
+def test_one_hour_cache_writes_cost_the_rows_one_hour_rate(name: str) -> None:
+    row, e = _row(name), lookup(name)
+    assert e is not None and row["cache_write_1h"] > row["cache_write"]
+    # 10k prompt: 1k read, 4k written (3k of them to the 1-hour cache), 5k fresh; 100 out
+    want = (5_000 * row["input"] + 1_000 * row["cached_input"] + 1_000 * row["cache_write"]
+            + 3_000 * row["cache_write_1h"] + 100 * row["output"]) / 1e6  # fmt: skip
+    assert e.price.cost(10_000, 100, 1_000, 4_000, 3_000) == pytest.approx(want)
+    # without the split every write pays the 5-minute rate, as before
+    flat = (5_000 * row["input"] + 1_000 * row["cached_input"] + 4_000 * row["cache_write"] + 100 * row["output"]) / 1e6
+    assert e.price.cost(10_000, 100, 1_000, 4_000) == pytest.approx(flat) and flat < want
+
+
+def test_one_hour_writes_never_exceed_the_writes_and_fall_back_to_the_5m_rate() -> None:
+    p = Price(input=1.0, output=0.0, cache_write=2.0)
+    assert p.cost(100, 0, 0, 10, 50) == pytest.approx((90 * 1.0 + 10 * 2.0) / 1e6)
+    both = Price(input=1.0, output=0.0, cache_write=2.0, cache_write_1h=5.0)
+    assert both.cost(100, 0, 0, 10, 50) == pytest.approx((90 * 1.0 + 10 * 5.0) / 1e6)
+
+
+def test_the_long_tier_has_its_own_one_hour_rate() -> None:
+    row, e = _row("claude-haiku-5-5"), lookup("claude-haiku-5-5")
+    assert e is not None and e.price.long is not None
+    long = row["long"]
+    want = (100_001 - 20_000) * long["input"] + 20_000 * long["cache_write_1h"] + 10 * long["output"]
+    assert e.price.cost(100_001, 10, 0, 20_000, 20_000) == pytest.approx(want / 1e6)
+    short = 50_000 * row["input"] + 20_000 * row["cache_write_1h"]
+    assert e.price.cost(70_000, 0, 0, 20_000, 20_000) == pytest.approx(short / 1e6)
+
+
+def test_an_anthropic_usage_split_prices_one_hour_writes_end_to_end() -> None:
+    from llmproxy.formats._anthropic_wire import decode_usage
+
+    wire = {"input_tokens": 50, "output_tokens": 20, "cache_read_input_tokens": 100,
+            "cache_creation_input_tokens": 400,
+            "cache_creation": {"ephemeral_5m_input_tokens": 100, "ephemeral_1h_input_tokens": 300}}  # fmt: skip
+    u = decode_usage(wire)
+    assert (u.input_tokens, u.cached_tokens, u.cache_write_tokens, u.cache_write_1h_tokens) == (550, 100, 400, 300)
+    row, e = _row("claude-opus-5-5"), lookup("claude-opus-5-5")
+    assert e is not None
+    want = (50 * row["input"] + 100 * row["cached_input"] + 100 * row["cache_write"] + 300 * row["cache_write_1h"]
+            + 20 * row["output"]) / 1e6  # fmt: skip
+    got = e.price.cost(u.input_tokens, u.output_tokens, u.cached_tokens, u.cache_write_tokens, u.cache_write_1h_tokens)
+    assert got == pytest.approx(want)
+
+
+def test_every_row_names_a_page_and_a_date() -> None:
+    data = json.loads(resources.files("llmproxy").joinpath("prices.json").read_text())
+    for name, m in data["models"].items():
+        src = data["sources"][m["source"]]
+        page = m.get("page", src["page"])
+        assert page.startswith("https://"), name
+        taken = m.get("taken", src["taken"])
+        assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", taken) and "2025-01-01" <= taken <= "2026-12-02", name
+        entry = lookup(name)
+        assert entry is not None and entry.taken == taken, name
