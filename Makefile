@@ -7,11 +7,14 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 .PHONY: run test install check lint typecheck bench migrate clean agents agents-latest conformance
 
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	@# setuptools' note about editable installs is for packagers, not for someone starting the proxy.
-	PYTHONWARNINGS=ignore $(BIN)/python -m pip install -q -e '.[test]'
-	rm -f $(VENV)/.installed-* && touch $(STAMP)
+	@echo "Installing llmproxy and its dependencies into $(VENV) (once, or after pyproject.toml changes)..."
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	@# -qq: errors only. pip's warnings here are about the machine (an index or find-links
+	@# directory in its pip.conf that lacks a package), setuptools' about packaging: neither is
+	@# something to act on when starting the proxy, and a failed install still prints its error.
+	@$(BIN)/python -m pip install -qq --upgrade pip
+	@PYTHONWARNINGS=ignore $(BIN)/python -m pip install -qq -e '.[test]'
+	@rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 install: $(STAMP)
 
