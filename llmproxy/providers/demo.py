@@ -6,11 +6,13 @@ the gateway translates to and from every other dialect as it does for a real ups
 The script is deterministic:
 
 * no tools offered: an echo of the last user message;
-* tools offered (and ``tool_choice`` not ``none``): one call of the first tool (or the one
-  ``tool_choice`` names), with arguments made from the tool's JSON schema;
+* tools offered (and ``tool_choice`` not ``none``): a labelled line of text, then one call of
+  the first tool (or the one ``tool_choice`` names), with arguments made from the tool's JSON
+  schema;
 * the last message a tool result: a final answer quoting that result.
 
-Every reply text starts with :data:`LABEL`, so nobody mistakes it for a model's answer.
+Every reply carries text starting with :data:`LABEL` (a tool call too: text and a call is
+what real models send as well), so nobody mistakes it for a model's answer.
 Usage carries real token counts (the offline tokenizer); a demo route has no price.
 """
 
@@ -63,7 +65,8 @@ def script(req: Request) -> Response:
         finish: Any = "stop"
     elif tool is not None:
         args = dumps_str(sample_arguments(tool.parameters, _last_user_text(req)))
-        parts = [ToolCallPart(id="call_demo_" + _digest(req)[:16], name=tool.name, arguments=args)]
+        note = f"{LABEL} A scripted call of the tool {tool.name!r}; send its result back for the final answer."
+        parts = [TextPart(note), ToolCallPart(id="call_demo_" + _digest(req)[:16], name=tool.name, arguments=args)]
         finish = "tool_calls"
     else:
         said = _last_user_text(req)[:ECHO_CHARS]
@@ -207,7 +210,9 @@ def answer(req: UpstreamRequest) -> UpstreamReply:
     resp = script(creq)
     if not creq.stream:
         return _json(200, openai_chat.encode_response(resp))
-    enc = openai_chat.StreamEncoder(model=resp.model, include_usage=creq.include_usage, request_id=resp.id)
+    # The encoder puts "chatcmpl-" in front itself: the same id as the non-streamed reply's.
+    rid = resp.id.removeprefix("chatcmpl-")
+    enc = openai_chat.StreamEncoder(model=resp.model, include_usage=creq.include_usage, request_id=rid)
     chunks = [enc.encode(e) for e in stream_events(resp)]
     return LocalReply(200, {"content-type": "text/event-stream"}, [c for c in chunks if c])
 

@@ -76,6 +76,7 @@ def test_it_calls_a_tool_then_answers_in_openai_chat(live: Any, key: str, stream
 
     first = ask()
     assert first.choices[0].finish_reason == "tool_calls"
+    assert first.choices[0].message.content.startswith(LABEL)  # a tool call is labelled too
     (call,) = first.choices[0].message.tool_calls
     assert call.function.name == "get_weather" and json.loads(call.function.arguments) == {"city": "Paris"}
     msgs += [{"role": "assistant", "tool_calls": [{"id": call.id, "type": "function", "function": {
@@ -111,6 +112,7 @@ def test_it_answers_anthropic_messages_with_a_tool_call(live: Any, key: str, str
     assert msg.stop_reason == "tool_use"
     (use,) = [b for b in msg.content if b.type == "tool_use"]
     assert use.name == "get_weather" and use.input == {"city": "Oslo"}
+    assert msg.content[0].type == "text" and msg.content[0].text.startswith(LABEL)
     plain = sdk.messages.create(model="demo", max_tokens=100, messages=msgs)
     assert plain.content[0].text.startswith(LABEL) and plain.usage.output_tokens > 0
 
@@ -143,3 +145,30 @@ def test_it_answers_gemini_as_the_readme_shows_it_on_the_sdks_default_version(li
     assert streamed.startswith(LABEL) and "hi v1" in streamed
     assert (sdk.models.count_tokens(model="demo", contents="hi v1").total_tokens or 0) > 0
     assert [m.name for m in sdk.models.list()] == ["models/demo"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_it_calls_a_tool_in_the_responses_api_and_gemini(live: Any, key: str, stream: bool) -> None:
+    sdk = oai(live, key)
+    tools: Any = [{"type": "function", "name": "get_weather", "parameters": WEATHER}]
+    if stream:
+        with sdk.responses.stream(model="demo", input="Rome", tools=tools) as s:
+            resp: Any = s.get_final_response()
+    else:
+        resp = sdk.responses.create(model="demo", input="Rome", tools=tools)
+    (call,) = [o for o in resp.output if o.type == "function_call"]
+    assert call.name == "get_weather" and json.loads(call.arguments) == {"city": "Rome"}
+    assert resp.output_text.startswith(LABEL)
+    decl = types.FunctionDeclaration(name="get_weather", parameters_json_schema=WEATHER)
+    config = types.GenerateContentConfig(tools=[types.Tool(function_declarations=[decl])],
+                                         automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True))  # fmt: skip
+    g = gemini(live, key)  # held: a client nobody references is closed before its call
+    if stream:
+        chunks = list(g.models.generate_content_stream(model="demo", contents="Rome", config=config))
+        calls = [c for chunk in chunks for c in (chunk.function_calls or [])]
+        text = "".join(chunk.text or "" for chunk in chunks)
+    else:
+        reply = g.models.generate_content(model="demo", contents="Rome", config=config)
+        calls, text = list(reply.function_calls or []), reply.text or ""
+    assert [(c.name, c.args) for c in calls] == [("get_weather", {"city": "Rome"})]
+    assert text.startswith(LABEL)

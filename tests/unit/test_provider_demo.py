@@ -44,15 +44,17 @@ def test_demo_is_deterministic() -> None:
 def test_demo_calls_the_offered_tool_with_schema_arguments() -> None:
     resp = script(ask("Paris", tools=[WEATHER]))
     assert resp.finish_reason == "tool_calls"
-    (call,) = resp.parts
+    note, call = resp.parts
     assert isinstance(call, ToolCallPart) and call.name == "get_weather"
     assert json.loads(call.arguments) == {"city": "Paris", "unit": "c"}
+    # Labelled like every other reply: a client printing the text sees where it came from.
+    assert isinstance(note, TextPart) and note.text.startswith(LABEL) and "get_weather" in note.text
 
 
 def test_demo_calls_the_tool_choice_names_and_none_when_told() -> None:
     other = Tool(name="other", parameters={"type": "object", "properties": {}})
     named = script(ask("x", tools=[other, WEATHER], tool_choice=ToolChoice("tool", "get_weather")))
-    assert isinstance(named.parts[0], ToolCallPart) and named.parts[0].name == "get_weather"
+    assert [p.name for p in named.parts if isinstance(p, ToolCallPart)] == ["get_weather"]
     none = script(ask("x", tools=[WEATHER], tool_choice=ToolChoice("none")))
     assert none.finish_reason == "stop" and none.text().startswith(LABEL)
 
@@ -106,6 +108,7 @@ def test_answer_gives_openai_chat_json_and_sse() -> None:
     chunks = [loads(d) for d in events[:-1]]
     text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
     assert text == data["choices"][0]["message"]["content"]
+    assert {c["id"] for c in chunks} == {data["id"]}  # one id, streamed or not (no doubled prefix)
     assert chunks[-1]["usage"]["completion_tokens"] == data["usage"]["completion_tokens"]
 
 
