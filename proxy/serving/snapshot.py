@@ -8,34 +8,28 @@ started with.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from django.conf import settings
 
 from accounts.models import ApiKey, User
 from accounts.periods import current_period_start
-from llmproxy.netguard import ImageSettings
 from llmproxy.providers.base import Credential as EngineCredential
 from llmproxy.providers.base import ProviderConfig
-from llmproxy.runtime import (
-    ApiKeyInfo,
-    LimitSettings,
-    Price,
-    ResponsesSettings,
-    Route,
-    RoutingSettings,
-    Runtime,
-    UserLimits,
-)
-from llmproxy.throttle import ClientSettings
+from llmproxy.runtime import ApiKeyInfo, Price, Route, Runtime, UserLimits
 from proxy.configsync.engine_config import engine_credential, provider_config
 from proxy.configsync.version import current_version
 from proxy.models import HealthState, HealthStatus, Provider
 
+from .site_config import (
+    clients_settings,
+    images_settings,
+    limit_settings,
+    read_site_config,
+    responses_settings,
+    routing_settings,
+)
 from .spend import settled_spend
-
-log = logging.getLogger("llmproxy.runtime")
 
 
 def build_runtime(version: int | None = None) -> Runtime:
@@ -87,82 +81,26 @@ def build_runtime(version: int | None = None) -> Runtime:
     unhealthy = frozenset(
         HealthStatus.objects.filter(state=HealthState.UNHEALTHY).values_list("credential_id", flat=True)
     )
+    site = read_site_config()
     return Runtime.build(
         routes=routes,
         keys=keys,
         version=version,
         max_body_bytes=settings.LLMPROXY["MAX_BODY_BYTES"],
-        routing=routing_settings(),
+        routing=routing_settings(site),
         unhealthy=unhealthy,
-        limits=limit_settings(),
-        images=images_settings(),
-        responses=responses_settings(),
-        clients=clients_settings(),
+        limits=limit_settings(site),
+        images=images_settings(site),
+        responses=responses_settings(site),
+        clients=clients_settings(site),
         extra_secrets=site_secrets(),
     )
-
-
-def images_settings() -> ImageSettings:
-    """The ``images:`` section of ``LLMPROXY_CONFIG``, else the defaults with the
-    ``LLMPROXY_IMAGES_*`` environment applied (``LLMPROXY_IMAGES_ALLOW_PRIVATE`` for test setups)."""
-    from llmproxy.config import ConfigError, load, loads
-
-    path = settings.LLMPROXY.get("CONFIG")
-    try:
-        return load(path).images if path else loads("").images
-    except (ConfigError, OSError) as exc:
-        log.error("images settings not applied, keeping the defaults (public hosts only): %s", exc)
-        return ImageSettings()
-
-
-def responses_settings() -> ResponsesSettings:
-    """The ``responses:`` section of ``LLMPROXY_CONFIG`` (retention of stored responses), else the
-    defaults with the ``LLMPROXY_RESPONSES_*`` environment applied."""
-    from llmproxy.config import ConfigError, load, loads
-
-    path = settings.LLMPROXY.get("CONFIG")
-    try:
-        return load(path).responses if path else loads("").responses
-    except (ConfigError, OSError) as exc:
-        log.error("responses settings not applied, keeping the defaults: %s", exc)
-        return ResponsesSettings()
-
-
-def clients_settings() -> ClientSettings:
-    """The ``clients:`` section of ``LLMPROXY_CONFIG`` (failed-key throttling, trusted proxies), else the
-    defaults with the ``LLMPROXY_CLIENTS_*`` environment applied."""
-    from llmproxy.config import ConfigError, load, loads
-
-    path = settings.LLMPROXY.get("CONFIG")
-    try:
-        return load(path).clients if path else loads("").clients
-    except (ConfigError, OSError) as exc:
-        log.error("clients settings not applied, keeping the defaults: %s", exc)
-        return ClientSettings()
 
 
 def site_secrets() -> tuple[str, ...]:
     """The shell's own secrets, kept out of responses and logs like the providers' ones."""
     values = [settings.SECRET_KEY, *settings.LLMPROXY_ENCRYPTION_KEYS, settings.LLMPROXY.get("METRICS_TOKEN") or ""]
     return tuple(v for v in values if v)
-
-
-def routing_settings() -> RoutingSettings:
-    """The ``routing:`` section of ``LLMPROXY_CONFIG`` (re-read at every snapshot build, so
-    editing it hot-reloads), else ``settings.LLMPROXY["ROUTING"]``, else the defaults."""
-    path = settings.LLMPROXY.get("CONFIG")
-    if path:
-        from llmproxy.config import ConfigError, load
-
-        try:
-            return load(path).routing
-        except (ConfigError, OSError) as exc:
-            log.error("routing settings from %s not applied, keeping the defaults: %s", path, exc)
-    try:
-        return RoutingSettings.from_mapping(settings.LLMPROXY.get("ROUTING"))
-    except ValueError as exc:
-        log.error("ignoring invalid routing settings, using the defaults: %s", exc)
-        return RoutingSettings()
 
 
 def _extra_routes(
@@ -175,24 +113,6 @@ def _extra_routes(
     out = [Route(name, u, pconf, creds, price) for u in alts]
     out += [Route(alias, u, pconf, creds, price) for alias in aliases for u in [upstream, *alts]]
     return out
-
-
-def limit_settings() -> LimitSettings:
-    """The ``limits:`` section of ``LLMPROXY_CONFIG`` and ``LLMPROXY_TIME_ZONE``."""
-    tz = settings.LLMPROXY.get("TIME_ZONE") or "UTC"
-    path = settings.LLMPROXY.get("CONFIG")
-    try:
-        if path:
-            from llmproxy.config import ConfigError, load
-
-            try:
-                return LimitSettings.from_mapping(load(path).limits, time_zone=tz)
-            except (ConfigError, OSError) as exc:
-                log.error("limits settings from %s not applied, keeping the defaults: %s", path, exc)
-        return LimitSettings.from_mapping(settings.LLMPROXY.get("LIMITS"), time_zone=tz)
-    except ValueError as exc:
-        log.error("ignoring invalid limits settings, using the defaults: %s", exc)
-        return LimitSettings()
 
 
 def _floor(holder: ApiKey | User) -> dict[str, Any]:
@@ -213,4 +133,4 @@ def _user_limits(u: User) -> UserLimits:
                       budget_period=u.budget_period, **_floor(u))  # fmt: skip
 
 
-__all__ = ["build_runtime", "limit_settings", "responses_settings", "routing_settings"]
+__all__ = ["build_runtime", "site_secrets"]
