@@ -24,8 +24,8 @@ class Price:
     """USD per million tokens.
 
     ``input_tokens`` counts the whole prompt: fresh tokens, cache reads (``cached_tokens``,
-    at ``cached_input``) and cache writes (``cache_write_tokens``, at ``cache_write``; Anthropic's
-    5-minute write). Of the writes, ``cache_write_1h_tokens`` went to Anthropic's 1-hour cache
+    at ``cached_input``) and cache writes (``cache_write_tokens``, at ``cache_write``: Anthropic's
+    5-minute write, OpenAI's 30-minute one). Of the writes, ``cache_write_1h_tokens`` went to Anthropic's 1-hour cache
     and pay ``cache_write_1h`` (left ``None``: the 5-minute rate). Another rate left ``None``
     is the input rate. ``long`` holds the rates of a
     prompt-length tier: a prompt of more than ``long_above`` tokens pays ``long``'s rates on

@@ -108,7 +108,8 @@ def test_known_anthropic_figures(
     model: str, input_: float, write: float, write_1h: float, read: float, output: float, cap: int
 ) -> None:
     e = lookup(model)
-    assert e is not None and e.source == "anthropic" and e.taken == "2026-12-01"
+    assert e is not None and e.source == "anthropic"
+    assert e.taken == ("2026-12-02" if model == "claude-sonnet-4-6" else "2026-12-01")
     got = (e.price.input, e.price.cache_write, e.price.cache_write_1h, e.price.cached_input, e.price.output)
     assert got == (input_, write, write_1h, read, output)
     assert e.max_output == cap
@@ -214,3 +215,24 @@ def test_every_row_names_a_page_and_a_date() -> None:
         assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", taken) and "2025-01-01" <= taken <= "2026-12-02", name
         entry = lookup(name)
         assert entry is not None and entry.taken == taken, name
+
+
+@pytest.mark.parametrize(
+    ("model", "input_", "read", "write", "output"),
+    [("gpt-6.2-sol", 2.0, 0.1, 2.5, 10.0), ("gpt-6-sol", 2.0, 0.2, 2.5, 10.0), ("gpt-6-luna", 0.1, 0.01, 0.125, 0.5)],
+)
+def test_openai_rows_read_from_their_model_pages(
+    model: str, input_: float, read: float, write: float, output: float
+) -> None:
+    e, row = lookup(f"openai/{model}-2026-09-22"), _row(model)
+    assert e is not None and e.model == model and e.taken == "2026-12-02" and row["page"].startswith("https://")
+    assert (e.price.input, e.price.cached_input, e.price.cache_write, e.price.output) == (input_, read, write, output)
+    assert e.max_output == 128000 and e.price.long is not None and e.price.long_above == 272_000
+    # above 272K input tokens the whole request pays 2x input and cache rates and 1.5x output
+    long = e.price.long
+    assert long.cached_input is not None and long.cache_write is not None
+    assert (long.input, long.cached_input, long.cache_write, long.output) == pytest.approx(
+        (2 * input_, 2 * read, 2 * write, 1.5 * output)
+    )
+    assert e.price.cost(272_001, 1_000, 0, 0) == pytest.approx((272_001 * 2 * input_ + 1_000 * 1.5 * output) / 1e6)
+    assert e.price.cost(272_000, 1_000, 0, 0) == pytest.approx((272_000 * input_ + 1_000 * output) / 1e6)
