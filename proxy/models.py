@@ -307,6 +307,107 @@ class UsageErrorDaily(models.Model):
         verbose_name_plural = "usage errors daily"
 
 
+class UsageHourly(models.Model):
+    """``UsageDaily`` per hour (UTC), for the last few days only: the 24 h dashboard's grain.
+
+    Written by the rollup job with ``UsageRollupHour``; hours older than
+    ``proxy.jobs.rollups.HOURLY_KEEP`` are pruned (the daily rollups keep their totals).
+    """
+
+    hour = models.DateTimeField()
+    user_id = models.BigIntegerField(default=0)
+    key_id = models.BigIntegerField(default=0)
+    model = models.CharField(max_length=200)
+    provider = models.CharField(max_length=100)
+    requests = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+    prompt_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    cached_tokens = models.BigIntegerField(default=0)
+    cache_write_tokens = models.BigIntegerField(default=0)
+    reasoning_tokens = models.BigIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=16, decimal_places=8, default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["hour", "user_id", "key_id", "model", "provider"], name="uniq_usage_hourly")
+        ]
+        verbose_name_plural = "usage hourly"
+
+
+class UsageRollupHour(models.Model):
+    """``UsageRollupDay`` per hour: rows of ``hour`` before ``rolled_until`` are in the hourly rollups."""
+
+    hour = models.DateTimeField(unique=True)
+    rolled_until = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.hour} until {self.rolled_until}"
+
+
+class UsageLatencyHourly(models.Model):
+    """``UsageLatencyDaily`` per hour: latency and TTFB histograms per hour x model x provider."""
+
+    hour = models.DateTimeField()
+    model = models.CharField(max_length=200)
+    provider = models.CharField(max_length=100)
+    metric = models.CharField(max_length=8)
+    bucket = models.PositiveSmallIntegerField()
+    count = models.PositiveIntegerField(default=0)
+    sum_ms = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["hour", "model", "provider", "metric", "bucket"], name="uniq_usage_latency_hourly"
+            )
+        ]
+        verbose_name_plural = "usage latency hourly"
+
+
+class UsageCredentialHourly(models.Model):
+    """``UsageCredentialDaily`` per hour x provider x credential."""
+
+    hour = models.DateTimeField()
+    provider = models.CharField(max_length=100)
+    credential = models.CharField(max_length=100)
+    requests = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+    prompt_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    cached_tokens = models.BigIntegerField(default=0)
+    cache_write_tokens = models.BigIntegerField(default=0)
+    reasoning_tokens = models.BigIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=16, decimal_places=8, default=0)
+    ok_requests = models.PositiveIntegerField(default=0)
+    ok_latency_ms = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["hour", "provider", "credential"], name="uniq_usage_credential_hourly")
+        ]
+        verbose_name_plural = "usage credential hourly"
+
+
+class UsageErrorHourly(models.Model):
+    """``UsageErrorDaily`` per hour x model x provider x status x error type."""
+
+    hour = models.DateTimeField()
+    model = models.CharField(max_length=200)
+    provider = models.CharField(max_length=100)
+    status_code = models.PositiveSmallIntegerField()
+    error_type = models.CharField(max_length=64)
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["hour", "model", "provider", "status_code", "error_type"], name="uniq_usage_error_hourly"
+            )
+        ]
+        verbose_name_plural = "usage errors hourly"
+
+
 class ConfigImport(models.Model):
     """Each attempt to apply a config file (command, watcher, API): shown in the admin."""
 
