@@ -1,24 +1,26 @@
 """The dashboard's chart data: per-bucket totals, and the same split by model, provider, user and key.
 
-The raw rows (today, days not rolled up yet; everything by hour for the 24 h window) are
-read once, grouped by bucket x model x provider x user x key, and feed every split; the
-rollups are summed per split by the database (one grouped query per dimension), so the
-page gets a few hundred rows, not one per rollup row. Each split keeps the busiest ``TOP`` names of the
-window and folds the rest into "other", so a chart stays readable with many keys.
+A window is read once (``window_rows``): the rollups of its rolled-up periods (days, or
+hours for the 24 h window) at their own grain, bucket x model x provider x user x key, and
+the raw rows of the rest (the last minutes, periods not rolled up yet) grouped the same
+way; one pass in Python (``accumulate``) sums them per bucket and per split, and the
+dashboard's totals and tables come from the same sums. Each split keeps the busiest
+``TOP`` names of the window and folds the rest into "other", so a chart stays readable
+with many keys.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from datetime import UTC, datetime, time, timedelta
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db.models import Count, Q, Sum
-from django.db.models.functions import TruncHour
 
 from accounts.models import ApiKey, User
 
-from . import queries
+from . import grains, queries
 
 TOP = 6
 DIMENSIONS = ("model", "provider", "user", "key")
@@ -33,74 +35,101 @@ def _sums() -> dict[str, Any]:
             "cost_usd": Sum("cost_usd")}  # fmt: skip
 
 
-def chart_data(since: datetime, buckets: int, hourly: bool, base: queries.UsageFilter | None = None,
-               rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:  # fmt: skip
-    """JSON for the charts (bucket labels are ISO starts, UTC); ``base`` narrows the rows (a user, a key).
+@dataclass(slots=True)
+class Sums:
+    """A window's rows summed once: per bucket, and per bucket for each name of each split.
 
-    ``rows``: the hourly rows (``hourly_rows``) when the caller has read them already.
+    Each series holds every one of ``queries.METRICS`` (the charts show ``SERIES``; the
+    dashboard's totals and its model and provider tables are the series summed).
     """
-    base = base or queries.UsageFilter(since=since)
-    step = timedelta(hours=1) if hourly else timedelta(days=1)
-    starts = [since + i * step for i in range(buckets)]
-    index = {s: i for i, s in enumerate(starts)}
-    totals = {m: [0.0] * buckets for m in SERIES}
-    per_dim: dict[str, dict[Any, dict[str, list[float]]]] = {d: {} for d in DIMENSIONS}
 
-    def add(row: dict[str, Any], dims: tuple[str, ...], total: bool) -> None:
-        i = index.get(row["bucket"])
-        if i is None:
-            return
-        values = [(m, float(row[m] or 0)) for m in SERIES]
-        if total:
-            for m, value in values:
-                totals[m][i] += value
-        for d in dims:
-            acc = per_dim[d].get(row[d])
-            if acc is None:
-                acc = per_dim[d][row[d]] = {n: [0.0] * buckets for n in SERIES}
-            for m, value in values:
-                acc[m][i] += value
+    starts: list[datetime]
+    totals: list[list[float]]  # [metric][bucket]
+    per_dim: dict[str, dict[Any, list[list[float]]]]  # dim -> name -> [metric][bucket]
 
-    if hourly:
-        for row in hourly_rows(base) if rows is None else rows:
-            add(row, DIMENSIONS, True)
-    else:
-        rolled = queries.rolled_days(base)
-        for row in queries.raw_rows(base, ["day", *DIMENSIONS], rolled):  # the raw part: one query, every split
-            add(_bucket(row), DIMENSIONS, True)
-        for d in DIMENSIONS:  # the rollups: summed per split by the database
-            for row in queries.rollup_rows(base, ["day", d], rolled):
-                add(_bucket(row), (d,), d == "model")
-    names = _names(per_dim)
-    return {
-        "buckets": [s.isoformat() for s in starts],
-        "hourly": hourly,
-        "totals": {m: [_tidy(v) for v in values] for m, values in totals.items()},
-        "split": {d: _top(d, per_dim[d], names) for d in DIMENSIONS},
-    }
+    def total(self, series: list[list[float]] | None = None) -> list[float]:
+        """Each metric of ``series`` (default: the window's) over the whole window."""
+        return [sum(values) for values in (self.totals if series is None else series)]
 
 
-def _bucket(row: dict[str, Any]) -> dict[str, Any]:
-    row["bucket"] = datetime.combine(row["day"], time(0), tzinfo=UTC)
-    return row
+def window_rows(base: queries.UsageFilter, grain: grains.Grain,
+                rolled: list[Any] | None = None) -> list[tuple[Any, ...]]:  # fmt: skip
+    """The filter's usage as (bucket start, model, provider, user, key, *METRICS) rows, per ``grain``.
 
-
-def hourly_rows(base: queries.UsageFilter, *extra: str) -> list[dict[str, Any]]:
-    """Raw rows by hour x model x provider x user x key (x ``extra`` columns), summed."""
-    qs = (
+    The rollups of the rolled-up periods as stored (their grain is bucket x model x provider
+    x user x key already: one indexed read, no grouping) and the raw rows of the rest grouped
+    the same way, by the database. ``rolled``: the periods' ``queries.rolled_periods``, when known.
+    """
+    rolled = queries.rolled_periods(base, grain) if rolled is None else rolled
+    raw = (
         queries.records(base)
         .order_by()
-        .annotate(bucket=TruncHour("created_at", tzinfo=UTC))
-        .values("bucket", "model", "provider", "user_id", "key_id", *extra)
+        .filter(queries.raw_spans(base, rolled))
+        .annotate(bucket=grain.trunc("created_at"))
+        .values("bucket", "model", "provider", "user_id", "key_id")
         .annotate(**_sums())
+        .values_list("bucket", "model", "provider", "user_id", "key_id", *queries.METRICS)
     )
-    out: list[dict[str, Any]] = []
-    for found in qs:
-        row: dict[str, Any] = dict(found)
-        row["bucket"] = row["bucket"].astimezone(UTC)
-        row["user"], row["key"] = row.pop("user_id"), row.pop("key_id")
-        out.append(row)
+    out = list(raw)
+    if rolled:
+        stored = (
+            queries._rollups(base, rolled)
+            .order_by()
+            .values_list(grain.field, "model", "provider", "user_id", "key_id", *queries.METRICS)
+        )
+        out.extend(stored)
     return out
+
+
+def accumulate(since: datetime, buckets: int, hourly: bool, rows: Iterable[tuple[Any, ...]]) -> Sums:
+    """``window_rows`` summed per bucket and per split, in one tight pass (a page's main Python cost)."""
+    step = timedelta(hours=1) if hourly else timedelta(days=1)
+    starts = [since + i * step for i in range(buckets)]
+    index: dict[Any, int] = {s: i for i, s in enumerate(starts)}
+    if not hourly:  # rollup rows carry dates, raw rows of the day grain too
+        index.update({s.date(): i for i, s in enumerate(starts)})
+    n = len(queries.METRICS)
+    totals = [[0.0] * buckets for _ in range(n)]
+    per_dim: dict[str, dict[Any, list[list[float]]]] = {d: {} for d in DIMENSIONS}
+    models, providers, users, keys = (per_dim[d] for d in DIMENSIONS)
+    metrics = range(n)
+    for bucket, model, provider, user, key, *values in rows:
+        i = index.get(bucket)
+        if i is None and isinstance(bucket, datetime):
+            i = index.get(bucket.astimezone(UTC))
+        if i is None:
+            continue
+        vals = [float(v) if v else 0.0 for v in values]
+        series = [totals]
+        for found, name in ((models, model), (providers, provider), (users, user or None), (keys, key or None)):
+            acc = found.get(name)
+            if acc is None:
+                acc = found[name] = [[0.0] * buckets for _ in metrics]
+            series.append(acc)
+        for acc in series:
+            for m in metrics:
+                acc[m][i] += vals[m]
+    return Sums(starts, totals, per_dim)
+
+
+def chart_data(since: datetime, buckets: int, hourly: bool, base: queries.UsageFilter | None = None,
+               sums: Sums | None = None) -> dict[str, Any]:  # fmt: skip
+    """JSON for the charts (bucket labels are ISO starts, UTC); ``base`` narrows the rows (a user, a key).
+
+    ``sums``: the window's ``accumulate`` when the caller has it already.
+    """
+    if sums is None:
+        base = base or queries.UsageFilter(since=since)
+        grain = grains.HOUR if hourly else grains.DAY
+        sums = accumulate(since, buckets, hourly, window_rows(base, grain))
+    pick = [queries.METRICS.index(m) for m in SERIES]
+    names = _names(sums.per_dim)
+    return {
+        "buckets": [s.isoformat() for s in sums.starts],
+        "hourly": hourly,
+        "totals": {m: [_tidy(v) for v in sums.totals[j]] for m, j in zip(SERIES, pick, strict=True)},
+        "split": {d: _top(d, sums.per_dim[d], names, pick) for d in DIMENSIONS},
+    }
 
 
 def _names(per_dim: dict[str, dict[Any, Any]]) -> dict[str, dict[Any, str]]:
@@ -112,18 +141,20 @@ def _names(per_dim: dict[str, dict[Any, Any]]) -> dict[str, dict[Any, str]]:
             "key": {k: keys.get(k, f"#{k}") for k in per_dim["key"] if k}}  # fmt: skip
 
 
-def _top(dim: str, found: dict[Any, dict[str, list[float]]], names: dict[str, dict[Any, str]]) -> list[dict[str, Any]]:
-    ranked = sorted(found.items(), key=lambda kv: (-sum(kv[1]["requests"]), str(kv[0])))
+def _top(dim: str, found: dict[Any, list[list[float]]], names: dict[str, dict[Any, str]],
+         pick: list[int]) -> list[dict[str, Any]]:  # fmt: skip
+    requests = queries.METRICS.index("requests")
+    ranked = sorted(found.items(), key=lambda kv: (-sum(kv[1][requests]), str(kv[0])))
     out = []
     for key, series in ranked[:TOP]:
         label = names.get(dim, {}).get(key) if dim in names else key
-        out.append({"name": label or "(none)", **{m: [_tidy(v) for v in series[m]] for m in SERIES}})
+        out.append(
+            {"name": label or "(none)", **{m: [_tidy(v) for v in series[j]] for m, j in zip(SERIES, pick, strict=True)}}
+        )
     rest = ranked[TOP:]
     if rest:
-        other: dict[str, list[float]] = defaultdict(lambda: [0.0] * len(ranked[0][1]["requests"]))
-        for _, series in rest:
-            for m in SERIES:
-                other[m] = [a + b for a, b in zip(other[m], series[m], strict=True)]
+        other = {m: [sum(values) for values in zip(*(series[j] for _, series in rest), strict=True)]
+                 for m, j in zip(SERIES, pick, strict=True)}  # fmt: skip
         out.append({"name": f"{len(rest)} other", **{m: [_tidy(v) for v in other[m]] for m in SERIES}})
     return out
 

@@ -1,10 +1,11 @@
 """The admin dashboard's numbers: traffic, tokens, cost, errors, latency and health over a window.
 
-Everything reads the daily rollups for whole past days and the raw rows for the rest of
-the window (today; the 24 h window's part of yesterday): totals and the per-model and
-per-provider tables via ``queries.summary`` (``UsageDaily``), latency and TTFB from the
-latency histograms (``UsageLatencyDaily``, see ``latency``), failures from
-``UsageErrorDaily``. Hourly traffic (the 24 h window) is raw rows by hour.
+Everything reads the rollups of the window's grain and the raw rows after their marks
+(the last minutes; periods not rolled up yet): the 7- and 30-day windows the daily ones
+(``UsageDaily``, ``UsageLatencyDaily``, ``UsageErrorDaily``, ``UsageCredentialDaily``),
+the 24 h window the hourly ones (``UsageHourly`` ..., kept for the last few days). Totals,
+the per-model and per-provider tables and the charts come from one read of the window
+(``charts.window_rows``), latency and TTFB from the histograms (see ``latency``).
 """
 
 from __future__ import annotations
@@ -12,19 +13,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from django.db.models import Count, Q, QuerySet, Sum
 from django.utils import timezone
 
-from proxy.models import UsageCredentialDaily, UsageErrorDaily, UsageRecord
+from proxy.models import UsageRecord
 from proxy.serving.routing_state import CredentialState, credential_states
 from proxy.serving.state import shares_state
 
 from . import charts as charts_module
+from . import grains, queries
 from . import latency as hist
-from . import queries
 from .charts import chart_data
 
 log = logging.getLogger("llmproxy.dashboard")
@@ -148,48 +149,40 @@ class Dashboard:
 
 @dataclass(frozen=True, slots=True)
 class Parts:
-    """Where a window's numbers come from: rolled-up days, and the raw rows' time ranges."""
+    """Where a window's numbers come from: rolled-up periods (days, or hours), and the raw rows' time ranges."""
 
-    rolled: list[date]
+    rolled: list[Any]
     raw: Q
+    grain: grains.Grain = grains.DAY
 
 
 def parts(w: Window) -> Parts:
+    """The 24 h window reads the hourly rollups, the others the daily ones; the raw rows fill the rest."""
+    grain = grains.HOUR if w.hourly else grains.DAY
     f = queries.UsageFilter(since=w.since)
-    rolled = queries.rolled_days(f)
-    return Parts(rolled, queries.raw_spans(f, rolled))
+    rolled = queries.rolled_periods(f, grain)
+    return Parts(rolled, queries.raw_spans(f, rolled), grain)
 
 
 def build(window_name: str = DEFAULT_WINDOW, now: datetime | None = None) -> Dashboard:
     """Everything the dashboard shows for one window.
 
-    Each source is read once: the raw rows of the window's unrolled part by model x
-    provider (totals, both tables), by model x provider x latency bucket (latency, the
-    tables' averages), by TTFB bucket, by failure, and by bucket x every split (charts,
-    traffic); the rollups the same way.
+    Each source is read once: the window's usage per bucket x model x provider x user x
+    key (rollups as stored, raw rows grouped; totals, both tables, charts, traffic), the
+    latency histograms per model x provider (latency, the tables' averages), TTFB, failures
+    and credentials, each from the rollups of the window's grain and the raw rows after them.
     """
     w = window(window_name, now)
+    p = parts(w)
     f = queries.UsageFilter(since=w.since)
-    if w.hourly:  # raw rows only (rollups are per day): one pass feeds totals, tables, failures and charts
-        p = Parts(queries.Rolled(), Q())
-        hourly = charts_module.hourly_rows(f, "status_code", "error_type")
-        sums: list[dict[str, Any]] = hourly
-        errors = _top_errors((r["status_code"], r["error_type"], r["requests"]) for r in hourly
-                             if r["status_code"] >= 400)  # fmt: skip
-        charts = chart_data(w.since, w.buckets, w.hourly, rows=hourly)
-    else:
-        p = parts(w)
-        sums = list(queries.summary(f, ["model", "provider"], rolled=p.rolled, label=False))
-        errors = error_kinds(w, p=p)
-        charts = chart_data(w.since, w.buckets, w.hourly)
+    sums = charts_module.accumulate(w.since, w.buckets, w.hourly, charts_module.window_rows(f, p.grain, p.rolled))
+    charts = chart_data(w.since, w.buckets, w.hourly, sums=sums)
     lat = _histogram_rows(w, "latency", p, ("model", "provider"))
     models, providers = _table(sums, lat, "model"), _table(sums, lat, "provider")
-    totals = _totals(_summed(sums, None).get(None, [0] * len(queries.METRICS)))
-    states, error = safe_credential_states()
-    return Dashboard(window=w, totals=totals, latency=_latency(hist.histograms(lat).get(None)),
+    return Dashboard(window=w, totals=_totals(sums.total()), latency=_latency(hist.histograms(lat).get(None)),
                      traffic=traffic(w, charts), models=models, providers=providers,
-                     credential_rows=credential_rows(w, p), errors=errors, ttfb=latency(w, "ttfb", p), charts=charts,
-                     credentials=states, state_error=error,
+                     credential_rows=credential_rows(w, p), errors=error_kinds(w, p=p), ttfb=latency(w, "ttfb", p),
+                     charts=charts, credentials=(states := safe_credential_states())[0], state_error=states[1],
                      shares_state=shares_state())  # fmt: skip
 
 
@@ -212,7 +205,8 @@ def credential_rows(w: Window, p: Parts | None = None) -> list[Row]:
     ok = Q(status_code__lt=400)
     sums = {m: Sum(m) for m in queries.METRICS if m not in ("requests", "errors")}
     found: dict[tuple[str, str], tuple[Totals, list[float]]] = {}
-    rolled = (UsageCredentialDaily.objects.filter(day__in=p.rolled).order_by().values("provider", "credential")
+    rolled = (p.grain.credentials.objects.filter(**{f"{p.grain.field}__in": p.rolled}).order_by()
+              .values("provider", "credential")
               .annotate(requests=Sum("requests"), errors=Sum("errors"), n_ok=Sum("ok_requests"),
                         ok_ms=Sum("ok_latency_ms"), **sums)) if p.rolled else []  # fmt: skip
     raw = (_raw(w).filter(p.raw).values("provider", "credential")
@@ -235,33 +229,20 @@ def credential_rows(w: Window, p: Parts | None = None) -> list[Row]:
 
 
 def _histogram_rows(w: Window, metric: str, p: Parts, dims: tuple[str, ...] = ()) -> list[dict[str, Any]]:
-    return [*hist.rollup_groups(p.rolled, metric, dims), *hist.raw_groups(_raw(w).filter(p.raw), metric, dims)]
+    return [*hist.rollup_groups(p.rolled, metric, dims, grain=p.grain),
+            *hist.raw_groups(_raw(w).filter(p.raw), metric, dims)]  # fmt: skip
 
 
-def _summed(rows: list[dict[str, Any]], dim: str | None) -> dict[Any, list[Any]]:
-    """``queries.METRICS`` summed per value of ``dim`` (None: all rows under None), in a tight loop."""
-    out: dict[Any, list[Any]] = {}
-    for row in rows:
-        key = row[dim] if dim else None
-        acc = out.get(key)
-        if acc is None:
-            acc = out[key] = [0] * len(queries.METRICS)
-        for i, m in enumerate(queries.METRICS):
-            acc[i] += row[m] or 0
-    return out
-
-
-def _totals(sums: list[Any]) -> Totals:
+def _totals(sums: list[float]) -> Totals:
     t = Totals()
     t.add(dict(zip(queries.METRICS, sums, strict=True)))
     return t
 
 
-def _table(sums: list[dict[str, Any]], lat: list[dict[str, Any]], dim: str) -> list[Row]:
+def _table(sums: charts_module.Sums, lat: list[dict[str, Any]], dim: str) -> list[Row]:
     """Rows per model or provider, busiest first, with average latency."""
-    found = {name: _totals(acc) for name, acc in _summed(sums, dim).items()}
     avg = {k: h.avg_ms for k, h in hist.histograms(lat, dim).items()}
-    out = [Row(name or "—", t, avg.get(name)) for name, t in found.items()]
+    out = [Row(name or "—", _totals(sums.total(series)), avg.get(name)) for name, series in sums.per_dim[dim].items()]
     out.sort(key=lambda r: (-r.totals.requests, r.name))
     top = max((r.totals.requests for r in out), default=0)
     for r in out:
@@ -272,7 +253,8 @@ def _table(sums: list[dict[str, Any]], lat: list[dict[str, Any]], dim: str) -> l
 def grouped(w: Window, dim: str, p: Parts | None = None) -> list[Row]:
     """Totals per model or provider (rollups and raw rows), busiest first, with average latency."""
     p = p or parts(w)
-    sums = queries.summary(queries.UsageFilter(since=w.since), [dim], rolled=p.rolled, label=False)
+    rows = charts_module.window_rows(queries.UsageFilter(since=w.since), p.grain, p.rolled)
+    sums = charts_module.accumulate(w.since, w.buckets, w.hourly, rows)
     return _table(sums, _histogram_rows(w, "latency", p, (dim,)), dim)
 
 
@@ -293,7 +275,8 @@ def latency(w: Window, metric: str = "latency", p: Parts | None = None) -> Laten
 def error_kinds(w: Window, limit: int = 8, p: Parts | None = None) -> list[ErrorKind]:
     """The most frequent failures of the window, by status and error type."""
     p = p or parts(w)
-    rolled = (UsageErrorDaily.objects.filter(day__in=p.rolled).order_by().values("status_code", "error_type")
+    rolled = (p.grain.errors.objects.filter(**{f"{p.grain.field}__in": p.rolled}).order_by()
+              .values("status_code", "error_type")
               .annotate(n=Sum("count"))) if p.rolled else []  # fmt: skip
     raw = _raw(w).filter(p.raw, status_code__gte=400).values("status_code", "error_type").annotate(n=Count("id"))
     return _top_errors(((r["status_code"], r["error_type"], r["n"]) for r in [*rolled, *raw]), limit)

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date
 from typing import Any
 
 from django.db.models import Count, F, Func, IntegerField, Q, QuerySet, Sum
 
-from proxy.models import UsageLatencyDaily, UsageRecord
+from proxy.models import UsageRecord
 
-from . import buckets
+from . import buckets, grains
 
 METRICS = {"latency": "latency_ms", "ttfb": "ttfb_ms"}
 
@@ -65,10 +64,12 @@ def raw_groups(qs: QuerySet[UsageRecord], metric: str, dims: Iterable[str] = ())
                 .annotate(count=Count("id"), sum_ms=Sum(column)))  # fmt: skip
 
 
-def rollup_groups(days: list[date], metric: str, dims: Iterable[str] = (), **filters: Any) -> list[dict[str, Any]]:
-    if not days:
+def rollup_groups(periods: list[Any], metric: str, dims: Iterable[str] = (), grain: grains.Grain = grains.DAY,
+                  **filters: Any) -> list[dict[str, Any]]:  # fmt: skip
+    """The latency rollups of ``periods`` (days, or hours with ``grain``) per (dims, bucket)."""
+    if not periods:
         return []
-    qs = UsageLatencyDaily.objects.filter(day__in=days, metric=metric, **filters).order_by()
+    qs = grain.latency.objects.filter(**{f"{grain.field}__in": periods}, metric=metric, **filters).order_by()
     return list(qs.values(*dims, "bucket").annotate(count=Sum("count"), sum_ms=Sum("sum_ms")))
 
 

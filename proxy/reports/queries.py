@@ -13,7 +13,7 @@ import csv
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -21,10 +21,10 @@ from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 
 from accounts.models import ApiKey, User
-from proxy.models import UsageDaily, UsageRecord, UsageRollupDay
+from proxy.models import UsageRecord
 from proxy.serving.spend import settled_spend
 
-from . import keyset
+from . import grains, keyset
 
 #: The usage record fields of the external contract (INTERFACE.md section 4), in order.
 USAGE_FIELDS = ("request_id", "created_at", "user", "key_prefix", "ingress", "model", "upstream_model", "provider",
@@ -123,45 +123,56 @@ def _sortable(value: Any) -> tuple[int, Any]:
     return (0, "") if value is None else (1, value)
 
 
-class Rolled(list[date]):
-    """Rolled-up days (a list, for ``day__in``) and up to when each is rolled up."""
+class Rolled(list[Any]):
+    """Rolled-up periods (a list, for ``day__in``/``hour__in``) of one grain, and up to when each is rolled up."""
 
-    def __init__(self, until: dict[date, datetime] | Iterable[date] | None = None) -> None:
-        # Django rebuilds a list lookup value as type(value)(items): days without their marks then.
+    def __init__(self, until: dict[Any, datetime] | Iterable[Any] | None = None,
+                 grain: grains.Grain = grains.DAY) -> None:  # fmt: skip
+        # Django rebuilds a list lookup value as type(value)(items): periods without their marks then.
         marks = until if isinstance(until, dict) else dict.fromkeys(until or ())
-        self.until: dict[date, datetime | None] = dict(sorted(marks.items()))
+        self.until: dict[Any, datetime | None] = dict(sorted(marks.items()))
+        self.grain = grain
         super().__init__(self.until)
 
 
 def rolled_days(f: UsageFilter, today: date | None = None) -> Rolled:
     """Days wholly inside the range that the rollup job has written (today too: up to a few minutes ago)."""
+    return rolled_periods(f, grains.DAY, today)
+
+
+def rolled_periods(f: UsageFilter, grain: grains.Grain, before: date | datetime | None = None) -> Rolled:
+    """Periods of ``grain`` wholly inside the range that the rollup job has written (``before``: only earlier ones)."""
     if f.username or f.key_prefix or f.status_code is not None:
-        return Rolled()  # rollups carry ids and no status; these filters need the raw rows
-    qs = UsageRollupDay.objects.all()
-    if today is not None:
-        qs = qs.filter(day__lt=today)
+        return Rolled(grain=grain)  # rollups carry ids and no status; these filters need the raw rows
+    field = grain.field
+    qs = grain.mark.objects.all()
+    if before is not None:
+        qs = qs.filter(**{f"{field}__lt": before})
     if f.since is not None:
-        first = f.since.astimezone(UTC)
-        qs = qs.filter(day__gte=first.date() if first.time() == time(0) else first.date() + timedelta(days=1))
+        first = grain.period_of(f.since)
+        if grain.start(first) < f.since:
+            first = grain.period_of(grain.start(first) + grain.step)
+        qs = qs.filter(**{f"{field}__gte": first})
     if f.until is not None:
-        qs = qs.filter(day__lt=f.until.astimezone(UTC).date())
-    return Rolled(dict(qs.values_list("day", "rolled_until")))
+        qs = qs.filter(**{f"{field}__lt": grain.period_of(f.until)})
+    return Rolled(dict(qs.values_list(field, "rolled_until")), grain)
 
 
-def raw_spans(f: UsageFilter, rolled: list[date]) -> Q:
+def raw_spans(f: UsageFilter, rolled: list[Any]) -> Q:
     """The times of the filter's range that no rollup covers, as index-friendly ranges.
 
     Whole ``created_at`` ranges (not "the row's day is not one of these"), so the database
     reads today's latest rows by the index instead of testing every row of the table.
     """
     until = rolled.until if isinstance(rolled, Rolled) else {}
+    grain = rolled.grain if isinstance(rolled, Rolled) else grains.DAY
     spans: list[tuple[datetime | None, datetime | None]] = []
     start = f.since
-    for day in rolled:
-        begin = datetime.combine(day, time(0), tzinfo=UTC)
+    for period in rolled:
+        begin = grain.start(period)
         if start is None or start < begin:
             spans.append((start, begin))
-        start = until.get(day) or begin + timedelta(days=1)
+        start = until.get(period) or begin + grain.step
     spans.append((start, f.until))
     parts = []
     for lo, hi in spans:
@@ -215,8 +226,10 @@ def rollup_rows(f: UsageFilter, dims: list[str], rolled: list[date]) -> Iterator
         yield {**out, **{m: row[m] for m in METRICS}}
 
 
-def _rollups(f: UsageFilter, rolled: list[date]) -> QuerySet[UsageDaily]:
-    qs = UsageDaily.objects.filter(day__in=rolled)
+def _rollups(f: UsageFilter, rolled: list[Any]) -> QuerySet[Any]:
+    """The rollup rows of the rolled-up periods (of ``rolled``'s grain: days unless told) the filter keeps."""
+    grain = rolled.grain if isinstance(rolled, Rolled) else grains.DAY
+    qs: QuerySet[Any] = grain.totals.objects.filter(**{f"{grain.field}__in": rolled})
     if f.user_id is not None:
         qs = qs.filter(user_id=f.user_id)
     if f.key_id is not None:
