@@ -71,6 +71,12 @@ def estimate_tokens(body: bytes) -> int:
     return max(1, len(body) // 4)
 
 
+def _usd(amount: float) -> str:
+    """Cents as ``5.00``; a budget below a cent keeps its digits (``0.001``, not ``0.00``)."""
+    cents = f"{amount:.2f}"
+    return cents if abs(float(cents) - amount) < 1e-9 else f"{amount:.4f}".rstrip("0")
+
+
 @dataclass(slots=True)
 class Reservation:
     """What ``reserve`` took for one request; settle or release it exactly once."""
@@ -179,7 +185,7 @@ class Limiter:
         if denial.kind in (BUDGET, BUDGET_HELD):
             period = line.period
             per = f" per {NOUNS[period]}" if period in NOUNS else ""
-            text = f"{who} budget of {line.budget_usd:.2f} USD{per}"
+            text = f"{who} budget of {_usd(line.budget_usd or 0.0)} USD{per}"
             if denial.kind == BUDGET_HELD:
                 return LimitExceeded(f"{text} is taken up by requests in flight; retry when they finish",
                                      code="budget_exceeded", retry_after=1.0)  # fmt: skip

@@ -377,3 +377,54 @@ async def test_probe_reports_an_unreachable_upstream() -> None:
     finally:
         await http.close()
     assert not result.healthy and "reach" in result.error
+
+
+DIALECT_BODIES: dict[str, dict[str, Any]] = {
+    "openai_chat": {"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 20},
+    "anthropic": {"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 20},
+    "gemini": {"contents": [{"role": "user", "parts": [{"text": "hi"}]}], "generationConfig": {"maxOutputTokens": 20}},
+}
+
+
+def _refusal(ingress: str, body: dict[str, Any]) -> tuple[str, str | None]:
+    """The message and the dialect's own kind of a 429 body (OpenAI code, Anthropic type, Gemini status)."""
+    err = body["error"]
+    if ingress == "openai_chat":
+        return err["message"], err["code"]
+    if ingress == "anthropic":
+        assert body["type"] == "error"
+        return err["message"], err["type"]
+    assert err["code"] == 429
+    return err["message"], err["status"]
+
+
+@pytest.mark.parametrize(("ingress", "kind"), [("openai_chat", "budget_exceeded"), ("anthropic", "rate_limit_error"),
+                                               ("gemini", "RESOURCE_EXHAUSTED")])  # fmt: skip
+@pytest.mark.parametrize("limit", ["user budget", "key rpm"])
+async def test_gateway_refuses_over_a_limit_in_the_clients_dialect(
+    gw: Gateway, fake: FakeUpstream, script: ByKey, clock: Clock, ingress: str, kind: str, limit: str
+) -> None:
+    """Section 10: 429 in the caller's own error shape, Retry-After in whole seconds, a message naming
+    which holder (key or user) and which limit."""
+    from llmproxy.runtime import UserLimits
+
+    user = UserLimits(id=70, budget_usd=0.001, budget_period="monthly") if limit == "user budget" else None
+    k = key_info(user=user, user_id=70) if user else key_info(rpm=1)
+    gw.swap(runtime(fake, ("claude", 0, ["A"]), keys=[k], price=Price(input=100.0, output=100.0)))
+    call = Call(ingress, json.dumps(DIALECT_BODIES[ingress]).encode(), api_key="sk-llmp-test",
+                model="gpt-test" if ingress == "gemini" else None, stream=False if ingress == "gemini" else None)  # fmt: skip
+    assert (await gw.handle(call)).status == 200  # $0.0015: over the $0.001 budget, by this one request
+    await gw.books.idle()
+    r = await gw.handle(call)
+    assert r.status == 429
+    message, got = _refusal(ingress, json.loads(await body_of(r)))
+    retry = int(r.headers["retry-after"])
+    if limit == "user budget":
+        assert message == "user budget of 0.001 USD per month reached"
+        end = bounds("monthly", clock(), UTC)[1]
+        assert end is not None and retry == pytest.approx(end - clock(), abs=2)
+        assert got == (kind if ingress != "openai_chat" else "budget_exceeded")
+    else:
+        assert message == "key rate limit of 1 requests per minute reached" and retry == 60
+        assert got == (kind if ingress != "openai_chat" else "rate_limit_exceeded")
+    assert script.seen == ["A"]  # the refused request never went upstream
