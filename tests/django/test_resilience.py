@@ -173,6 +173,74 @@ def test_it_enforces_budgets_across_restarts_and_periods(live: Any, fake: FakeUp
     assert post(live, raw).status_code == 429
 
 
+def test_it_fails_budgets_closed_and_rate_limits_open_when_the_store_is_down_and_counts_it_in_metrics(
+    live: Any, fake: FakeUpstream, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``limits.on_store_error``'s defaults through the live app: logged, and in /metrics."""
+    from tests.django.test_ops import sample
+    from tests.unit.test_limits import BrokenStore
+
+    budget_raw, _, _ = setup(live, fake, budget_usd=Decimal("5"))
+    _, rpm_raw = factories.api_key(factories.user("rated"), rpm=1)
+    live.reload()
+    limiter = live.engine.gateway.limiter
+    before = dict(limiter.store_errors)
+    monkeypatch.setattr(limiter, "store", BrokenStore())
+    monkeypatch.setattr(limiter, "_warned_at", 0.0)  # the warning is logged at most every 10 s
+    with caplog.at_level("WARNING", logger="llmproxy.limits"):
+        r = post(live, budget_raw)
+        assert r.status_code == 503 and r.json()["error"]["code"] == "limits_unavailable"
+        assert [post(live, rpm_raw).status_code for _ in range(3)] == [200] * 3  # 1 RPM, yet open
+    assert any("limits store unavailable" in m for m in caplog.messages)
+    text = httpx.get(live.url + "/metrics").text
+    for kind, outcome, n in (("budget", "refused", 1), ("rate_limit", "admitted", 3)):
+        got = sample(text, "llmproxy_limits_store_errors_total", kind=kind, outcome=outcome)
+        assert got == before.get((kind, outcome), 0) + n
+
+
+def test_it_rebuilds_spend_counters_from_the_usage_records_after_a_redis_flush(live: Any, fake: FakeUpstream) -> None:
+    """The store loses every counter (a Redis flush); the snapshot's settled spend (the usage
+    records) is each counter's floor, taken once: the counters, and the API's ``spend_usd``,
+    equal the sum of the records, however often the snapshot is rebuilt."""
+    from django.test import Client
+
+    from accounts.models import ApiKey, User
+    from proxy.serving.spend import counter_key
+
+    raw, _, _ = setup(live, fake, budget_usd=Decimal("5"), budget_period="monthly")
+    key = ApiKey.objects.get()
+    User.objects.filter(pk=key.user_id).update(budget_usd=Decimal("5"), budget_period="monthly")
+    store = live.engine.gateway.router.store
+    staff = Client()
+    staff.force_login(factories.user("root", staff=True))
+
+    def check() -> None:
+        holders = [ApiKey.objects.get(pk=key.pk), User.objects.get(pk=key.user_id)]
+        recorded = sum(r.cost_usd for r in UsageRecord.objects.filter(key_id=key.pk))
+        assert recorded > 0
+        assert store.spends([counter_key(h) for h in holders]) == [pytest.approx(float(recorded), abs=1e-9)] * 2
+        shown = [staff.get(f"/api/v1/keys/{key.pk}").json(), staff.get(f"/api/v1/users/{key.user_id}").json()]
+        assert [s["spend_usd"] for s in shown] == [pytest.approx(float(recorded), abs=1e-6)] * 2
+        assert all(s["budget_resets_at"] for s in shown)
+
+    live.reload()
+    for _ in range(2):
+        for _ in range(3):
+            assert post(live, raw).status_code == 200
+        live.flush_usage()
+        check()
+        live.call(live.engine.reload(force=True))  # the snapshot's floors catch up with the records
+        store.reset()  # then Redis loses everything
+        check_floor = [post(live, raw).status_code for _ in range(2)]
+        assert check_floor == [200, 200]
+        live.flush_usage()
+        check()
+        live.call(live.engine.reload(force=True))  # rebuilt again, counters intact: nothing added twice
+        assert post(live, raw).status_code == 200
+        live.flush_usage()
+        check()
+
+
 def test_it_serves_aliases_and_falls_back_over_upstream_models(live: Any, fake: FakeUpstream) -> None:
     options = {"aliases": {"fast": "gpt-test"}, "upstreams": {"gpt-test": ["gpt-up-2"]}}
     raw, _, _ = setup(live, fake, creds=1, options=options)

@@ -37,3 +37,15 @@ def test_other_sections_overrides_do_not_matter_here(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("LLMPROXY_ROUTING_MAX_ATTEMPTS", "many")
     monkeypatch.setenv("LLMPROXY_SERVER_HOST", "0.0.0.0")
     assert server_address() == ("0.0.0.0", 8000)
+
+
+def test_serve_refuses_several_workers_without_redis(settings: Any) -> None:
+    """Section 10/13: without a shared store each worker would keep its own limits, so a 60 RPM
+    key would get 60 per worker; refused at start with the reason and the way out."""
+    from django.core.management import CommandError, call_command
+
+    settings.REDIS_URL = None
+    with pytest.raises(CommandError) as info:
+        call_command("serve", "--workers", "2", "--no-jobs", "--no-ingest", "--port", "9301")
+    text = str(info.value)
+    assert text.startswith("--workers 2 needs REDIS_URL") and "once per process" in text and "--workers 1" in text

@@ -10,24 +10,30 @@ more than one request's cost, and the live counter equals the sum of the records
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import subprocess
 import sys
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from llmproxy.gateway import Call, Gateway, Reply
 from llmproxy.http import HTTPClient
 from llmproxy.limits import Limiter
+from llmproxy.routing import Router
+from llmproxy.runtime import ApiKeyInfo, Price, Route, Runtime, UserLimits
 from llmproxy.state import MemoryStateStore
 from llmproxy.stores import create_store
 from llmproxy.usage import UsageEvent
 from tests.fakes import FakeUpstream
 from tests.fakes import openai as up
 from tests.unit import budget_edge as edge
-from tests.unit.test_state import KINDS
+from tests.unit.test_state import KINDS, Clock
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -105,3 +111,55 @@ async def test_a_failed_request_gives_its_hold_back(fake: FakeUpstream) -> None:
     finally:
         await http.close()
     assert store.spends([Limiter(store).spend_key("k:900", "monthly")]) == [pytest.approx(3 * edge.COST)]
+
+
+async def test_done_when_a_member_with_5_usd_a_month_and_60_rpm_stops_and_starts_again(fake: FakeUpstream) -> None:
+    """Issue 13's "done when", on a frozen clock: the admin gives a member $5 a month and 60 RPM;
+    the member's two keys, through two gateways on one store, work, stop with a clear 429 at
+    either limit, and work again after each reset (a minute's refill; the 1st of the month)."""
+    fake.default("*", up.completion("ok"))  # 10 + 5 tokens: $0.06 at $4000 per M
+    clock = Clock()
+    clock.t = datetime(2026, 6, 30, 23, 0, tzinfo=UTC).timestamp()
+    store, events = MemoryStateStore(clock), list[UsageEvent]()
+    user = UserLimits(id=31, rpm=60, budget_usd=5.0, budget_period="monthly")
+    raws = [f"sk-llmp-member-{i}" for i in range(2)]
+    keys = [ApiKeyInfo(key_hash=hashlib.sha256(r.encode()).hexdigest(), prefix=r[:12], id=300 + i, user_id=31,
+                       user=user) for i, r in enumerate(raws)]  # fmt: skip
+    edge_route = edge.runtime(f"{fake.url}/v1").routes["gpt-test"][0]
+    route = Route("gpt-test", "gpt-up", edge_route.provider, edge_route.credentials, Price(input=4000.0, output=4000.0))
+    rt = Runtime.build(routes=[route], keys=keys)
+    http = HTTPClient()
+    gws = [Gateway(rt, http=http, router=Router(store, clock=clock), usage_sink=events.append) for _ in range(2)]
+    sent = 0
+
+    async def ask() -> tuple[int, str, dict[str, Any]]:
+        nonlocal sent
+        gw, raw = gws[sent % 2], raws[(sent // 2) % 2]  # both gateways, both keys
+        sent += 1
+        reply = await gw.handle(Call("openai_chat", edge.body(), api_key=raw))
+        await edge.drain(reply)
+        await gw.books.idle()
+        error = json.loads(reply.body)["error"] if isinstance(reply, Reply) and reply.status != 200 else {}
+        return reply.status, reply.headers.get("retry-after", ""), error
+
+    try:
+        assert [(await ask())[0] for _ in range(60)] == [200] * 60  # $3.60
+        status, retry, error = await ask()
+        assert (status, retry, error["code"]) == (429, "1", "rate_limit_exceeded")
+        assert error["message"] == "user rate limit of 60 requests per minute reached"
+        clock.advance(60)  # the minute's refill
+        statuses = []
+        while not statuses or statuses[-1][0] == 200:
+            statuses.append(await ask())
+            assert len(statuses) < 60  # the budget, not the RPM, stops this minute
+        status, retry, error = statuses[-1]
+        assert (status, error["code"]) == (429, "budget_exceeded")
+        assert error["message"] == "user budget of 5.00 USD per month reached"
+        assert int(retry) == 3600 - 60  # to midnight of July 1st
+        spent = sum(e.cost_usd or 0 for e in events)
+        assert 5.0 <= spent <= 5.0 + 0.06 + 1e-9  # over by less than one request
+        assert store.spends([Limiter(store).spend_key("u:31", "monthly", clock())]) == [pytest.approx(spent)]
+        clock.advance(3600 - 60)  # July 1st: a new period, a new counter
+        assert [(await ask())[0] for _ in range(2)] == [200, 200]
+    finally:
+        await http.close()

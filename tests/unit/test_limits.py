@@ -175,6 +175,28 @@ async def test_limiter_caps_parallel_requests_and_frees_the_slot_of_a_dead_proce
     await limiter.reserve(k, tokens=1)
 
 
+async def test_limiter_gives_back_the_budget_hold_of_a_dead_process_when_it_expires(
+    limiter: Limiter, clock: Clock
+) -> None:
+    """A process killed mid-request never settles: its hold stops counting after ``reservation_ttl``."""
+    k = key(budget_usd=1.0, budget_period="daily")
+    await limiter.reserve(k, tokens=1, cost=0.9)  # its process died: never settled nor released
+    with pytest.raises(LimitExceeded) as info:
+        await limiter.reserve(k, tokens=1, cost=0.5)
+    assert (
+        info.value.message == "key budget of 1.00 USD per day is taken up by requests in flight; retry when they finish"
+    )
+    clock.advance(limiter.settings.reservation_ttl - 1)
+    with pytest.raises(LimitExceeded):
+        await limiter.reserve(k, tokens=1, cost=0.5)
+    clock.advance(2)
+    res = await limiter.reserve(k, tokens=1, cost=0.5)
+    await limiter.settle(res, tokens=1, cost=0.4)
+    assert limiter.store.spends([limiter.spend_key(f"k:{k.id}", "daily")]) == [
+        pytest.approx(0.4)
+    ]  # the dead hold cost nothing
+
+
 async def test_limiter_refuses_nothing_when_a_refused_line_would_have_taken(limiter: Limiter) -> None:
     """All or nothing: a request the user's limit refuses takes nothing from the key's RPM."""
     user = UserLimits(id=43, max_parallel=1)
