@@ -87,6 +87,11 @@ class LiveServer:
 
     def reload(self) -> None:
         """Rebuild the snapshot now instead of waiting for the poller."""
+        serving, configured = self.call(self.engine.run_db(_databases))
+        assert serving == configured, (
+            f"the live server reads database {serving!r} but the tests write {configured!r}: "
+            "the test databases were set up again after the server connected"
+        )
         self.call(self.engine.reload(force=True))
         self.engine.gateway.router.clear()
 
@@ -96,6 +101,28 @@ class LiveServer:
 
         self.call(asyncio.sleep(0.05))
         return Ingester(self.engine.journal.directory, quota_bytes=2**40).drain()
+
+
+def _databases() -> tuple[str, str]:
+    """(the database this thread's connection is open on, the one the settings name now).
+
+    Run on the live server's database thread: a connection opened before the test databases
+    were set up (again) keeps reading the old one while the tests write the new one."""
+    import os
+
+    from django.conf import settings
+    from django.db import connection
+
+    configured = str(settings.DATABASES["default"]["NAME"])
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT current_database()")
+            return str(cursor.fetchone()[0]), configured
+        if connection.vendor == "sqlite":
+            cursor.execute("PRAGMA database_list")
+            main = next(row[2] for row in cursor.fetchall() if row[1] == "main")
+            return os.path.realpath(main), os.path.realpath(configured)
+    return configured, configured
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,7 @@ from typing import Any
 import anthropic
 import openai
 import pytest
+from django.conf import settings
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
@@ -417,6 +418,11 @@ class Pair:
         raise AssertionError(f"no usage row for request {self.request_id}")
 
 
+#: The default database's name as configured, read when this conftest is imported (collection,
+#: before any fixture has set up a test database).
+_CONFIGURED_DB_NAME = settings.DATABASES["default"]["NAME"]
+
+
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
     """pytest-django creates only the test databases its marked tests use. The matrix's tests
@@ -426,7 +432,11 @@ def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> Iterator[N
     from django.db import connection
     from django.test.utils import setup_databases, teardown_databases
 
-    if connection.settings_dict["NAME"] == connection.creation._get_test_db_name():
+    # Compared with the name configured before any test database existed: on PostgreSQL
+    # ``_get_test_db_name()`` is "test_" + the *current* name, so once the root fixture had
+    # switched to test_X it said test_test_X, and a second database was set up under a live
+    # server already connected to the first (every key created after that was a 401).
+    if connection.settings_dict["NAME"] != _CONFIGURED_DB_NAME:
         yield
         return
     with django_db_blocker.unblock():
