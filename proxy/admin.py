@@ -294,7 +294,8 @@ class ProviderAdmin(StaffAccess, admin.ModelAdmin):  # type: ignore[type-arg]
 @admin.register(Credential)
 class CredentialAdmin(StaffAccess, admin.ModelAdmin):  # type: ignore[type-arg]
     form = CredentialForm
-    list_display = ("__str__", "provider", "name", "enabled", "weight", "secret", "file", "expires_at")
+    # No provider column: the first ("provider/name") says it, and the state columns need the width at 1280 px.
+    list_display = ("__str__", "name", "enabled", "weight", "secret", "file", "expires_at")
     list_filter = ("enabled", "provider__type", "provider")
     search_fields = ("name", "provider__name", "file")
     list_select_related = ("provider",)
@@ -329,8 +330,28 @@ class CredentialAdmin(StaffAccess, admin.ModelAdmin):  # type: ignore[type-arg]
     def get_urls(self) -> list[URLPattern]:
         view = self.admin_site.admin_view(self.clear_cooldowns_view)
         login = self.admin_site.admin_view(functools.partial(login_view, self.admin_site))
+        test = self.admin_site.admin_view(self.test_view)
         return [path("clear-cooldowns/", view, name="proxy_credential_clear_cooldowns"),
+                path("test/", test, name="proxy_credential_test"),
                 path("login/", login, name="proxy_credential_login"), *super().get_urls()]  # fmt: skip
+
+    def test_view(self, request: HttpRequest) -> HttpResponse:
+        """POST ``credential=<id>``: one real upstream call, its result and latency as a message,
+        back to ``next`` (the "Test" buttons of the dashboard, provider and credential pages)."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        raw = request.POST.get("credential", "")
+        cred = Credential.objects.select_related("provider").filter(pk=int(raw)).first() if raw.isdigit() else None
+        if cred is None:
+            messages.error(request, "No such credential to test.")
+        else:
+            _report_test(request, cred)
+        target = request.POST.get("next", "")
+        if not url_has_allowed_host_and_scheme(target, {request.get_host()}, require_https=request.is_secure()):
+            target = reverse("admin:proxy_credential_changelist")
+        return HttpResponseRedirect(target)
 
     def clear_cooldowns_view(self, request: HttpRequest) -> HttpResponse:
         """POST ``all=1``, ``provider=<id>`` or ``credential=<id>``; back to ``next``."""
@@ -356,12 +377,17 @@ class CredentialAdmin(StaffAccess, admin.ModelAdmin):  # type: ignore[type-arg]
     def test_selected(self, request: HttpRequest, queryset: QuerySet[Credential]) -> None:
         """The same probe as ``POST /api/v1/credentials/{id}/test``: the result and latency per credential."""
         for cred in queryset.select_related("provider")[:MAX_TESTS]:
-            result = probe_credential(cred)
-            status = f"HTTP {result.http_status}" if result.http_status is not None else "no answer"
-            if result.healthy:
-                messages.success(request, f"{cred}: works ({status}, {result.latency_ms} ms, model {result.model})")
-            else:
-                messages.error(request, f"{cred}: failed ({status}, {result.latency_ms} ms): {result.error}")
+            _report_test(request, cred)
+
+
+def _report_test(request: HttpRequest, cred: Credential) -> None:
+    """Probe ``cred`` once (a real upstream call) and say how it went, with the latency."""
+    result = probe_credential(cred)
+    status = f"HTTP {result.http_status}" if result.http_status is not None else "no answer"
+    if result.healthy:
+        messages.success(request, f"{cred}: works ({status}, {result.latency_ms} ms, model {result.model})")
+    else:
+        messages.error(request, f"{cred}: failed ({status}, {result.latency_ms} ms): {result.error}")
 
 
 #: Credentials one "Test" action probes (each is a real upstream call, one after another).

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 from django.test import Client
+from django.urls import reverse
 
 from llmproxy.config import loads as load_config
 from proxy.configsync.demo import add_demo_provider, remove_demo_provider
@@ -75,3 +76,25 @@ def test_the_admin_tests_a_credential_for_real(fake: Any) -> None:
     texts = [str(m) for m in resp.context["messages"]]
     assert any(t.startswith("demo/offline: works (HTTP 200") and "model demo" in t for t in texts), texts
     assert any(t.startswith("up/key-1: failed (HTTP 401") for t in texts), texts
+
+
+def test_the_test_button_probes_one_credential_and_says_how_it_went() -> None:
+    demo = add_demo_provider()
+    assert demo is not None
+    cred = Credential.objects.get(provider=demo)
+    c = Client()
+    c.force_login(factories.user("root", staff=True))
+    board = c.get("/admin/").content.decode()
+    assert (
+        'id="llp-test"' in board and f'form="llp-test" class="llp-button" name="credential" value="{cred.pk}"' in board
+    )
+    assert 'id="llp-test-this"' in c.get(f"/admin/proxy/credential/{cred.pk}/change/").content.decode()
+    url = reverse("admin:proxy_credential_test")
+    resp = c.post(url, {"credential": str(cred.pk), "next": "/admin/"}, follow=True)
+    assert resp.redirect_chain == [("/admin/", 302)]
+    texts = [str(m) for m in resp.context["messages"]]
+    assert len(texts) == 1 and texts[0].startswith("demo/offline: works (HTTP 200, ") and " ms, model demo)" in texts[0]
+    missing = c.post(url, {"credential": "999999", "next": "https://elsewhere.example/"}, follow=True)
+    assert missing.redirect_chain[-1][0] == reverse("admin:proxy_credential_changelist")  # never off-site
+    assert [str(m) for m in missing.context["messages"]] == ["No such credential to test."]
+    assert c.get(url).status_code == 405
