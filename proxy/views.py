@@ -160,8 +160,18 @@ def portal(request: HttpRequest) -> HttpResponse:
     keys = list(ApiKey.objects.filter(user=user).order_by("revoked", "-created_at"))
     context = {"viewed": user, "own": user.pk == viewer.pk, "filters": f, "keys": keys, "now": timezone.now(),
                "usage": portal_data.usage(user, f), "limits": portal_data.limits(user),
-               "csv_url": portal_data.csv_url(user, f, viewer)}  # fmt: skip
+               "csv_url": portal_data.csv_url(user, f, viewer),
+               "usernames": _usernames() if viewer.is_staff else []}  # fmt: skip
     return render(request, "portal/index.html", context)
+
+
+#: Names a staff member's "user" box suggests (typing any other name works too).
+MAX_SUGGESTED_USERS = 500
+
+
+def _usernames() -> list[str]:
+    """The user names staff pick from to see someone's portal (so nobody has to know ``?user=``)."""
+    return list(User.objects.order_by("username").values_list("username", flat=True)[:MAX_SUGGESTED_USERS])
 
 
 @portal_login_required

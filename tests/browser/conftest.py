@@ -2,7 +2,9 @@
 
 Every test gets a fresh browser profile. ``shoot`` saves a full-page screenshot of the
 page at desktop (1280 px) and phone (390 px) width under ``var/screenshots/``, which CI
-keeps as artifacts: the layout is judged from those.
+keeps as artifacts: the layout is judged from those. No test sleeps: a resize waits until
+the charts have redrawn at the new width (``resize``), everything else uses Playwright's
+waiting assertions.
 """
 
 from __future__ import annotations
@@ -66,12 +68,28 @@ def shoot() -> Callable[[Page, str], None]:
 
     def take(page: Page, name: str) -> None:
         for label, (w, h) in WIDTHS.items():
-            page.set_viewport_size({"width": w, "height": h})
-            page.wait_for_timeout(150)  # let charts redraw at the new size
+            resize(page, w, h)
             page.screenshot(path=str(SHOTS / f"{name}-{label}.png"), full_page=True)
-        page.set_viewport_size({"width": WIDTHS["desktop"][0], "height": WIDTHS["desktop"][1]})
+        resize(page, *WIDTHS["desktop"])
 
     return take
+
+
+#: True once every chart's canvas fits its box: Chart.js redraws on a ResizeObserver callback,
+#: so right after the window narrows a canvas still has the old width (and sticks out).
+CHARTS_FIT = """() => [...document.querySelectorAll('canvas')].every(c => {
+    const box = c.parentElement.getBoundingClientRect(), me = c.getBoundingClientRect();
+    return me.width <= box.width + 1 && me.right <= box.right + 1; })"""
+#: Resolves after the browser has laid out and painted two more frames.
+TWO_FRAMES = "() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => r(true))))"
+
+
+def resize(page: Page, width: int, height: int) -> None:
+    """Set the window size and wait until the page has laid itself out at it (charts too)."""
+    page.set_viewport_size({"width": width, "height": height})
+    page.wait_for_function(f"() => window.innerWidth === {width}")
+    page.wait_for_function(CHARTS_FIT)
+    page.evaluate(TWO_FRAMES)
 
 
 def sign_in(page: Page, url: str, username: str, password: str) -> None:
@@ -83,5 +101,15 @@ def sign_in(page: Page, url: str, username: str, password: str) -> None:
 
 
 def no_horizontal_scroll(page: Page) -> Any:
-    """How far the page is wider than the window (0: nothing sticks out)."""
+    """How far the page is wider than the window (0: nothing sticks out), measured once the
+    layout has settled at the current size (see ``resize``)."""
+    page.wait_for_function(CHARTS_FIT)
+    page.evaluate(TWO_FRAMES)
     return page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+
+
+def box_overflow(page: Page, selector: str) -> Any:
+    """How far the content of ``selector`` is wider than its box (> 0: it scrolls sideways)."""
+    return page.evaluate(
+        f"(() => {{ const r = document.querySelector({selector!r}); return r.scrollWidth - r.clientWidth; }})()"
+    )

@@ -40,13 +40,16 @@ def github() -> Iterator[FakeGitHub]:
     fake.stop()
 
 
-def admin(page: Page, url: str, next_path: str = "/admin/") -> None:
+def admin(page: Page, url: str, next_path: str = "/admin/", shoot: Any = None) -> None:
     factories.user("root", staff=True)
+    page.goto(f"{url}/admin/login/?next={next_path}")
+    if shoot is not None:
+        shoot(page, "admin-sign-in")
     sign_in(page, f"{url}/admin/login/?next={next_path}", "root", "pw-root")
 
 
 def test_a_config_import_shows_errors_on_their_lines_then_applies(live: Any, page: Page, shoot: Any) -> None:
-    admin(page, live.url)
+    admin(page, live.url, shoot=shoot)
     page.get_by_role("link", name="Import config.yaml").first.click()
     page.fill("#id_text", CONFIG)
     page.get_by_role("button", name="Import").click()
@@ -85,9 +88,10 @@ def test_an_admin_starts_a_provider_login_and_watches_it_finish(live: Any, page:
     assert Credential.objects.filter(provider=p, name="team").exists()
 
 
-def test_an_admin_revokes_a_key_from_its_page(live: Any, page: Page) -> None:
+def test_an_admin_revokes_a_key_from_its_page(live: Any, page: Page, shoot: Any) -> None:
     key, _ = factories.api_key(factories.user("mia"), name="laptop")
     admin(page, live.url, f"/admin/accounts/apikey/{key.pk}/change/")
+    shoot(page, "admin-key")
     page.locator("#llp-revoke").click()
     expect(page.locator(".messagelist")).to_contain_text("revoked")
     assert ApiKey.objects.get(pk=key.pk).revoked
