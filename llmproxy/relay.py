@@ -16,8 +16,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from ._json import loads
+from ._json_array import ArrayCut, before_error
 from .bookkeeping import Books
-from .errors import ProviderError
+from .errors import LLMProxyError, ProviderError
 from .exchange import Exchange
 from .http import UpstreamReply
 from .model import StreamEnd, StreamEvent, UsageUpdate
@@ -27,8 +28,8 @@ from .model import Usage as TokenUsage
 class StreamRelay:
     """An async iterator of the bytes to send to the client for one upstream stream."""
 
-    __slots__ = ("books", "chunks", "decoder", "encoder", "error", "ex", "first", "held", "public_model", "relayed",
-                 "rename", "reply", "status", "ttfb", "upstream_model", "usage")  # fmt: skip
+    __slots__ = ("array", "books", "chunks", "decoder", "elements", "encoder", "error", "ex", "first", "held",
+                 "public_model", "relayed", "rename", "reply", "status", "ttfb", "upstream_model", "usage")  # fmt: skip
 
     def __init__(
         self,
@@ -49,6 +50,10 @@ class StreamRelay:
         #: A passthrough chunk's last, unfinished line, held back for the rename: the model
         #: name may be split across two network chunks (a client cannot use half a line anyway).
         self.held = b""
+        #: A passthrough JSON-array stream (Gemini without ``alt=sse``) goes out in whole elements:
+        #: ``held`` keeps the unfinished one, so an upstream error element never half reaches the client.
+        self.array = ArrayCut() if ex.passthrough and not ex.call.sse else None
+        self.elements = 0  # how many of the array's elements went out
         self.usage: TokenUsage | None = None
         self.status, self.error = 200, ""
         self.ttfb: float | None = None
@@ -72,13 +77,13 @@ class StreamRelay:
                     pending = [await self.chunks.__anext__()]
                 except StopAsyncIteration:
                     break
-            if self.held:
-                yield self._release()
             if self.relayed is not None:
                 # The client already holds an error event in the upstream's place: another would end the stream twice.
                 self._cool(self.relayed)
                 return
-            tail = self.decoder.close()
+            tail = self.decoder.close()  # before the held bytes: a stream cut mid-element fails without them
+            if self.held:
+                yield self._release()
             self._note_usage(tail)
             if not self.ex.passthrough:
                 out = b"".join(self.encoder.encode(e) for e in tail)
@@ -87,7 +92,10 @@ class StreamRelay:
         except ProviderError as err:
             self.status, self.error = err.status, err.code
             self._cool(err)  # after the first byte: an error event, and the credential cools
-            if self.held:
+            if self.array is not None:
+                self.held = b""  # half an element: the gateway's error element follows the last whole one
+                self.encoder.resume(self.elements)
+            elif self.held:
                 yield self._release()
             yield self.encoder.error(self.books.disclose(self.ex, err))
         except (asyncio.CancelledError, GeneratorExit):
@@ -102,27 +110,18 @@ class StreamRelay:
     def _relay(self, chunk: bytes) -> bytes:
         """One upstream chunk -> the bytes for the client (usage noted on the way)."""
         passthrough = self.ex.passthrough
-        if self.relayed is not None and passthrough and self.ex.call.sse:
-            return b""  # after the error event the stream is over for the client
+        if self.relayed is not None and passthrough:
+            return b""  # after the error event (or element) the stream is over for the client
         try:
             events = self.decoder.feed(chunk)
         except ProviderError as err:
             if not passthrough:
                 raise
-            events, self.status, self.error = [], 502, err.code
-            self.relayed = self.relayed or err
-            shown = self.books.disclose(self.ex, err)  # the detail for staff
-            if not self.ex.call.sse:
-                # A JSON-array stream: the upstream's element stays (it opened the array), never with a secret.
-                chunk = self.ex.runtime.scrubber.scrub(chunk.decode("utf-8", "replace")).encode()
-            else:
-                # The frames before the upstream's error event, then the gateway's own (section 11).
-                data, self.held = _before_error(self.held + chunk), b""
-                out = _rename(data, self.upstream_model, self.public_model) if self.rename else data
-                _resume(self.encoder, self.decoder)
-                ours: bytes = self.encoder.error(shown)
-                return out + ours
+            self.status, self.error, self.relayed = 502, err.code, err
+            return self._replace_error(chunk, self.books.disclose(self.ex, err))  # the detail for staff
         self._note_usage(events)
+        if self.array is not None:
+            return self._whole_elements(chunk)
         if passthrough:
             if not self.rename:
                 return chunk
@@ -131,6 +130,32 @@ class StreamRelay:
             self.held = data[cut:]
             return _rename(data[:cut], self.upstream_model, self.public_model)
         return b"".join(self.encoder.encode(e) for e in events)
+
+    def _whole_elements(self, chunk: bytes) -> bytes:
+        """A passthrough JSON-array chunk -> the array's elements it completes; the rest is held."""
+        assert self.array is not None
+        spans = self.array.feed(chunk)
+        if not spans:
+            self.held += chunk
+            return b""
+        cut = spans[-1][1]
+        data, self.held = self.held + chunk[:cut], chunk[cut:]
+        self.elements += len(spans)
+        return _rename(data, self.upstream_model, self.public_model) if self.rename else data
+
+    def _replace_error(self, chunk: bytes, shown: LLMProxyError) -> bytes:
+        """The passthrough bytes before the upstream's error event or element, then the gateway's own (section 11)."""
+        if self.array is not None:
+            data, count = before_error(self.held + chunk)
+            self.elements += count
+            self.encoder.resume(self.elements)  # the array is open when an element went out
+        else:
+            data = _before_error(self.held + chunk)
+            _resume(self.encoder, self.decoder)
+        self.held = b""
+        out = _rename(data, self.upstream_model, self.public_model) if self.rename else data
+        ours: bytes = self.encoder.error(shown)
+        return out + ours
 
     def _release(self) -> bytes:
         out, self.held = _rename(self.held, self.upstream_model, self.public_model), b""

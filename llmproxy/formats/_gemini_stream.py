@@ -254,6 +254,12 @@ class StreamEncoder:
             return out if self.sse else out + b"]"
         return b""
 
+    def resume(self, next_sequence: int) -> None:
+        """Go on from a relayed JSON-array stream: ``next_sequence`` of its elements already
+        went out, so the next one this encoder writes (an error) follows a comma; with none
+        sent it opens the array itself. ``alt=sse`` frames need no such thing."""
+        self._opened = next_sequence > 0
+
     def error(self, err: LLMProxyError) -> bytes:
         """A mid-stream failure: what was held, then ``{"error": ...}``; EOF ends the stream."""
         if self._ended:

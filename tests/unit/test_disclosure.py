@@ -25,6 +25,7 @@ from llmproxy.usage import UsageEvent
 from tests.fakes import FakeUpstream, Stream
 from tests.fakes import Reply as FakeReply
 from tests.fakes import anthropic as fa
+from tests.fakes import gemini as fg
 from tests.fakes import openai as up
 
 KEY = "sk-proj-Zq8LmN4vX2pR7tY9wK3sB6"
@@ -148,3 +149,73 @@ async def test_a_passthrough_error_event_becomes_the_gateways(gw: Gateway, fake:
     assert "'public-model': the upstream failed" in text and "overloaded for key" not in text
     assert text.count("event: error") == 1 and text.startswith("event: message_start")  # what came before stays
     assert "overloaded_error" in last_event(gw).error_detail
+
+
+def gemini_array(frames: list[bytes]) -> Stream:
+    return Stream(frames, headers={"content-type": "application/json"})
+
+
+async def ask_gemini_array(gw: Gateway) -> list[dict[str, object]]:
+    """A Gemini client's :streamGenerateContent without ``alt=sse``: the reply is one JSON array."""
+    body = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
+    r = await gw.handle(Call("gemini", json.dumps(body).encode(), model="public-model", stream=True, sse=False))
+    text = await body_of(r)
+    assert r.status == 200 and not [leak for leak in LEAKS if leak in text], text
+    items = json.loads(text)  # whole elements only: the array is valid JSON whatever the upstream did
+    assert isinstance(items, list)
+    return items
+
+
+@pytest.mark.parametrize("split", [0, 9, 40])
+async def test_a_passthrough_json_array_error_element_becomes_the_gateways(
+    gw: Gateway, fake: FakeUpstream, split: int
+) -> None:
+    """Section 11 for the JSON-array form too: the upstream's error element never reaches the client,
+    not even its first bytes when it comes in pieces (``split`` cuts it across two chunks)."""
+    gw.swap(runtime(fake, kind="gemini"))
+    leak = f"overloaded for key {KEY}one"
+    first = fg.array_frames(fg.chunks(["Hel", "lo"], model="up-model"))[0]
+    bad = b",\r\n" + json.dumps(fg.error_body(503, leak)).encode()
+    frames = [first, bad[:split], bad[split:], b"]"] if split else [first, bad, b"]"]
+    fake.default("/v1beta/models/up-model:streamGenerateContent", gemini_array(frames))
+    items = await ask_gemini_array(gw)
+    assert len(items) == 2 and items[0]["candidates"][0]["content"]["parts"] == [{"text": "Hel"}]  # type: ignore[index]
+    assert items[0]["modelVersion"] == "public-model"  # what came before stays, under the public name
+    err = items[1]["error"]
+    assert isinstance(err, dict) and "'public-model': the upstream failed" in err["message"]
+    assert err["code"] == 503 and "overloaded" not in json.dumps(items)
+    assert "overloaded for key" in last_event(gw).error_detail
+
+
+async def test_a_passthrough_json_array_that_opens_with_an_error_is_the_gateways_array(
+    gw: Gateway, fake: FakeUpstream
+) -> None:
+    gw.swap(runtime(fake, kind="gemini"))
+    bad = json.dumps([fg.error_body(500, f"internal error near {KEY}one")]).encode()
+    fake.default("/v1beta/models/up-model:streamGenerateContent", gemini_array([bad]))
+    items = await ask_gemini_array(gw)
+    assert len(items) == 1 and "'public-model'" in items[0]["error"]["message"]  # type: ignore[index]
+    assert "internal error" not in json.dumps(items)
+
+
+async def test_a_passthrough_json_array_cut_mid_element_ends_with_the_gateways_error(
+    gw: Gateway, fake: FakeUpstream
+) -> None:
+    gw.swap(runtime(fake, kind="gemini"))
+    frames = fg.array_frames(fg.chunks(["Hel", "lo", "there"]))
+    fake.default("/v1beta/models/up-model:streamGenerateContent", gemini_array([frames[0], frames[1][:30]]))
+    items = await ask_gemini_array(gw)
+    assert [list(i) for i in items][-1] == ["error"] and len(items) == 2  # half an element never goes out
+    assert items[0]["candidates"][0]["content"]["parts"] == [{"text": "Hel"}]  # type: ignore[index]
+
+
+async def test_a_passthrough_json_array_goes_out_as_the_upstream_sent_it(gw: Gateway, fake: FakeUpstream) -> None:
+    gw.swap(runtime(fake, kind="gemini"))
+    frames = fg.array_frames(fg.chunks(["Hel", "lo", "there"], model="up-model"))
+    raw = b"".join(frames)
+    pieces = [raw[i : i + 7] for i in range(0, len(raw), 7)]  # elements split anywhere, even mid-name
+    fake.default("/v1beta/models/up-model:streamGenerateContent", gemini_array(pieces))
+    body = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
+    r = await gw.handle(Call("gemini", json.dumps(body).encode(), model="public-model", stream=True, sse=False))
+    assert (await body_of(r)).encode() == raw.replace(b'"modelVersion": "up-model"', b'"modelVersion": "public-model"')
+    assert last_event(gw).status_code == 200
