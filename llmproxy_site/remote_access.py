@@ -3,20 +3,24 @@
 By default (``false``) a request to ``/api/v1/`` or ``/admin/`` from an address that is
 not loopback gets a 403 (JSON for the API) before any view runs. This is a Django
 middleware: it never sees ``/v1/*``, which Channels consumers serve. A request without a
-client address (a Unix socket) is local. Docker setups, where the admin is reached from
-another address, set ``management: {allow_remote: true}`` or
-``LLMPROXY_MANAGEMENT_ALLOW_REMOTE=true``.
+client address (a Unix socket) is local. The address is ``proxy.clients.client_of``'s,
+the one the LLM endpoints throttle by: behind one of ``clients.trusted_proxies`` the
+``X-Forwarded-For`` client, otherwise the peer (whatever header it sends). Docker
+setups, where the admin is reached from another address, set
+``management: {allow_remote: true}`` or ``LLMPROXY_MANAGEMENT_ALLOW_REMOTE=true``.
 """
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from llmproxy.config import ConfigError, load, loads
+from proxy.clients import is_local, is_loopback
+
+__all__ = ["LocalManagementOnly", "allow_remote_setting", "is_loopback"]
 
 _GUARDED = ("/api/v1/", "/admin/")
 _MESSAGE = "the management API and admin accept only local clients here (set management.allow_remote: true)"
@@ -30,18 +34,6 @@ def allow_remote_setting(config_path: str | None) -> bool:
         return False
 
 
-def is_loopback(address: str) -> bool:
-    if not address:
-        return True
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_loopback
-
-
 class LocalManagementOnly:
     """Refuse non-loopback clients on the management paths unless ``allow_remote`` is on."""
 
@@ -50,11 +42,7 @@ class LocalManagementOnly:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         path = request.path
-        if (
-            path.startswith(_GUARDED)
-            and not settings.LLMPROXY.get("MANAGEMENT_ALLOW_REMOTE")
-            and not is_loopback(request.META.get("REMOTE_ADDR") or "")
-        ):
+        if path.startswith(_GUARDED) and not settings.LLMPROXY.get("MANAGEMENT_ALLOW_REMOTE") and not is_local(request):
             if path.startswith("/api/"):
                 return JsonResponse({"detail": _MESSAGE}, status=403)  # the API's own error shape
             return HttpResponse(_MESSAGE, status=403, content_type="text/plain")

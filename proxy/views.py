@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import logging
 import os
 import uuid
@@ -25,6 +24,7 @@ from accounts.actions import create_api_key, revoke_api_key
 from accounts.models import ApiKey, User
 from llmproxy.journal import backlog_bytes as journal_backlog
 
+from .clients import is_local
 from .reports import portal as portal_data
 from .serving import metrics
 from .serving.process_engine import get_engine
@@ -128,17 +128,10 @@ def _metrics_refusal(request: HttpRequest) -> HttpResponse | None:
                             content_type="text/plain")  # fmt: skip
         resp["WWW-Authenticate"] = "Bearer"
         return resp
-    if settings.LLMPROXY.get("METRICS_ALLOW_REMOTE") or _is_loopback(request.META.get("REMOTE_ADDR", "")):
+    if settings.LLMPROXY.get("METRICS_ALLOW_REMOTE") or is_local(request):
         return None
     return HttpResponse("metrics: loopback only; set LLMPROXY_METRICS_TOKEN to read them remotely\n",
                         status=403, content_type="text/plain")  # fmt: skip
-
-
-def _is_loopback(address: str) -> bool:
-    try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return False
 
 
 def portal_login_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:

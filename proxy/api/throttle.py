@@ -18,11 +18,11 @@ import time
 from django.core.cache import cache
 from django.http import HttpRequest
 
-from llmproxy.throttle import ClientSettings, client_address
-from proxy.serving import current
+from proxy.clients import client_of, client_settings
 
 log = logging.getLogger("llmproxy.throttle")
 _PREFIX = "llmproxy:mgmt-keyfail:"
+__all__ = ["TooManyKeyFailures", "client_of", "client_settings", "forget_failures", "key_failed"]
 
 
 class TooManyKeyFailures(Exception):
@@ -31,19 +31,6 @@ class TooManyKeyFailures(Exception):
     def __init__(self, retry_after: int) -> None:
         super().__init__("too many failed API key attempts from this address; retry later")
         self.retry_after = retry_after
-
-
-def client_settings() -> ClientSettings:
-    """The serving snapshot's ``clients:`` settings (the defaults in a process that serves nothing)."""
-    gw = current.gateway()
-    return gw.runtime.clients if gw is not None else ClientSettings()
-
-
-def client_of(request: HttpRequest, settings: ClientSettings | None = None) -> str:
-    """The request's client address: the peer, or behind a trusted proxy its X-Forwarded-For."""
-    meta = request.META
-    return client_address(meta.get("REMOTE_ADDR") or "", meta.get("HTTP_X_FORWARDED_FOR"),
-                          settings or client_settings())  # fmt: skip
 
 
 def forget_failures() -> None:
