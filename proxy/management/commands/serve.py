@@ -11,6 +11,7 @@ beat as their own processes (docker-compose.yml) and serve with ``--no-jobs``.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -26,11 +27,19 @@ from proxy.jobs.embedded import EmbeddedJobs
 from proxy.jobs.ingest_child import IngesterChild
 from proxy.jobs.schedules import setup_schedules
 from proxy.jobs.usage_ingest import drain_journal
+from proxy.serving.instances import claim_serving
 from proxy.serving.usage_journal import journal_dir, quota_bytes
 
 ASGI_APP = "llmproxy_site.asgi:application"
+log = logging.getLogger("llmproxy.serve")
 #: SIGTERM: in-flight requests get this long to finish (INTERFACE.md section 9).
 DRAIN_SECONDS = 30
+#: What a second instance on one database without Redis is told (INTERFACE.md sections 10, 13).
+LONE_LIMITS = (
+    "another serve instance already serves this database without REDIS_URL: each instance keeps its own "
+    "rate limits, budgets and cooldowns, so a key gets its limits once per instance. "
+    "Set REDIS_URL on every instance to share them."
+)
 
 
 def _exit_quietly(signum: int, frame: Any) -> None:
@@ -62,6 +71,8 @@ class Command(BaseCommand):
                 "rate limits, budgets and cooldowns, so a key would get its limits once per process. "
                 "Set REDIS_URL (several processes then share one state), or serve with --workers 1."
             )
+        if not settings.REDIS_URL and claim_serving() is False:
+            log.warning(LONE_LIMITS)
         jobs = None
         if not opts["no_jobs"] and os.environ.get("LLMPROXY_SERVE_JOBS", "auto") != "off":
             jobs = self._start_jobs()
