@@ -1,15 +1,20 @@
-"""Shared fixtures: fake upstreams, and the real ASGI app served on a loopback port."""
+"""Shared fixtures: fake upstreams and account services, and the real ASGI app served on a loopback port."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 
+from llmproxy.http import HTTPClient
 from tests.fakes import FakeUpstream
+from tests.fakes.claude_oauth import FakeClaude
+from tests.fakes.github import FakeGitHub
+from tests.fakes.google_oauth import FakeGoogle
+from tests.fakes.kiro_auth import FakeKiroAuth
 
 
 @pytest.fixture(autouse=True)
@@ -145,3 +150,42 @@ def live(live_server_session: LiveServer, transactional_db: Any) -> Iterator[Liv
     live_server_session.reload()
     yield live_server_session
     live_server_session.flush_usage()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[HTTPClient]:
+    client = HTTPClient()
+    yield client
+    await client.close()
+
+
+@pytest.fixture(scope="module")
+def github() -> Iterator[FakeGitHub]:
+    """GitHub's device login and Copilot's token exchange (one per test module)."""
+    fake = FakeGitHub().start()
+    yield fake  # type: ignore[misc]
+    fake.stop()
+
+
+@pytest.fixture(scope="module")
+def claude() -> Iterator[FakeClaude]:
+    """Claude's OAuth service (one per test module)."""
+    fake = FakeClaude().start()
+    yield fake  # type: ignore[misc]
+    fake.stop()
+
+
+@pytest.fixture(scope="module")
+def google() -> Iterator[FakeGoogle]:
+    """Google's OAuth service and Code Assist (one per test module)."""
+    fake = FakeGoogle().start()
+    yield fake  # type: ignore[misc]
+    fake.stop()
+
+
+@pytest.fixture(scope="module")
+def kiro() -> Iterator[FakeKiroAuth]:
+    """AWS SSO-OIDC and Kiro's auth service (one per test module)."""
+    fake = FakeKiroAuth().start()
+    yield fake  # type: ignore[misc]
+    fake.stop()

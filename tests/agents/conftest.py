@@ -7,9 +7,13 @@ CI (``CI=true``) it fails them, so a CI run can never pass without the CLIs havi
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
+from accounts.actions import create_api_key
+from accounts.models import User
 from tests.agents.clis import CLIS, bin_dir
 
 
@@ -22,3 +26,11 @@ def agent_clis() -> None:
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         pytest.fail(message)
     pytest.skip(message)
+
+
+@pytest.fixture
+def key(live: Any) -> Iterator[str]:
+    """A client API key for the CLI under test (its user exists only in this test's database)."""
+    user = User.objects.create(username="agent")
+    _, secret = create_api_key(user)
+    yield secret

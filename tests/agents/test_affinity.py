@@ -11,42 +11,21 @@ affinity off and see the turns split, so the test can tell the two apart.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.conf import settings
 
-from accounts.actions import create_api_key
-from accounts.models import User
-from proxy.models import Credential, Provider
-from tests import factories
-from tests.agents.clis import CLIS, PROMPT, Cli
+from tests.agents.cells import run_cell
+from tests.agents.clis import CLIS
 from tests.fakes import FakeUpstream
 from tests.fakes.agent import Agent
-from tests.fakes.matrix import UPSTREAMS
 
 #: Dialects whose provider type has a prompt cache (Anthropic, OpenAI Responses, Gemini).
 CACHED = ("anthropic", "responses", "gemini")
 CELLS = [f"{c}->{d}" for c in CLIS for d in CACHED]
 AUTH_HEADERS = ("x-api-key", "authorization", "x-goog-api-key")
-
-
-@pytest.fixture
-def key(live: Any) -> Iterator[str]:
-    user = User.objects.create(username="agent")
-    _, secret = create_api_key(user)
-    yield secret
-
-
-def route_two_credentials(live: Any, fake: FakeUpstream, dialect: str, names: tuple[str, ...]) -> None:
-    up = UPSTREAMS[dialect]
-    models = [{"name": n, "upstream": up.model, "input_price": "1", "output_price": "2"} for n in names]
-    p = factories.provider(f"agents-{dialect}", fake.url + up.suffix, type=up.type, models=models)
-    Provider.objects.filter(pk=p.pk).update(options=up.options)
-    Credential.objects.create(provider=p, name="key-2", api_key="sk-upstream-second")
-    live.reload()
 
 
 def turns_by_credential(fake: FakeUpstream, agent: Agent) -> list[str]:
@@ -60,13 +39,7 @@ def turns_by_credential(fake: FakeUpstream, agent: Agent) -> list[str]:
 
 
 def run_cli(cell: str, live: Any, fake: FakeUpstream, key: str, tmp_path: Path) -> tuple[Agent, list[str], str]:
-    cli_name, dialect = cell.split("->")
-    cls = CLIS[cli_name]
-    route_two_credentials(live, fake, dialect, (cls.model_name, *cls.extra_models))
-    agent = Agent(UPSTREAMS[dialect])
-    fake.default("*", agent)
-    cli: Cli = cls(tmp_path / "home", live.url, key, cls.model_name)
-    run = cli.run(PROMPT.format(command=agent.command))
+    agent, run = run_cell(cell, live, fake, key, tmp_path / "home", second_key="sk-upstream-second")
     story = f"exit {run.code}\nstdout: {run.stdout[-1500:]}\nstderr: {run.stderr[-2000:]}\nupstream: {agent.log}"
     assert agent.errors == [] and run.code == 0 and agent.marker in run.stdout, story
     return agent, turns_by_credential(fake, agent), story

@@ -14,21 +14,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from accounts.actions import create_api_key
-from accounts.models import User
-from proxy.models import Provider, UsageRecord
-from tests import factories
-from tests.agents.clis import CLIS, PROMPT, Cli
+from proxy.models import UsageRecord
+from tests.agents.cells import run_cell
+from tests.agents.clis import CLIS
 from tests.fakes import FakeUpstream
-from tests.fakes.agent import Agent
-from tests.fakes.matrix import UPSTREAMS
-from tests.fakes.matrix_accounts import ACCOUNT_UPSTREAMS
 
 #: The upstream dialects a CLI is proven against: OpenAI (Chat Completions, as vLLM or
 #: OpenRouter serve it, and OpenAI's own Responses), Anthropic and Gemini.
@@ -43,28 +37,6 @@ ACCOUNT_CELLS = [
     "gemini-cli->code-assist",
 ]
 CELLS = [f"{c}->{d}" for c in CLIS for d in DIALECTS] + ACCOUNT_CELLS
-EVERY = {**UPSTREAMS, **ACCOUNT_UPSTREAMS}
-
-
-@pytest.fixture
-def key(live: Any) -> Iterator[str]:
-    user = User.objects.create(username="agent")
-    _, secret = create_api_key(user)
-    yield secret
-
-
-def route(live: Any, fake: FakeUpstream, dialect: str, names: tuple[str, ...]) -> None:
-    up = EVERY[dialect]
-    models = [{"name": n, "upstream": up.model, "input_price": "1", "output_price": "2"} for n in names]
-    p = factories.provider(f"agents-{dialect}", fake.url + up.suffix, type=up.type, models=models)
-    Provider.objects.filter(pk=p.pk).update(options=up.options, auth_type=up.auth_type)
-    if up.credential:  # an account: its tokens instead of the factory's API key
-        for cred in p.credentials.all():
-            cred.api_key = ""
-            for k, v in up.credential.items():
-                setattr(cred, k, v)
-            cred.save()
-    live.reload()
 
 
 @pytest.mark.single_pass
@@ -73,13 +45,7 @@ def route(live: Any, fake: FakeUpstream, dialect: str, names: tuple[str, ...]) -
 def test_the_cli_runs_its_shell_tool_through_the_gateway(
     cell: str, live: Any, fake: FakeUpstream, key: str, tmp_path: Path, agent_clis: None
 ) -> None:
-    cli_name, dialect = cell.split("->")
-    cls = CLIS[cli_name]
-    route(live, fake, dialect, (cls.model_name, *cls.extra_models))
-    agent = Agent(EVERY[dialect])
-    fake.default("*", agent)
-    cli: Cli = cls(tmp_path / "home", live.url, key, cls.model_name)
-    run = cli.run(PROMPT.format(command=agent.command))
+    agent, run = run_cell(cell, live, fake, key, tmp_path / "home")
     if os.environ.get("LLMPROXY_AGENTS_DUMP"):  # what the upstream received, to study a CLI release
         dump = [dataclasses.asdict(r) for r in fake.requests]
         Path(os.environ["LLMPROXY_AGENTS_DUMP"], cell.replace("->", "-") + ".json").write_text(

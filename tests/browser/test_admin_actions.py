@@ -4,7 +4,6 @@ login watched until it finishes, a key revoked, and the usage list at laptop wid
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -31,13 +30,6 @@ providers:
     models:
       - {name: gpt-imp}
 """
-
-
-@pytest.fixture(scope="module")
-def github() -> Iterator[FakeGitHub]:
-    fake = FakeGitHub().start()
-    yield fake  # type: ignore[misc]
-    fake.stop()
 
 
 def admin(page: Page, url: str, next_path: str = "/admin/", shoot: Any = None) -> None:

@@ -26,13 +26,6 @@ def upstream() -> Iterator[FakeUpstream]:
     fake.stop()
 
 
-@pytest.fixture(scope="module")
-def claude() -> Iterator[FakeClaude]:
-    fake = FakeClaude().start()
-    yield fake
-    fake.stop()
-
-
 def _ex(url: str) -> providers.Executor:
     return providers.get("claude")(ProviderConfig(name="c", type="claude", base_url=url))
 

@@ -7,14 +7,12 @@ import json
 import stat
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
-from django.conf import settings
 from django.core.management import CommandError, call_command
 
 from proxy.configsync import accounts, watch
@@ -24,30 +22,7 @@ from tests import factories
 from tests.fakes.claude_oauth import FakeClaude
 from tests.fakes.github import FakeGitHub
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def auth_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    d = tmp_path / "auths"
-    d.mkdir()
-    monkeypatch.setitem(settings.LLMPROXY, "AUTH_DIR", str(d))
-    monkeypatch.setattr(settings, "VAR_DIR", tmp_path / "var")
-    return d
-
-
-@pytest.fixture(scope="module")
-def github() -> Iterator[FakeGitHub]:
-    fake = FakeGitHub().start()
-    yield fake  # type: ignore[misc]
-    fake.stop()
-
-
-@pytest.fixture(scope="module")
-def claude() -> Iterator[FakeClaude]:
-    fake = FakeClaude().start()
-    yield fake  # type: ignore[misc]
-    fake.stop()
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("auth_dir")]
 
 
 def test_it_logs_in_to_copilot_with_the_device_flow(github: FakeGitHub, auth_dir: Path) -> None:

@@ -8,37 +8,19 @@ import stat
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
-from django.conf import settings
 from django.core.management import CommandError, call_command
 
 from proxy.jobs import token_refresh
 from proxy.models import Credential, HealthState, HealthStatus, Provider
 from tests.fakes.kiro_auth import PROFILE_ARN, SSO_PROFILE_ARN, FakeKiroAuth
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def auth_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    d = tmp_path / "auths"
-    d.mkdir()
-    monkeypatch.setitem(settings.LLMPROXY, "AUTH_DIR", str(d))
-    monkeypatch.setattr(settings, "VAR_DIR", tmp_path / "var")
-    return d
-
-
-@pytest.fixture(scope="module")
-def kiro() -> Iterator[FakeKiroAuth]:
-    fake = FakeKiroAuth().start()
-    yield fake  # type: ignore[misc]
-    fake.stop()
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("auth_dir")]
 
 
 def kiro_provider(fake: FakeKiroAuth) -> Provider:

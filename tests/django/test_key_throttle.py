@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,20 +23,10 @@ pytestmark = pytest.mark.django_db(transaction=True)
 CHAT = {"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]}
 
 
-@pytest.fixture
-def clients_config(tmp_path: Path) -> Iterator[Path]:
-    """A config file whose ``clients:`` section the snapshot reads (restored after)."""
-    path = tmp_path / "config.yaml"
-    before = settings.LLMPROXY.get("CONFIG")
-    settings.LLMPROXY["CONFIG"] = str(path)
-    yield path
-    settings.LLMPROXY["CONFIG"] = before
-
-
 def test_the_live_endpoints_throttle_an_address_and_ignore_untrusted_forwarded_for(
-    live: Any, fake: FakeUpstream, clients_config: Path
+    live: Any, fake: FakeUpstream, site_config_file: Path
 ) -> None:
-    clients_config.write_text("clients: {max_key_failures: 2, key_failure_window: 60s}\n")
+    site_config_file.write_text("clients: {max_key_failures: 2, key_failure_window: 60s}\n")
     factories.provider("up", fake.url + "/v1")
     _, key = factories.api_key(factories.user())
     live.reload()
@@ -63,9 +52,9 @@ def test_the_live_endpoints_throttle_an_address_and_ignore_untrusted_forwarded_f
 
 
 def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget(
-    live: Any, fake: FakeUpstream, clients_config: Path
+    live: Any, fake: FakeUpstream, site_config_file: Path
 ) -> None:
-    clients_config.write_text("clients: {max_key_failures: 1, trusted_proxies: [127.0.0.1]}\n")
+    site_config_file.write_text("clients: {max_key_failures: 1, trusted_proxies: [127.0.0.1]}\n")
     live.reload()
     live.engine.gateway.router.store.reset()
     assert live.engine.gateway.runtime.clients.trusted_proxies == ("127.0.0.1",)

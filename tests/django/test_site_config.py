@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from django.conf import settings
 
 from llmproxy.netguard import ImageSettings
 from llmproxy.runtime import ResponsesSettings
@@ -17,17 +15,8 @@ from proxy.serving import site_config, snapshot
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def config_file(tmp_path: Path) -> Iterator[Path]:
-    path = tmp_path / "config.yaml"
-    before = settings.LLMPROXY.get("CONFIG")
-    settings.LLMPROXY["CONFIG"] = str(path)
-    yield path
-    settings.LLMPROXY["CONFIG"] = before
-
-
-def test_it_parses_the_file_once_per_build(config_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    config_file.write_text("clients: {max_key_failures: 7}\n")
+def test_it_parses_the_file_once_per_build(site_config_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    site_config_file.write_text("clients: {max_key_failures: 7}\n")
     calls: list[Any] = []
     real = site_config.load
 
@@ -37,12 +26,12 @@ def test_it_parses_the_file_once_per_build(config_file: Path, monkeypatch: pytes
 
     monkeypatch.setattr(site_config, "load", counting)
     runtime = snapshot.build_runtime(version=1)
-    assert calls == [str(config_file)]
+    assert calls == [str(site_config_file)]
     assert runtime.clients.max_key_failures == 7
 
 
-def test_it_keeps_every_section_on_its_fallback_when_the_file_is_bad(config_file: Path) -> None:
-    config_file.write_text("clients: [not, a, mapping]\n")
+def test_it_keeps_every_section_on_its_fallback_when_the_file_is_bad(site_config_file: Path) -> None:
+    site_config_file.write_text("clients: [not, a, mapping]\n")
     site = site_config.read_site_config()
     assert site.config is None and site.error is not None
     assert site_config.images_settings(site) == ImageSettings()

@@ -37,20 +37,6 @@ PROPAGATION = 1.0  # seconds: INTERFACE.md section 8, "every serving process use
 
 
 @pytest.fixture(scope="module")
-def claude() -> Iterator[FakeClaude]:
-    fake = FakeClaude().start()
-    yield fake  # type: ignore[misc]
-    fake.stop()
-
-
-@pytest.fixture(scope="module")
-def kiro() -> Iterator[FakeKiroAuth]:
-    fake = FakeKiroAuth().start()
-    yield fake  # type: ignore[misc]
-    fake.stop()
-
-
-@pytest.fixture(scope="module")
 def codewhisperer(kiro: FakeKiroAuth) -> Iterator[cw.FakeCodeWhisperer]:
     fake = cw.FakeCodeWhisperer(kiro.access)
     fake.start()

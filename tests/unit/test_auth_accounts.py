@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
 from urllib.parse import parse_qsl, urlsplit
 
 import aiohttp
@@ -16,34 +15,6 @@ from llmproxy.providers.base import Credential, ProviderConfig
 from tests.fakes.claude_oauth import FakeClaude
 from tests.fakes.github import FakeGitHub
 from tests.fakes.google_oauth import PROJECT, FakeGoogle
-
-
-@pytest.fixture(scope="module")
-def github() -> Iterator[FakeGitHub]:
-    fake = FakeGitHub().start()
-    yield fake  # type: ignore[misc]
-    fake.stop()
-
-
-@pytest.fixture(scope="module")
-def claude() -> Iterator[FakeClaude]:
-    fake = FakeClaude().start()
-    yield fake  # type: ignore[misc]
-    fake.stop()
-
-
-@pytest.fixture(scope="module")
-def google() -> Iterator[FakeGoogle]:
-    fake = FakeGoogle().start()
-    yield fake  # type: ignore[misc]
-    fake.stop()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[HTTPClient]:
-    client = HTTPClient()
-    yield client
-    await client.close()
 
 
 def copilot_provider(fake: FakeGitHub) -> ProviderConfig:

@@ -6,7 +6,6 @@ import asyncio
 import functools
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
@@ -26,20 +25,6 @@ from llmproxy.auth import (
 from llmproxy.http import HTTPClient
 from llmproxy.providers.base import Credential, ProviderConfig
 from tests.fakes.kiro_auth import PROFILE_ARN, SSO_PROFILE_ARN, FakeKiroAuth
-
-
-@pytest.fixture(scope="module")
-def kiro() -> Iterator[FakeKiroAuth]:
-    fake = FakeKiroAuth().start()
-    yield fake  # type: ignore[misc]
-    fake.stop()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[HTTPClient]:
-    client = HTTPClient()
-    yield client
-    await client.close()
 
 
 def provider(fake: FakeKiroAuth) -> ProviderConfig:

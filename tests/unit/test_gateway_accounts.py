@@ -9,64 +9,17 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
 
-import pytest
-
-from llmproxy.auth import AuthError, TokenKeeper, TokenSet
-from llmproxy.gateway import Call, Gateway, Reply, StreamReply
+from llmproxy.auth import AuthError, TokenSet
+from llmproxy.gateway import Call, Reply, StreamReply
 from llmproxy.http import HTTPClient
 from llmproxy.providers.base import Credential, ProviderConfig
-from llmproxy.runtime import Route, RoutingSettings, Runtime
-from llmproxy.state import MemoryStateStore
+from llmproxy.runtime import Route
 from tests.fakes import openai as fo
 from tests.fakes.claude_oauth import FakeClaude
 from tests.fakes.github import FakeGitHub
 from tests.fakes.google_oauth import PROJECT, FakeGoogle
-
-FAST = RoutingSettings(backoff_base=0.001, backoff_max=0.002, strategy="fill-first")
-
-
-@pytest.fixture(scope="module")
-def github() -> Iterator[FakeGitHub]:
-    fake = FakeGitHub().start()
-    yield fake  # type: ignore[misc]
-    fake.stop()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[HTTPClient]:
-    client = HTTPClient()
-    yield client
-    await client.close()
-
-
-def gateway(routes: list[Route], http: HTTPClient, **kw: Any) -> Gateway:
-    rt = Runtime.build(routes=routes, require_keys=False, routing=FAST)
-    store = MemoryStateStore()
-    return Gateway(rt, http=http, store=store, tokens=kw.pop("tokens", None) or TokenKeeper(store, http, **kw))
-
-
-def chat(model: str, *, stream: bool = False, messages: list[dict[str, Any]] | None = None) -> Call:
-    body = {"model": model, "stream": stream, "messages": messages or [{"role": "user", "content": "hi"}]}
-    return Call("openai_chat", json.dumps(body).encode())
-
-
-async def text_of(result: Reply | StreamReply) -> str:
-    if isinstance(result, Reply):
-        assert result.status == 200, result.body
-        return str(json.loads(result.body)["choices"][0]["message"]["content"])
-    assert result.status == 200
-    out = ""
-    async for chunk in result.chunks:
-        for line in chunk.decode().splitlines():
-            if line.startswith("data: {"):
-                data = json.loads(line[6:])
-                assert "error" not in data, data
-                for choice in data.get("choices", []):
-                    out += choice["delta"].get("content") or ""
-    return out
+from tests.unit.gateway_calls import account_gateway, chat, text_of
 
 
 def copilot_route(fake: FakeGitHub, model: str = "gpt-4.1", token: str | None = None) -> Route:
@@ -77,7 +30,7 @@ def copilot_route(fake: FakeGitHub, model: str = "gpt-4.1", token: str | None = 
 
 async def test_copilot_exchanges_once_for_concurrent_requests(github: FakeGitHub, http: HTTPClient) -> None:
     github.reset_replies()
-    gw = gateway([copilot_route(github)], http)
+    gw = account_gateway([copilot_route(github)], http)
     results = await asyncio.gather(*(gw.handle(chat("gpt-4.1")) for _ in range(8)))
     assert [await text_of(r) for r in results] == ["Hello from Copilot"] * 8
     assert len(github.to("/copilot_internal/v2/token")) == 1
@@ -89,7 +42,7 @@ async def test_copilot_exchanges_once_for_concurrent_requests(github: FakeGitHub
 
 async def test_copilot_sends_responses_only_models_to_the_responses_api(github: FakeGitHub, http: HTTPClient) -> None:
     github.reset_replies()
-    gw = gateway([copilot_route(github, "gpt-5-codex")], http)
+    gw = account_gateway([copilot_route(github, "gpt-5-codex")], http)
     assert await text_of(await gw.handle(chat("gpt-5-codex"))) == "Hello from Copilot"
     assert await text_of(await gw.handle(chat("gpt-5-codex", stream=True))) == "Hello from Copilot"
     assert len(github.to("/copilot/responses")) == 2 and not github.to("/copilot/chat/completions")
@@ -98,7 +51,7 @@ async def test_copilot_sends_responses_only_models_to_the_responses_api(github: 
 async def test_copilot_requests_keep_working_across_token_expiry(http: HTTPClient) -> None:
     fake = FakeGitHub(token_ttl=301.5).start()  # due 5 min before expiry: renewed every ~1.5 s
     try:
-        gw = gateway([copilot_route(fake)], http)  # type: ignore[arg-type]
+        gw = account_gateway([copilot_route(fake)], http)  # type: ignore[arg-type]
         deadline = time.time() + 3.5
         served = 0
         while time.time() < deadline:
@@ -113,7 +66,7 @@ async def test_copilot_requests_keep_working_across_token_expiry(http: HTTPClien
 
 async def test_copilot_vision_and_agent_turns_get_their_headers(github: FakeGitHub, http: HTTPClient) -> None:
     github.reset_replies()
-    gw = gateway([copilot_route(github)], http)
+    gw = account_gateway([copilot_route(github)], http)
     image = [{"role": "user", "content": [{"type": "text", "text": "what is it"},
                                           {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBO"}}]}]  # fmt: skip
     assert await text_of(await gw.handle(chat("gpt-4.1", messages=image))) == "Hello from Copilot"
@@ -143,7 +96,7 @@ async def test_claude_requests_keep_working_across_token_expiry(http: HTTPClient
         saved.append(t)
 
     try:
-        gw = gateway([claude_route(fake)], http, on_refreshed=save)  # type: ignore[arg-type]
+        gw = account_gateway([claude_route(fake)], http, on_refreshed=save)  # type: ignore[arg-type]
         deadline = time.time() + 3.0
         results: list[Reply | StreamReply] = []
         while time.time() < deadline:  # concurrent bursts, streamed and not
@@ -167,7 +120,7 @@ async def test_claude_401_refreshes_once_and_retries(http: HTTPClient) -> None:
         route = claude_route(fake)  # type: ignore[arg-type]
         assert route.credentials[0].access_token is not None
         fake.access.revoke(route.credentials[0].access_token)  # looks valid, the upstream says no
-        gw = gateway([route], http)
+        gw = account_gateway([route], http)
         assert await text_of(await gw.handle(chat("claude"))) == "Hello from Claude"
         statuses = [r.path for r in fake.requests]
         assert statuses == ["/v1/messages", "/v1/oauth/token", "/v1/messages"]
@@ -188,7 +141,7 @@ async def test_a_failed_refresh_fails_over_and_reports_the_credential(http: HTTP
         fake.refresh.revoke(dead.credentials[0].refresh_token)
         good = claude_route(fake, "good")  # type: ignore[arg-type]
         both = Route("claude", "claude-sonnet-4", dead.provider, dead.credentials + good.credentials)
-        gw = gateway([both], http, on_failed=on_failed)
+        gw = account_gateway([both], http, on_failed=on_failed)
         assert await text_of(await gw.handle(chat("claude", stream=True))) == "Hello from Claude"
         assert len(failed) == 1 and failed[0].startswith("claude-max/dead: Claude token refresh refused")
         assert "invalid_grant" in failed[0]
@@ -204,7 +157,7 @@ async def test_gemini_account_serves_through_code_assist(http: HTTPClient) -> No
                                   options={"oauth_url": fake.url, "auth_type": "oauth"})  # fmt: skip
         cred = Credential("me", "gemini-google", access_token=access, refresh_token=refresh,
                           expires_at=time.time() + 60.5, extra={"project_id": PROJECT})  # fmt: skip
-        gw = gateway([Route("gemini-2.5-pro", "gemini-2.5-pro", provider, (cred,))], http)
+        gw = account_gateway([Route("gemini-2.5-pro", "gemini-2.5-pro", provider, (cred,))], http)
         for _ in range(3):
             assert await text_of(await gw.handle(chat("gemini-2.5-pro"))) == "Hello from Gemini"
             assert await text_of(await gw.handle(chat("gemini-2.5-pro", stream=True))) == "Hello from Gemini"

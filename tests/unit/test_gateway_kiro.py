@@ -9,22 +9,20 @@ token, and that the retry carries the new one.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from llmproxy.auth import TokenKeeper, TokenSet, _registry
-from llmproxy.gateway import Call, Gateway, Reply, StreamReply
+from llmproxy.auth import TokenSet, _registry
+from llmproxy.gateway import Gateway, Reply, StreamReply
 from llmproxy.http import HTTPClient
 from llmproxy.providers.base import Credential, ProviderConfig
-from llmproxy.runtime import Route, RoutingSettings, Runtime
-from llmproxy.state import MemoryStateStore
+from llmproxy.runtime import Route
 from tests.fakes import codewhisperer as cw
+from tests.unit.gateway_calls import account_gateway, chat, text_of
 
-FAST = RoutingSettings(backoff_base=0.001, backoff_max=0.002, strategy="fill-first")
 ARN = "arn:aws:codewhisperer:us-east-1:699475941385:profile/TEST"
 
 
@@ -33,13 +31,6 @@ def kiro() -> Iterator[cw.FakeCodeWhisperer]:
     fake = cw.FakeCodeWhisperer(profile_arn=ARN).start()
     yield fake  # type: ignore[misc]
     fake.stop()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[HTTPClient]:
-    client = HTTPClient()
-    yield client
-    await client.close()
 
 
 class StandIn:
@@ -68,29 +59,7 @@ def gateway(kiro: cw.FakeCodeWhisperer, token: str, http: HTTPClient) -> Gateway
     provider = ProviderConfig(name="kiro", type="kiro", base_url=kiro.url, options={"auth_type": "device_flow"})
     cred = Credential("me", "kiro", access_token=token, refresh_token="aorX", expires_at=None,
                       extra={"auth_method": "social", "profile_arn": ARN})  # fmt: skip
-    rt = Runtime.build(routes=[Route("claude", "claude-sonnet-4-5", provider, (cred,))], require_keys=False,
-                       routing=FAST)  # fmt: skip
-    store = MemoryStateStore()
-    return Gateway(rt, http=http, store=store, tokens=TokenKeeper(store, http))
-
-
-def chat(stream: bool) -> Call:
-    body: dict[str, Any] = {"model": "claude", "stream": stream, "messages": [{"role": "user", "content": "hi"}]}
-    return Call("openai_chat", json.dumps(body).encode())
-
-
-async def text_of(result: Reply | StreamReply) -> str:
-    if isinstance(result, Reply):
-        assert result.status == 200, result.body
-        return str(json.loads(result.body)["choices"][0]["message"]["content"])
-    out = ""
-    async for chunk in result.chunks:
-        for line in chunk.decode().splitlines():
-            if line.startswith("data: {"):
-                data = json.loads(line[6:])
-                assert "error" not in data, data
-                out += "".join(c["delta"].get("content") or "" for c in data.get("choices", []))
-    return out
+    return account_gateway([Route("claude", "claude-sonnet-4-5", provider, (cred,))], http)
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -98,7 +67,7 @@ async def test_a_live_token_is_served_with_its_profile(
     kiro: cw.FakeCodeWhisperer, refresher: type[StandIn], http: HTTPClient, stream: bool
 ) -> None:
     gw = gateway(kiro, kiro.add_token("aoaLIVE"), http)
-    assert await text_of(await gw.handle(chat(stream))) == "Hello from Kiro"
+    assert await text_of(await gw.handle(chat(stream=stream))) == "Hello from Kiro"
     (rec,) = kiro.to(cw.PATH)
     assert rec.body["profileArn"] == ARN and refresher.calls == 0
 
@@ -108,7 +77,7 @@ async def test_an_invalid_bearer_token_is_refreshed_once_and_the_call_retried(
     kiro: cw.FakeCodeWhisperer, refresher: type[StandIn], http: HTTPClient, stream: bool
 ) -> None:
     gw = gateway(kiro, "aoaREVOKED", http)
-    assert await text_of(await gw.handle(chat(stream))) == "Hello from Kiro"
+    assert await text_of(await gw.handle(chat(stream=stream))) == "Hello from Kiro"
     first, second = kiro.to(cw.PATH)
     assert first.headers["authorization"] == "Bearer aoaREVOKED"
     assert second.headers["authorization"] != first.headers["authorization"] and refresher.calls == 1
@@ -119,7 +88,7 @@ async def test_a_403_that_is_not_about_the_token_is_not_refreshed(
 ) -> None:
     kiro.then(cw.PATH, cw.error(403, "User is not authorized to make this call."))
     gw = gateway(kiro, kiro.add_token("aoaLIVE2"), http)
-    result = await gw.handle(chat(False))
+    result = await gw.handle(chat(stream=False))
     assert isinstance(result, Reply) and result.status in (502, 503)  # the credential cools: nothing left
     assert refresher.calls == 0 and len(kiro.to(cw.PATH)) == 1
 
@@ -156,14 +125,11 @@ async def test_kiro_requests_keep_working_across_token_expiry(http: HTTPClient, 
                                   options={"auth_type": "device_flow", "oidc_url": auth.url, "auth_url": auth.url})  # fmt: skip
         cred = Credential("me", "kiro", access_token=access, refresh_token=refresh,
                           expires_at=auth.access.expiry[access], extra=extra)  # fmt: skip
-        rt = Runtime.build(routes=[Route("claude", "claude-sonnet-4-5", provider, (cred,))], require_keys=False,
-                           routing=FAST)  # fmt: skip
-        store = MemoryStateStore()
-        gw = Gateway(rt, http=http, store=store, tokens=TokenKeeper(store, http))
+        gw = account_gateway([Route("claude", "claude-sonnet-4-5", provider, (cred,))], http)
         results: list[Reply | StreamReply] = []
         deadline = time.time() + 2.5
         while time.time() < deadline:  # concurrent bursts, streamed and not
-            results += await asyncio.gather(*(gw.handle(chat(i % 2 == 1)) for i in range(4)))
+            results += await asyncio.gather(*(gw.handle(chat(stream=i % 2 == 1)) for i in range(4)))
             await asyncio.sleep(0.1)
         assert {await text_of(r) for r in results} == {"Hello from Kiro"}
         tokens = {r.headers["authorization"] for r in api.to(cw.PATH)}

@@ -10,30 +10,19 @@ token ... invalid" leads to one refresh and one retry; a dead refresh token fail
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from llmproxy.auth import AuthError, TokenKeeper, TokenSet
-from llmproxy.gateway import Call, Gateway, Reply, StreamReply
+from llmproxy.auth import AuthError, TokenSet
+from llmproxy.gateway import Gateway, Reply, StreamReply
 from llmproxy.http import HTTPClient
 from llmproxy.providers.base import Credential, ProviderConfig
-from llmproxy.runtime import Route, RoutingSettings, Runtime
-from llmproxy.state import MemoryStateStore
+from llmproxy.runtime import Route
 from tests.fakes import codewhisperer as cw
 from tests.fakes.kiro_auth import PROFILE_ARN, FakeKiroAuth
-
-FAST = RoutingSettings(backoff_base=0.001, backoff_max=0.002, strategy="fill-first")
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[HTTPClient]:
-    client = HTTPClient()
-    yield client
-    await client.close()
+from tests.unit.gateway_calls import account_gateway, chat, text_of
 
 
 class Pair:
@@ -65,34 +54,11 @@ class Pair:
                           extra={"auth_method": "social", "profile_arn": PROFILE_ARN})  # fmt: skip
 
     def gateway(self, creds: tuple[Credential, ...], http: HTTPClient, **kw: Any) -> Gateway:
-        rt = Runtime.build(routes=[Route("claude", "claude-sonnet-4-5", self.provider(), creds)],
-                           require_keys=False, routing=FAST)  # fmt: skip
-        store = MemoryStateStore()
-        return Gateway(rt, http=http, store=store, tokens=TokenKeeper(store, http, **kw))
+        return account_gateway([Route("claude", "claude-sonnet-4-5", self.provider(), creds)], http, **kw)
 
     def stop(self) -> None:
         self.api.stop()
         self.auth.stop()
-
-
-def chat(stream: bool = False) -> Call:
-    body: dict[str, Any] = {"model": "claude", "stream": stream, "messages": [{"role": "user", "content": "hi"}]}
-    return Call("openai_chat", json.dumps(body).encode())
-
-
-async def text_of(result: Reply | StreamReply) -> str:
-    if isinstance(result, Reply):
-        assert result.status == 200, result.body
-        return str(json.loads(result.body)["choices"][0]["message"]["content"])
-    assert result.status == 200
-    out = ""
-    async for chunk in result.chunks:
-        for line in chunk.decode().splitlines():
-            if line.startswith("data: {"):
-                data = json.loads(line[6:])
-                assert "error" not in data, data
-                out += "".join(c["delta"].get("content") or "" for c in data.get("choices", []))
-    return out
 
 
 @pytest.mark.parametrize("kind", ["sso", "social"])
@@ -144,7 +110,7 @@ async def test_a_kiro_403_bearer_token_invalid_refreshes_once_and_retries(stream
         assert cred.access_token is not None
         pair.auth.access.revoke(cred.access_token)  # looks valid, the API says no
         gw = pair.gateway((cred,), http)
-        assert await text_of(await gw.handle(chat(stream))) == "Hello from Kiro"
+        assert await text_of(await gw.handle(chat(stream=stream))) == "Hello from Kiro"
         paths = [r.path for r in pair.auth.requests + pair.api.requests]
         assert sorted(paths) == sorted([cw.PATH, "/token", cw.PATH])
         first, second = pair.api.to(cw.PATH)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,13 +28,6 @@ OAUTH = Credential("o1", "claude", access_token="sk-ant-oat01-test", refresh_tok
 
 def executor(base_url: str = "", headers: dict[str, str] | None = None) -> AnthropicExecutor:
     return AnthropicExecutor(ProviderConfig(name="claude", type="claude", base_url=base_url, headers=headers or {}))
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[HTTPClient]:
-    client = HTTPClient()
-    yield client
-    await client.close()
 
 
 def rfc3339(seconds: float) -> str:

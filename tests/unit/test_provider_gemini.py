@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -31,13 +30,6 @@ LOOPBACK_OK = ImageSettings(allow_private=True)
 
 def executor(base_url: str = "", **options: Any) -> GeminiExecutor:
     return GeminiExecutor(ProviderConfig(name="gem", type="gemini", base_url=base_url, options=options))
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[HTTPClient]:
-    client = HTTPClient()
-    yield client
-    await client.close()
 
 
 # --- building requests ---------------------------------------------------------------
