@@ -5,6 +5,9 @@ row), with the usage table's secondary indexes dropped first and rebuilt after, 
 several times faster than maintaining them row by row. Only ever into a database whose
 name ends in ``_bench`` (``bench.reports`` checks before Django starts).
 
+The rollups are the job's own (``proxy.jobs.rollups.rollup_usage`` without a watermark):
+every day, and the hours of the last two days for the 24 h dashboard.
+
 Shape: ``days`` days up to now, evenly spread (so "today" holds its share), 50 users with
 4 keys each, 8 models over 4 providers, 3 % failures, streamed requests with a TTFB.
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 USERS = 50
 KEYS_PER_USER = 4
@@ -46,6 +50,12 @@ def accounts() -> list[tuple[int, int]]:
     return list(ApiKey.objects.filter(name__startswith="bench-key-").order_by("pk").values_list("pk", "user_id"))
 
 
+def _rollup_tables() -> list[Any]:
+    from proxy.reports import grains
+
+    return [t for g in (grains.DAY, grains.HOUR) for t in (g.totals, g.latency, g.errors, g.credentials, g.mark)]
+
+
 def generate(rows: int, days: int) -> None:
     """Replace the usage rows with ``rows`` generated ones over the last ``days`` days."""
     from django.db import connection, transaction
@@ -68,7 +78,8 @@ def generate(rows: int, days: int) -> None:
         unique_defs = cur.fetchall()
         _log(f"truncating; dropping {len(indexes)} indexes while loading")
         cur.execute("TRUNCATE proxy_usagerecord RESTART IDENTITY")
-        cur.execute("TRUNCATE proxy_usagedaily RESTART IDENTITY")
+        # Every rollup and mark too: a mark left from an older run would claim a day the new rows lack.
+        cur.execute("TRUNCATE " + ", ".join(m._meta.db_table for m in _rollup_tables()) + " RESTART IDENTITY")
         for name in uniques:
             cur.execute(f'ALTER TABLE proxy_usagerecord DROP CONSTRAINT "{name}"')
         cur.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'proxy_usagerecord' "
@@ -121,15 +132,16 @@ FROM s JOIN k ON k.ix = (s.h / 3) %% {nkeys} JOIN m ON m.ix = (s.h / 5) %% {nmod
 
 
 def rollups() -> int:
-    """Roll up every whole past day (what the rollup job does), returning the days done."""
+    """Roll up every whole past day and the last two days' hours (what the rollup job does), returning the days done."""
     from django.core.cache import cache
     from django.utils import timezone
 
     from proxy.jobs.rollups import WATERMARK_KEY, rollup_usage
+    from proxy.models import UsageRollupHour
 
     cache.delete(WATERMARK_KEY)  # every day, not only those touched since the last run
     t = time.perf_counter()
     today = timezone.now().astimezone(UTC).date()
     done = [d for d in rollup_usage() if d < today]
-    _log(f"rolled up {len(done)} days in {time.perf_counter() - t:.1f} s")
+    _log(f"rolled up {len(done)} days and {UsageRollupHour.objects.count()} hours in {time.perf_counter() - t:.1f} s")
     return len(done)

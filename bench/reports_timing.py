@@ -96,12 +96,13 @@ def _serve(port: int) -> subprocess.Popen[bytes]:
 
 
 def run(repeat: int, port: int, only: str = "") -> list[dict[str, Any]]:
-    from proxy.models import UsageDaily, UsageRecord
+    from proxy.models import UsageDaily, UsageHourly, UsageRecord
 
     logging.getLogger("httpx").setLevel(logging.WARNING)
     _staff()
     rows = UsageRecord.objects.count()
-    print(f"usage rows: {rows:,}; rollup rows: {UsageDaily.objects.count():,}")
+    print(f"usage rows: {rows:,}; rollup rows: {UsageDaily.objects.count():,} daily, "
+          f"{UsageHourly.objects.count():,} hourly")  # fmt: skip
     targets = [t for t in pages() if only.lower() in t[0].lower()]
     proc = _serve(port)
     base = f"http://127.0.0.1:{port}"
