@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from operator import add
 from typing import Any
 
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, F, FloatField, Q, Sum, Value
+from django.db.models.functions import Cast, Coalesce
 
 from accounts.models import ApiKey, User
 
@@ -33,6 +35,12 @@ def _sums() -> dict[str, Any]:
             "cached_tokens": Sum("cached_tokens"), "cache_write_tokens": Sum("cache_write_tokens"),
             "reasoning_tokens": Sum("reasoning_tokens"),
             "cost_usd": Sum("cost_usd")}  # fmt: skip
+
+
+def _numbers() -> dict[str, Any]:
+    """``_sums`` as plain numbers: no NULL (an empty sum), cost as a float (no ``Decimal`` per row in Python)."""
+    return {name: Cast(Coalesce(agg, Value(0)), FloatField()) if name == "cost_usd" else Coalesce(agg, Value(0))
+            for name, agg in _sums().items()}  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -54,7 +62,7 @@ class Sums:
 
 def window_rows(base: queries.UsageFilter, grain: grains.Grain,
                 rolled: list[Any] | None = None) -> list[tuple[Any, ...]]:  # fmt: skip
-    """The filter's usage as (bucket start, model, provider, user, key, *METRICS) rows, per ``grain``.
+    """The filter's usage as (bucket, model, provider, user, key, *METRICS) rows, per ``grain`` (``Grain.key``).
 
     The rollups of the rolled-up periods as stored (their grain is bucket x model x provider
     x user x key already: one indexed read, no grouping) and the raw rows of the rest grouped
@@ -65,17 +73,18 @@ def window_rows(base: queries.UsageFilter, grain: grains.Grain,
         queries.records(base)
         .order_by()
         .filter(queries.raw_spans(base, rolled))
-        .annotate(bucket=grain.trunc("created_at"))
+        .annotate(bucket=grain.key(grain.trunc("created_at")))
         .values("bucket", "model", "provider", "user_id", "key_id")
-        .annotate(**_sums())
-        .values_list("bucket", "model", "provider", "user_id", "key_id", *queries.METRICS)
+        .annotate(**{f"n_{name}": agg for name, agg in _numbers().items()})
+        .values_list("bucket", "model", "provider", "user_id", "key_id", *[f"n_{m}" for m in queries.METRICS])
     )
     out = list(raw)
     if rolled:
         stored = (
             queries._rollups(base, rolled)
             .order_by()
-            .values_list(grain.field, "model", "provider", "user_id", "key_id", *queries.METRICS)
+            .annotate(cost=Cast("cost_usd", FloatField()), bucket=grain.key(F(grain.field)))
+            .values_list("bucket", "model", "provider", "user_id", "key_id", *queries.METRICS[:-1], "cost")
         )
         out.extend(stored)
     return out
@@ -85,31 +94,32 @@ def accumulate(since: datetime, buckets: int, hourly: bool, rows: Iterable[tuple
     """``window_rows`` summed per bucket and per split, in one tight pass (a page's main Python cost)."""
     step = timedelta(hours=1) if hourly else timedelta(days=1)
     starts = [since + i * step for i in range(buckets)]
-    index: dict[Any, int] = {s: i for i, s in enumerate(starts)}
-    if not hourly:  # rollup rows carry dates, raw rows of the day grain too
-        index.update({s.date(): i for i, s in enumerate(starts)})
+    grain = grains.HOUR if hourly else grains.DAY
+    index = {grain.key_of(s): i for i, s in enumerate(starts)}  # the rows' buckets are ``Grain.key``s
     n = len(queries.METRICS)
-    totals = [[0.0] * buckets for _ in range(n)]
-    per_dim: dict[str, dict[Any, list[list[float]]]] = {d: {} for d in DIMENSIONS}
-    models, providers, users, keys = (per_dim[d] for d in DIMENSIONS)
-    metrics = range(n)
+    # Cells per bucket ([bucket][metric]) while summing, so that adding a row is one C-level map per split.
+    total_cells = [[0.0] * n for _ in range(buckets)]
+    found: list[dict[Any, list[list[float]]]] = [{} for _ in DIMENSIONS]
+    models, providers, users, keys = found
     for bucket, model, provider, user, key, *values in rows:
         i = index.get(bucket)
-        if i is None and isinstance(bucket, datetime):
-            i = index.get(bucket.astimezone(UTC))
         if i is None:
             continue
-        vals = [float(v) if v else 0.0 for v in values]
-        series = [totals]
-        for found, name in ((models, model), (providers, provider), (users, user or None), (keys, key or None)):
-            acc = found.get(name)
-            if acc is None:
-                acc = found[name] = [[0.0] * buckets for _ in metrics]
-            series.append(acc)
-        for acc in series:
-            for m in metrics:
-                acc[m][i] += vals[m]
-    return Sums(starts, totals, per_dim)
+        cell = total_cells[i]
+        cell[:] = map(add, cell, values)
+        for split, name in ((models, model), (providers, provider), (users, user or None), (keys, key or None)):
+            cells = split.get(name)
+            if cells is None:
+                cells = split[name] = [[0.0] * n for _ in range(buckets)]
+            cell = cells[i]
+            cell[:] = map(add, cell, values)
+
+    def by_metric(cells: list[list[float]]) -> list[list[float]]:
+        return [[c[m] for c in cells] for m in range(n)]
+
+    per_dim = {d: {name: by_metric(cells) for name, cells in split.items()}
+               for d, split in zip(DIMENSIONS, found, strict=True)}  # fmt: skip
+    return Sums(starts, by_metric(total_cells), per_dim)
 
 
 def chart_data(since: datetime, buckets: int, hourly: bool, base: queries.UsageFilter | None = None,

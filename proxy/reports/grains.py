@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from django.db.models import Func
+from django.db.models import Func, IntegerField
 from django.db.models.functions import TruncDate, TruncHour
 
 from proxy.models import (
@@ -58,6 +58,29 @@ class Grain:
     def trunc(self, column: str) -> Func:
         """SQL: the period of a timestamp column (UTC)."""
         return TruncDate(column, tzinfo=UTC) if self.field == "day" else TruncHour(column, tzinfo=UTC)
+
+    def key(self, expression: Any) -> Any:
+        """SQL: a period (``field`` or ``trunc``) as the charts index it: days as dates, hours as epoch seconds.
+
+        An hour read as a number, not a ``timestamptz``, spares the 24 h page parsing
+        thousands of timestamps (a quarter of its read time).
+        """
+        return expression if self.field == "day" else EpochSeconds(expression)
+
+    def key_of(self, start: datetime) -> Any:
+        """``key`` of the period starting at ``start``, computed in Python."""
+        return start.date() if self.field == "day" else int(start.timestamp())
+
+
+class EpochSeconds(Func):
+    """Seconds since 1970 (UTC) of a timestamp, as an integer."""
+
+    output_field = IntegerField()
+    template = "CAST(strftime('%%%%s', %(expressions)s) AS INTEGER)"  # SQLite (% doubled for the template, then for the driver)
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra_context: Any) -> Any:
+        return self.as_sql(compiler, connection, template="CAST(EXTRACT(EPOCH FROM %(expressions)s) AS BIGINT)",
+                           **extra_context)  # fmt: skip
 
 
 DAY = Grain("day", timedelta(days=1), UsageDaily, UsageLatencyDaily, UsageErrorDaily, UsageCredentialDaily,
