@@ -4,12 +4,19 @@ Every change to a config model bumps a version after commit, in a place all proc
 see: Redis when ``REDIS_URL`` is set, the database row ``ConfigVersion`` always. Each
 serving process polls ``current_version`` cheaply (off the request path); when it moved,
 it rebuilds its snapshot (``proxy.serving.snapshot``).
+
+"Moved" means "differs", never "grew": losing a counter (Redis flushed or restarted without
+persistence, the row gone with a database flush or restore) reads as a change too, and
+the row always counts, so the next change after the loss is seen at the next poll. A
+missing row restarts at a random number (``fresh_start``) so that a counter lost and
+bumped back within one poll cannot land on the version a process already serves.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import secrets
 from typing import Any
 
 from django.conf import settings
@@ -44,10 +51,22 @@ def bump_config_version() -> None:
     transaction.on_commit(_bump_now)
 
 
+def fresh_start() -> int:
+    """Where a missing row starts counting: a random number, not 1.
+
+    A process rebuilds when the version it reads differs from the one it serves. A counter
+    that restarted from zero (the row deleted by a database flush or restore, Redis flushed
+    too) and was bumped as often as before within one poll would read as the very version
+    the process serves, and it would keep serving the old snapshot (a key just created
+    refused) until its periodic rebuild. Starting anywhere in 2**31 makes that a one in two
+    billion chance, and keeps ``row * 1e6`` within a float's exact integers for /metrics."""
+    return 1 + secrets.randbelow(2**31)
+
+
 def _bump_now() -> None:
     updated = ConfigVersion.objects.filter(pk=1).update(version=F("version") + 1)
     if not updated:
-        _obj, created = ConfigVersion.objects.get_or_create(pk=1, defaults={"version": 1})
+        _obj, created = ConfigVersion.objects.get_or_create(pk=1, defaults={"version": fresh_start()})
         if not created:
             ConfigVersion.objects.filter(pk=1).update(version=F("version") + 1)
     r = _redis()
