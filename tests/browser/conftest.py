@@ -57,8 +57,14 @@ def context(playwright: Playwright, tmp_path: Path) -> Iterator[BrowserContext]:
 
 
 @pytest.fixture
-def page(context: BrowserContext) -> Page:
-    return context.pages[0] if context.pages else context.new_page()
+def page(context: BrowserContext) -> Iterator[Page]:
+    """The test's tab; afterwards, nothing a page asked for was missing (a 404 for a script,
+    a style or the icon shows as a broken page, or as a warning in the serve log)."""
+    tab = context.pages[0] if context.pages else context.new_page()
+    missing: list[str] = []
+    tab.on("response", lambda r: missing.append(r.url) if r.status == 404 else None)
+    yield tab
+    assert missing == [], f"the pages asked for what is not there: {missing}"
 
 
 @pytest.fixture

@@ -38,3 +38,10 @@ def test_the_pages_use_the_pinned_vendored_chart_js() -> None:
     assert (VENDOR / f"chart-{version.group(1)}.LICENSE.md").exists()
     users = [p.name for p in TEMPLATES if f"llmproxy/vendor/{bundle.name}" in p.read_text()]
     assert sorted(users) == ["dashboard.html", "index.html"]  # the admin dashboard and the portal
+
+
+def test_every_page_names_its_icon() -> None:
+    # Without one, each admin or portal page load asks for /favicon.ico: a 404 warning in the serve log.
+    assert (ROOT / "proxy" / "static" / "llmproxy" / "favicon.svg").exists()
+    for base in ("base.html", "admin/base_site.html"):
+        assert "{% static 'llmproxy/favicon.svg' %}" in (ROOT / "templates" / base).read_text(), base
