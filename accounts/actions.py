@@ -138,8 +138,8 @@ def check_within_owner_limits(owner: User, limits: Mapping[str, Any]) -> None:
 
 @transaction.atomic
 def update_api_key(key: ApiKey, data: Mapping[str, Any], *, actor: User) -> ApiKey:
-    """Change a key. Owners who are not staff may rename or revoke it, tighten a limit, or give
-    up ``allow_overrides``."""
+    """Change a key. Owners who are not staff may rename or revoke it, tighten a limit (never
+    above their own user's), or give up ``allow_overrides``."""
     if not actor.is_staff:
         forbidden = sorted(set(data) - KEY_OWNER_FIELDS - {"allow_overrides"})
         if data.get("allow_overrides") and not key.allow_overrides:
@@ -154,6 +154,7 @@ def update_api_key(key: ApiKey, data: Mapping[str, Any], *, actor: User) -> ApiK
                 if new is None or (old is not None and new > old):
                     raise ServiceError(f"only staff may raise {name} (now {old if old is not None else 'unlimited'})",
                                        status=403)  # fmt: skip
+        check_within_owner_limits(key.user, data)  # an unlimited key's first limit, too
     assign(key, data, KEY_FIELDS)
     return validated_save(key)
 

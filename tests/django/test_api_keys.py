@@ -115,6 +115,10 @@ def test_it_keeps_a_members_new_key_within_the_members_own_limits(alice_client: 
     key = send(alice_client, "post", "/keys", {"name": "ok", "rpm": 30, "budget_usd": "1"}).json()
     assert (key["rpm"], key["budget_usd"], key["spend_usd"]) == (30, 1.0, 0.0)
     assert key["budget_resets_at"] is None  # the key's own budget has no period
+    unlimited = send(alice_client, "post", "/keys", {"name": "open"}).json()
+    resp = send(alice_client, "patch", f"/keys/{unlimited['id']}", {"budget_usd": "9"})  # not a raise, yet above hers
+    assert resp.status_code == 403 and resp.json()["detail"].startswith("budget_usd may not exceed your own limit of 5")
+    assert send(alice_client, "patch", f"/keys/{unlimited['id']}", {"rpm": 60}).json()["rpm"] == 60
     me = send(alice_client, "get", "/users/me").json()
     assert (me["rpm"], me["budget_usd"], me["budget_period"], me["spend_usd"]) == (60, 5.0, "monthly", 0.0)
     assert me["budget_resets_at"] is not None and me["budget_resets_at"][8:10] == "01"  # the 1st of next month
