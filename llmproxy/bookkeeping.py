@@ -10,6 +10,7 @@ Background work (limits, cooldowns, token refresh) runs in tasks it keeps alive.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -98,6 +99,15 @@ class Books:
             tokens = ev.usage.input_tokens + ev.usage.output_tokens
             self.spawn(self.limiter.settle(res, tokens=tokens, cost=ev.cost_usd))
 
+    @staticmethod
+    def estimated(ex: Exchange, usage: Usage) -> Usage:
+        """``usage`` with the gateway's own prompt count where the upstream gave none (Kiro
+        without a contextUsageEvent, a stream that ended without usage), marked ``estimated``:
+        a prompt of 0 tokens would make the call free and invisible to TPM."""
+        if usage.input_tokens or ex.request is None:
+            return usage
+        return dataclasses.replace(usage, input_tokens=ex.counted_prompt(), estimated=True)
+
     def settle(self, ex: Exchange, usage: Usage | None, status: int = 200, error: str = "") -> None:
         """The outcome of the current attempt: status, usage and cost; spend charged in the background."""
         ev = ex.event
@@ -105,6 +115,7 @@ class Books:
         cand = ex.candidate
         if usage is None or cand is None:
             return
+        usage = self.estimated(ex, usage)
         ev.usage = usage
         price = cand.route.price
         if price is not None:

@@ -26,6 +26,7 @@ from .overrides import NONE, Overrides
 from .providers.base import Credential, Executor
 from .routing import Candidate, Plan
 from .runtime import ApiKeyInfo, Route, Runtime
+from .tokens import count_request
 from .usage import UsageEvent
 
 CONTENT_JSON = "application/json"
@@ -96,6 +97,14 @@ class Exchange:
     turn: Any = None
     #: The upstream dialect of the attempt in progress.
     dialect: str = ""
+    #: The tokenizer's count of the request's prompt, once counted (budget estimate or usage fill-in).
+    prompt_tokens: int | None = None
+
+    def counted_prompt(self) -> int:
+        """The request's prompt tokens by the gateway's own tokenizer (counted once per call)."""
+        if self.prompt_tokens is None:
+            self.prompt_tokens = count_request(self.request) if self.request is not None else 0
+        return self.prompt_tokens
 
     @classmethod
     def open(cls, call: Call, runtime: Runtime, codec: ModuleType, endpoint: str = "chat") -> Exchange:

@@ -312,6 +312,7 @@ class Gateway:
             if req is not None:
                 est = estimate(req, routes, default_output=rt.limits.default_output_tokens)
                 tokens, cost = est.prompt_tokens, est.cost_usd
+                ex.prompt_tokens = est.prompt_tokens  # the usage fill-in needs no second count
             else:  # embeddings: the input is all there is to pay for
                 cost = max((r.price.cost(tokens, 0, 0) for r in routes if r.price is not None), default=0.0)
         ex.reservation = await self.limiter.reserve(ex.key, tokens=tokens, cost=cost, request_id=ex.request_id)
@@ -447,6 +448,7 @@ class Gateway:
         assert ex.executor is not None
         data = upstream.json_object(ex.executor.unwrap_body(await reply.read()), ex.candidate.route.provider.name)
         resp = ex.upstream_codec.decode_response(data)
+        resp.usage = self.books.estimated(ex, resp.usage)  # the client's usage and the record agree
         if ex.passthrough:
             _set_model(data, ex.request.model)
             obj = data

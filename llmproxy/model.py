@@ -154,6 +154,10 @@ class Usage:
     ``cache_write_1h_tokens`` is the part of ``cache_write_tokens`` written to Anthropic's
     1-hour cache, which is priced apart from the 5-minute writes; 0 when the upstream does
     not report the split.
+
+    ``estimated``: some of these counts are the gateway's own (``llmproxy.tokens``), because
+    the upstream reported none: Kiro's output tokens always, a prompt the upstream gave no
+    count for, a stream that ended without usage. Cost and TPM are charged on them all the same.
     """
 
     input_tokens: int = 0
@@ -162,6 +166,7 @@ class Usage:
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
     cache_write_1h_tokens: int = 0
+    estimated: bool = False
 
     @property
     def total_tokens(self) -> int:

@@ -21,15 +21,17 @@ from .bookkeeping import Books
 from .errors import LLMProxyError, ProviderError
 from .exchange import Exchange
 from .http import UpstreamReply
-from .model import StreamEnd, StreamEvent, UsageUpdate
+from .model import StreamEnd, StreamEvent, TextDelta, ThinkingDelta, ToolCallDelta, UsageUpdate
 from .model import Usage as TokenUsage
+from .tokens import count_text
 
 
 class StreamRelay:
     """An async iterator of the bytes to send to the client for one upstream stream."""
 
     __slots__ = ("array", "books", "chunks", "decoder", "elements", "encoder", "error", "ex", "first", "held",
-                 "public_model", "relayed", "rename", "reply", "status", "ttfb", "upstream_model", "usage")  # fmt: skip
+                 "public_model", "relayed", "rename", "reply", "said", "status", "ttfb", "upstream_model",
+                 "usage")  # fmt: skip
 
     def __init__(
         self,
@@ -55,6 +57,8 @@ class StreamRelay:
         self.array = ArrayCut() if ex.passthrough and not ex.call.sse else None
         self.elements = 0  # how many of the array's elements went out
         self.usage: TokenUsage | None = None
+        #: The text and tool arguments the stream carried: counted if it ends without usage.
+        self.said: list[str] = []
         self.status, self.error = 200, ""
         self.ttfb: float | None = None
         #: The upstream's error event (passthrough only): the client got the gateway's in its place.
@@ -162,9 +166,20 @@ class StreamRelay:
         return out
 
     def _note_usage(self, events: list[StreamEvent]) -> None:
+        """Keep the stream's usage, with the gateway's own counts where the upstream gave none
+        (filled in before the client's encoder sees it, so its usage and the record agree)."""
         for e in events:
-            if isinstance(e, (UsageUpdate, StreamEnd)) and e.usage is not None:
-                self.usage = e.usage
+            if isinstance(e, (TextDelta, ThinkingDelta)):
+                self.said.append(e.text)
+            elif isinstance(e, ToolCallDelta):
+                self.said.append(e.arguments)
+            elif isinstance(e, (UsageUpdate, StreamEnd)) and e.usage is not None:
+                e.usage = self.usage = self.books.estimated(self.ex, e.usage)
+            elif isinstance(e, StreamEnd) and self.usage is None:
+                # A stream that ended without usage (an OpenAI client that did not ask for it, on
+                # passthrough): what was said, counted here, and the prompt (``Books.estimated``).
+                counted = TokenUsage(output_tokens=count_text("".join(self.said)), estimated=True)
+                e.usage = self.usage = self.books.estimated(self.ex, counted)
 
     def _cool(self, err: ProviderError) -> None:
         plan, cand = self.ex.plan, self.ex.candidate

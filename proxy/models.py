@@ -140,6 +140,9 @@ class UsageRecord(models.Model):
     cached_tokens = models.PositiveIntegerField(default=0)
     cache_write_tokens = models.PositiveIntegerField(default=0)
     reasoning_tokens = models.PositiveIntegerField(default=0)
+    #: Some token counts are the gateway's own (its tokenizer): the upstream reported none
+    #: (Kiro's output always, a prompt without a count, a stream without usage). ``Usage.estimated``.
+    tokens_estimated = models.BooleanField(default=False)
     cost_usd = models.DecimalField(max_digits=14, decimal_places=8, null=True, blank=True)
     latency_ms = models.PositiveIntegerField(default=0)
     ttfb_ms = models.PositiveIntegerField(null=True, blank=True)

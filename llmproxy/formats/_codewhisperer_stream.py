@@ -63,7 +63,9 @@ class StreamDecoder:
     def usage(self) -> Usage:
         window = context_window(self._model) if self._model else CONTEXT_WINDOW
         prompt = round(self._percent / 100 * window) if self._percent is not None else 0
-        return Usage(input_tokens=prompt, output_tokens=count_text("".join(self._said)))
+        # Output is always the local tokenizer's count; without a contextUsageEvent the
+        # prompt is 0 here, and the gateway fills in its own count (``Books.estimated``).
+        return Usage(input_tokens=prompt, output_tokens=count_text("".join(self._said)), estimated=True)
 
     def frame(self, frame: dict[str, Any], out: list[StreamEvent]) -> None:
         """One frame as ``{"headers", "payload"}`` (``frame_json``) -> events appended to ``out``."""

@@ -2,7 +2,8 @@
 
 A record is a ``UsageEvent`` as orjson wrote it. Each concrete column of ``UsageRecord``
 (the id aside) takes the record's value of the same name (``user_id``, ``key_id`` by
-attname), token counts from the nested ``usage``, defaults for what an older record lacks.
+attname), token counts (and ``tokens_estimated``, from its ``estimated``) from the nested
+``usage``, defaults for what an older record lacks.
 A field added to both the event and the model flows through without a change here.
 """
 
@@ -51,6 +52,8 @@ def row_builder(connection: BaseDatabaseWrapper, *, adapt: bool) -> Callable[[di
 def _getter(f: models.Field[Any, Any], connection: BaseDatabaseWrapper, adapt: bool) -> Getter:
     name = f.attname
     default = f.get_default()
+    if name == "tokens_estimated":
+        return lambda r: bool((r.get("usage") or {}).get("estimated"))
     if name in TOKEN_COLUMNS:
         key = TOKEN_COLUMNS[name]
         return lambda r: max(0, int((r.get("usage") or {}).get(key) or 0))

@@ -50,6 +50,17 @@ def test_it_writes_every_field_of_a_record(tmp_path: Path) -> None:
     assert row.created_at.timestamp() == 1_700_000_000.25
     assert row.model == "m" * 200  # cut to the column, never refused
     assert list(directory.glob("*.jnl")) == []  # sealed and written: deleted
+    assert row.tokens_estimated is False
+
+
+def test_it_marks_the_gateways_own_token_counts(tmp_path: Path) -> None:
+    """``Usage.estimated`` (the upstream reported no count) lands as ``tokens_estimated``."""
+    counted = Usage(input_tokens=40, output_tokens=7, estimated=True)
+    directory = journal(tmp_path, [event("est", usage=counted), event("real")])
+    assert Ingester(directory, quota_bytes=2**30).drain() == 2
+    est, real = UsageRecord.objects.get(request_id="est"), UsageRecord.objects.get(request_id="real")
+    assert (est.tokens_estimated, est.prompt_tokens, est.completion_tokens) == (True, 40, 7)
+    assert real.tokens_estimated is False
 
 
 def test_it_inserts_nothing_twice_when_replayed_after_a_crash_before_the_watermark(tmp_path: Path) -> None:
