@@ -140,6 +140,13 @@ def _unfinished(grain: grains.Grain, now: datetime, back: timedelta) -> set[Any]
     return {getattr(m, field) for m in marks if m.rolled_until < grain.start(getattr(m, field)) + grain.step}
 
 
+def _unmarked_hours(now: datetime) -> set[datetime]:
+    """Hours of the last ``HOURLY_SPAN`` without a mark (after the upgrade to hourly rollups, or a pause of the job)."""
+    horizon = hourly_horizon(now)
+    marked = set(grains.HOUR.mark.objects.filter(hour__gte=horizon).values_list("hour", flat=True))
+    return set(_hours_between(horizon, now - SETTLE)) - {h.astimezone(UTC) for h in marked}
+
+
 def _touched_hours(after_id: int, upto_id: int) -> set[datetime]:
     qs = UsageRecord.objects.filter(id__gt=after_id, id__lte=upto_id).order_by()
     found = qs.annotate(h=grains.HOUR.trunc("created_at")).values_list("h", flat=True).distinct()
@@ -179,7 +186,7 @@ def rollup_usage(now: datetime | None = None, *, retention: int | None = None) -
         settled = UsageRecord.objects.filter(id__lte=top, created_at__lt=now - SETTLE).aggregate(m=Max("id"))["m"]
         next_state = [min(settled or 0, top), top]
     days |= _unfinished(grains.DAY, now, timedelta(days=7))
-    hours = {h for h in hours | _unfinished(grains.HOUR, now, HOURLY_SPAN) if h >= horizon}
+    hours = {h for h in hours | _unfinished(grains.HOUR, now, HOURLY_SPAN) | _unmarked_hours(now) if h >= horizon}
     cutoff = retention_cutoff(now, retention)
     if cutoff is not None:
         old = {d for d in days if d < cutoff.date()}

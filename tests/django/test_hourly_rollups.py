@@ -166,3 +166,15 @@ def test_without_hourly_rollups_the_24h_dashboard_reads_the_raw_rows() -> None:
     board = dashboard.build("24h", NOW)
     assert dashboard.parts(board.window).rolled == []
     assert_dashboard_equals_raw(board)
+
+
+def test_hours_without_a_mark_are_rolled_up_even_when_the_watermark_says_nothing_changed() -> None:
+    seed()
+    rollups.rollup_usage(NOW)
+    UsageRollupHour.objects.filter(hour__lt=NOW - timedelta(hours=5)).delete()  # as before the upgrade
+    UsageHourly.objects.filter(hour__lt=NOW - timedelta(hours=5)).delete()
+    rollups.rollup_usage(NOW)  # the watermark is current: no row is new
+    hours = set(UsageRollupHour.objects.values_list("hour", flat=True))
+    assert min(hours) == rollups.hourly_horizon(NOW) and len(hours) == 49
+    assert_dashboard_equals_raw(dashboard.build("24h", NOW))
+    assert len(dashboard.parts(dashboard.window("24h", NOW)).rolled) == 24
