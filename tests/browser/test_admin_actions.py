@@ -77,6 +77,7 @@ def test_an_admin_starts_a_provider_login_and_watches_it_finish(live: Any, page:
     expect(page.locator("#user-code")).to_be_visible()
     shoot(page, "admin-login-waiting")
     expect(page.locator("#login-state")).to_contain_text("credential gh/team ready", timeout=15_000)
+    shoot(page, "admin-login-done")
     assert Credential.objects.filter(provider=p, name="team").exists()
 
 

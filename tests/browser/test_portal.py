@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import uuid
 from datetime import timedelta
 from decimal import Decimal
@@ -32,6 +33,8 @@ def usage(key: ApiKey, n: int, model: str = "gpt-test", days_ago: int = 0) -> No
 
 def test_a_member_creates_and_revokes_a_key_and_downloads_csv(live: Any, page: Page, shoot: Any) -> None:
     alice = factories.user("alice")
+    alice.budget_usd, alice.budget_period = Decimal("5"), "daily"
+    alice.save()
     mine, _ = factories.api_key(alice, name="laptop")
     other, _ = factories.api_key(factories.user("bob"), name="bobs")
     usage(mine, 3)
@@ -44,6 +47,9 @@ def test_a_member_creates_and_revokes_a_key_and_downloads_csv(live: Any, page: P
     expect(page.locator("#usage-chart")).to_have_attribute("data-ready", "1")
     assert page.locator('[data-metric="requests"]').inner_text() == "3"  # alice's rows only
     assert page.locator("#f-user").count() == 0  # a member cannot pick another user
+    mine_row = page.locator("#limits tbody tr").first  # the budget, what is left and the time to its reset
+    expect(mine_row).to_contain_text("$5.00")
+    expect(mine_row).to_contain_text(re.compile(r"in \d+\s(hours?|minutes?).*\(daily\)"))
     shoot(page, "portal")
     resize(page, *WIDTHS["phone"])
     assert no_horizontal_scroll(page) == 0
