@@ -227,12 +227,6 @@ async def pkce_code(pkce: Pkce, callback: LoopbackCallback | None, pasted: str |
     raise AuthError(ask)
 
 
-async def close_callback(callback: LoopbackCallback | None) -> None:
-    """Stop a PKCE login's loopback server, if it has one (``LoginFlow.close``)."""
-    if callback is not None:
-        await callback.__aexit__(None, None, None)
-
-
 @dataclass(frozen=True, slots=True)
 class LoginOptions:
     """What the command line or the admin passes to a login."""
@@ -256,6 +250,26 @@ class LoginPrompt:
     authorize_url: str = ""
     #: True when the user must paste a code back (``complete(pasted)``).
     needs_paste: bool = False
+
+
+@dataclass(slots=True)
+class PkceLogin:
+    """What every PKCE login holds; a subclass writes ``complete`` (its token request).
+
+    ``callback`` is the loopback server (None when the user pastes the code back);
+    ``close`` stops it.
+    """
+
+    provider: ProviderConfig
+    http: HTTPClient
+    pkce: Pkce
+    redirect_uri: str
+    prompt: LoginPrompt
+    callback: LoopbackCallback | None = None
+
+    async def close(self) -> None:
+        if self.callback is not None:
+            await self.callback.__aexit__(None, None, None)
 
 
 class LoginFlow(Protocol):

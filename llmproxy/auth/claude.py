@@ -19,10 +19,9 @@ from ._files import TokenFile
 from ._flows import (
     LoginOptions,
     LoginPrompt,
-    LoopbackCallback,
     Pkce,
+    PkceLogin,
     authorize_url,
-    close_callback,
     open_callback,
     pkce_code,
 )
@@ -63,13 +62,7 @@ class ClaudeRefresher:
 
 
 @dataclass(slots=True)
-class ClaudeLogin:
-    provider: ProviderConfig
-    http: HTTPClient
-    pkce: Pkce
-    redirect_uri: str
-    prompt: LoginPrompt
-    callback: LoopbackCallback | None = None
+class ClaudeLogin(PkceLogin):
     name: str = "default"
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -88,9 +81,6 @@ class ClaudeLogin:
         tokens = token_set(data, now=time.time())
         return TokenFile("claude", provider=self.provider.name, access_token=tokens.access_token,
                          refresh_token=tokens.refresh_token, expires_at=tokens.expires_at, extra=_email(data))  # fmt: skip
-
-    async def close(self) -> None:
-        await close_callback(self.callback)
 
 
 async def begin_login(provider: ProviderConfig, http: HTTPClient, options: LoginOptions) -> ClaudeLogin:

@@ -21,10 +21,9 @@ from ._files import TokenFile
 from ._flows import (
     LoginOptions,
     LoginPrompt,
-    LoopbackCallback,
     Pkce,
+    PkceLogin,
     authorize_url,
-    close_callback,
     open_callback,
     pkce_code,
 )
@@ -124,14 +123,7 @@ class GoogleRefresher:
 
 
 @dataclass(slots=True)
-class GoogleLogin:
-    provider: ProviderConfig
-    http: HTTPClient
-    pkce: Pkce
-    redirect_uri: str
-    prompt: LoginPrompt
-    callback: LoopbackCallback | None = None
-
+class GoogleLogin(PkceLogin):
     async def complete(self, pasted: str | None = None) -> TokenFile:
         code = await pkce_code(self.pkce, self.callback, pasted, pasted_what="code",
                                ask="paste the authorization code the login page shows")  # fmt: skip
@@ -149,9 +141,6 @@ class GoogleLogin:
         return TokenFile("gemini", provider=self.provider.name, access_token=tokens.access_token,
                          refresh_token=tokens.refresh_token, expires_at=tokens.expires_at,
                          extra={"project_id": project})  # fmt: skip
-
-    async def close(self) -> None:
-        await close_callback(self.callback)
 
 
 async def begin_login(provider: ProviderConfig, http: HTTPClient, options: LoginOptions) -> GoogleLogin:

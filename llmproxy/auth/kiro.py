@@ -39,9 +39,8 @@ from ._flows import (
     DeviceCode,
     LoginOptions,
     LoginPrompt,
-    LoopbackCallback,
     Pkce,
-    close_callback,
+    PkceLogin,
     open_callback,
     pkce_code,
     poll_device_code,
@@ -283,15 +282,8 @@ async def _begin_device(provider: ProviderConfig, http: HTTPClient, method: str,
 
 
 @dataclass(slots=True)
-class KiroSocialLogin:
+class KiroSocialLogin(PkceLogin):
     """Google or GitHub through Kiro's auth service: PKCE, then ``POST /oauth/token``."""
-
-    provider: ProviderConfig
-    http: HTTPClient
-    pkce: Pkce
-    redirect_uri: str
-    prompt: LoginPrompt
-    callback: LoopbackCallback | None = None
 
     async def complete(self, pasted: str | None = None) -> TokenFile:
         code = await pkce_code(self.pkce, self.callback, pasted, pasted_what="URL",
@@ -304,9 +296,6 @@ class KiroSocialLogin:
         extra = {"auth_method": "social", "region": region, **tokens.extra}
         return TokenFile("kiro", provider=self.provider.name, access_token=tokens.access_token,
                          refresh_token=tokens.refresh_token, expires_at=tokens.expires_at, extra=extra)  # fmt: skip
-
-    async def close(self) -> None:
-        await close_callback(self.callback)
 
 
 async def _begin_social(provider: ProviderConfig, options: LoginOptions, http: HTTPClient) -> KiroSocialLogin:
