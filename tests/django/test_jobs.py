@@ -383,3 +383,36 @@ def test_it_tells_serve_not_to_start_jobs_with_an_external_broker(settings: Any)
     out = io.StringIO()
     assert Command(stdout=out)._start_jobs() is None
     assert "celery -A llmproxy_site worker" in out.getvalue()
+
+
+def test_limiter_reset_job_api_and_spend_agree_on_periods_in_llmproxy_time_zone(settings: Any) -> None:
+    """One calendar in ``LLMPROXY_TIME_ZONE`` (Tokyo, UTC+9, here): the limiter's period, the
+    reset job's new start, ``budget_resets_at`` and the live counter's name all match."""
+    from django.test import Client
+
+    from llmproxy.limits import Limiter
+    from llmproxy.state import MemoryStateStore
+    from proxy.serving.site_config import limit_settings, read_site_config
+    from proxy.serving.spend import counter_key
+
+    settings.LLMPROXY = {**settings.LLMPROXY, "TIME_ZONE": "Asia/Tokyo"}
+    now = datetime(2026, 6, 30, 20, tzinfo=UTC)  # already July 1st, 05:00, in Tokyo
+    july, august = datetime(2026, 6, 30, 15, tzinfo=UTC), datetime(2026, 7, 31, 15, tzinfo=UTC)
+    limiter = Limiter(MemoryStateStore(), settings=limit_settings(read_site_config()))
+    assert limiter.period_start("monthly", now.timestamp()) == (july.timestamp(), august.timestamp())
+    assert periods.period_resets_at("monthly", now) == august
+    owner = factories.user(staff=True)
+    key, _ = factories.api_key(owner, budget_usd=Decimal(5), budget_period="monthly")
+    ApiKey.objects.filter(pk=key.pk).update(period_started_at=datetime(2026, 5, 31, 15, tzinfo=UTC))
+    assert budget_periods.advance_budget_periods(now=now) == [key.pk]
+    key.refresh_from_db()
+    assert key.period_started_at == july
+    # At the real clock: the API, the spend counter and the limiter name the same period.
+    client = Client()
+    client.force_login(owner)
+    shown = client.get(f"/api/v1/keys/{key.pk}").json()
+    start, end = limiter.period_start("monthly", datetime.now(UTC).timestamp())
+    assert end is not None and datetime.fromisoformat(shown["budget_resets_at"]).timestamp() == end
+    ApiKey.objects.filter(pk=key.pk).update(period_started_at=None)
+    key.refresh_from_db()
+    assert counter_key(key) == limiter.spend_key(f"k:{key.pk}", "monthly") == f"k:{key.pk}:{int(start)}"

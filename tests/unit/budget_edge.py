@@ -1,9 +1,10 @@
 """Many requests at a budget's edge, through gateways that share one state store.
 
 Used in-process by ``test_budget_edge`` (two gateways, one store) and as a child process
-(``python -m tests.unit.budget_edge URL REDIS_URL PREFIX N``: one gateway on Redis firing
-N concurrent requests, printing one JSON line of statuses and recorded costs), so two
-processes can hit the same key at once.
+(``python -m tests.unit.budget_edge URL REDIS_URL PREFIX N [START]``: one gateway on Redis
+firing N concurrent requests at the Unix time START, printing one JSON line of statuses
+and recorded costs), so two processes hit the same key at once, however long each took
+to start.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import hashlib
 import json
 import sys
+import time
 from typing import Any
 
 from llmproxy.gateway import Call, Gateway, Reply, StreamReply
@@ -63,12 +65,14 @@ def gateway(store: StateStore, rt: Runtime, events: list[UsageEvent], http: HTTP
     return Gateway(rt, http=http, router=Router(store), usage_sink=events.append)
 
 
-async def _child(base_url: str, redis_url: str, prefix: str, n: int) -> dict[str, Any]:
+async def _child(base_url: str, redis_url: str, prefix: str, n: int, start: float = 0.0) -> dict[str, Any]:
     store = create_store(redis_url, prefix=prefix)
     events: list[UsageEvent] = []
     http = HTTPClient()
     try:
-        statuses = await fire([gateway(store, runtime(base_url), events, http)], n)
+        gw = gateway(store, runtime(base_url), events, http)
+        await asyncio.sleep(max(0.0, start - time.time()))
+        statuses = await fire([gw], n)
     finally:
         await http.close()
         await store.aclose()
@@ -77,4 +81,5 @@ async def _child(base_url: str, redis_url: str, prefix: str, n: int) -> dict[str
 
 if __name__ == "__main__":
     url, redis_url, prefix, count = sys.argv[1:5]
-    print(json.dumps(asyncio.run(_child(url, redis_url, prefix, int(count)))))
+    start = float(sys.argv[5]) if len(sys.argv) > 5 else 0.0
+    print(json.dumps(asyncio.run(_child(url, redis_url, prefix, int(count), start))))

@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -85,7 +86,8 @@ async def test_two_processes_hold_the_key_budget(fake: FakeUpstream, kind: str) 
         await test_two_gateways_on_one_store_hold_the_key_budget(fake, False)
         return
     url, prefix = os.environ["REDIS_URL"], f"test:{uuid.uuid4().hex}:"
-    cmd = [sys.executable, "-m", "tests.unit.budget_edge", f"{fake.url}/v1", url, prefix, "100"]
+    start = time.time() + 5  # both fire together, however long each takes to start on a busy machine
+    cmd = [sys.executable, "-m", "tests.unit.budget_edge", f"{fake.url}/v1", url, prefix, "100", str(start)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     procs = [await asyncio.create_subprocess_exec(*cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE) for _ in range(2)]
     outs = [json.loads((await p.communicate())[0]) for p in procs]
@@ -94,7 +96,10 @@ async def test_two_processes_hold_the_key_budget(fake: FakeUpstream, kind: str) 
     try:
         counter = store.spends([Limiter(store).spend_key("k:900", "monthly")])[0]
         _check(outs[0]["statuses"] + outs[1]["statuses"], outs[0]["costs"] + outs[1]["costs"], counter)
-        assert all(200 in o["statuses"] for o in outs)  # both processes served some
+        # Both fired all of theirs at once; which one's first scripts reach Redis first is a
+        # race (the budget fits ~3 holds), so one may serve all the 200s: the other's 429s
+        # then came from the first one's holds, which is what is under test.
+        assert [len(o["statuses"]) for o in outs] == [100, 100]
     finally:
         store.reset()
 
