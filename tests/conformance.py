@@ -2,7 +2,8 @@
 
 Runs the client-against-upstream tests (tests/contract: the official SDKs; tests/agents: the
 real agent CLIs) and writes docs/conformance.md: for every client, with its version, a table
-of scenario x upstream dialect, each cell pass or fail as this run found it. Nothing in the
+of scenario x upstream (each dialect, then each provider-account route), each cell pass or
+fail as this run found it. Nothing in the
 page is written by hand. ``run`` and ``cells`` are shared with ``tests.agents.latest``.
 """
 
@@ -28,6 +29,14 @@ UPSTREAMS = {
     "anthropic": "Anthropic Messages",
     "gemini": "Gemini",
 }
+#: The provider-account routes (tests/fakes/matrix_accounts.py), each a column of its own.
+ACCOUNT_UPSTREAMS = {
+    "copilot": "GitHub Copilot account (Chat Completions)",
+    "claude-oauth": "Claude account, OAuth (Anthropic Messages)",
+    "code-assist": "Google account, Gemini Code Assist",
+    "kiro": "Kiro account (CodeWhisperer event stream)",
+}
+COLUMNS = {**UPSTREAMS, **ACCOUNT_UPSTREAMS}
 SDK_CLIENTS = {
     "chat": ("openai", "openai SDK, Chat Completions"),
     "responses": ("openai", "openai SDK, Responses"),
@@ -66,15 +75,22 @@ def parse(root: ET.Element) -> list[Case]:
         client, upstream, variant = "", "", params
         # A pair is "<client>-><upstream>" (e.g. "whole-claude-code->gemini"): the client is
         # the known name the text before the arrow ends with, the rest is the variant.
+        # The upstream is the known column name the text after it starts with ("claude-oauth",
+        # not "claude"); what follows it is more variant.
         head, arrow, tail = params.partition("->")
         name = next((k for k in known if head == k or head.endswith("-" + k)), None)
+        column = next((u for u in _BY_LENGTH if tail == u or tail.startswith(u + "-")), None)
         if arrow and name is not None:
-            upstream, _, rest = tail.partition("-")
+            upstream = column or tail.partition("-")[0]
+            rest = tail.removeprefix(upstream).lstrip("-")
             client, variant = name, "-".join(x for x in (head.removesuffix(name).rstrip("-"), rest) if x)
         kinds = {child.tag for child in tc}
         outcome = "fail" if kinds & {"failure", "error"} else "skip" if "skipped" in kinds else "pass"
         out.append(Case(tc.get("classname", ""), test, variant, client, upstream, outcome))
     return out
+
+
+_BY_LENGTH = sorted(COLUMNS, key=len, reverse=True)
 
 
 def _scenario(case: Case) -> str:
@@ -97,7 +113,7 @@ def render(cases: list[Case]) -> str:
     by_client: dict[str, dict[str, dict[str, str]]] = defaultdict(lambda: defaultdict(dict))
     others: list[Case] = []
     for c in cases:
-        if c.client in names and c.upstream in UPSTREAMS:
+        if c.client in names and c.upstream in COLUMNS:
             by_client[c.client][_scenario(c)][c.upstream] = c.outcome
         else:
             others.append(c)
@@ -113,16 +129,17 @@ def render(cases: list[Case]) -> str:
         f"Run at {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}: {passed} of {total} tests pass.",
         "",
         "Upstream dialects: " + "; ".join(f"`{k}` = {v}" for k, v in UPSTREAMS.items()) + ".",
+        "Provider-account routes: " + "; ".join(f"`{k}` = {v}" for k, v in ACCOUNT_UPSTREAMS.items()) + ".",
         "",
     ]
     for cid, label in names.items():
         rows = by_client.get(cid)
         if not rows:
             continue
-        lines += [f"## {label}", "", "| scenario | " + " | ".join(UPSTREAMS) + " |",
-                  "| --- |" + " --- |" * len(UPSTREAMS)]  # fmt: skip
+        lines += [f"## {label}", "", "| scenario | " + " | ".join(COLUMNS) + " |",
+                  "| --- |" + " --- |" * len(COLUMNS)]  # fmt: skip
         for scenario in sorted(rows):
-            cells = [rows[scenario].get(u, "-") for u in UPSTREAMS]
+            cells = [rows[scenario].get(u, "-") for u in COLUMNS]
             lines.append(f"| {scenario} | " + " | ".join(cells) + " |")
         lines.append("")
     if others:
