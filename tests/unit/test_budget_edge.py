@@ -34,7 +34,7 @@ from llmproxy.usage import UsageEvent
 from tests.fakes import FakeUpstream
 from tests.fakes import openai as up
 from tests.unit import budget_edge as edge
-from tests.unit.test_state import KINDS, Clock
+from tests.unit.stores import KINDS, Clock
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -26,7 +26,7 @@ from llmproxy.usage import UsageEvent
 from tests.fakes import FakeUpstream, Recorded, Stream
 from tests.fakes import Reply as FakeReply
 from tests.fakes import openai as up
-from tests.unit.test_state import Clock
+from tests.unit.stores import Clock
 
 FAST = Routing(backoff_base=0.001, backoff_max=0.002, strategy="fill-first")
 Script = FakeReply | Stream

@@ -19,7 +19,7 @@ from llmproxy.providers.base import Credential, ProviderConfig
 from llmproxy.reservations import Denial, Hold
 from llmproxy.runtime import ApiKeyInfo, UserLimits
 from llmproxy.state import Bucket, Cooldown, StateStore, StoreError
-from tests.unit.test_state import KINDS, Clock, make_store
+from tests.unit.stores import KINDS, Clock, make_store
 
 JUNE_15_NOON = datetime(2026, 6, 15, 12, tzinfo=UTC).timestamp()  # a Monday
 

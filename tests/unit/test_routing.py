@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import math
-import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -16,7 +15,7 @@ from llmproxy.providers.base import Credential, ProviderConfig
 from llmproxy.routing import Candidate, Router
 from llmproxy.runtime import Route, RoutingSettings
 from llmproxy.state import StateStore
-from tests.unit.test_state import KINDS, Clock, make_store
+from tests.unit.stores import Clock
 
 S = RoutingSettings()
 RATE_LIMITED = Outcome("rate_limited", "pair", True, base=60, fixed=None, cap=900)
@@ -34,18 +33,6 @@ def creds(p: ProviderConfig, *weights: int, extra: dict[str, Any] | None = None)
 
 def route(p: ProviderConfig, *weights: int, model: str = "m", upstream: str = "up", **kw: Any) -> Route:
     return Route(model, upstream, p, creds(p, *weights, **kw))
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture(params=KINDS)
-async def store(request: pytest.FixtureRequest, clock: Clock) -> AsyncIterator[StateStore]:
-    s = make_store(request.param, clock, f"test:{uuid.uuid4().hex}:")
-    yield s
-    s.reset()
 
 
 @pytest.fixture

@@ -3,49 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import time
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 
 from llmproxy.state import MAX_COOLDOWN, Bucket, MemoryStateStore, StateStore
-from llmproxy.stores import create_store
-
-
-class Clock:
-    """Wall-clock seconds that only move when a test says so."""
-
-    def __init__(self) -> None:
-        self.t = time.time()
-
-    def __call__(self) -> float:
-        return self.t
-
-    def advance(self, seconds: float) -> None:
-        self.t += seconds
-
-
-KINDS = ["memory"] + (["redis"] if os.environ.get("REDIS_URL") else [])
-
-
-def make_store(kind: str, clock: Clock, prefix: str) -> StateStore:
-    if kind == "memory":
-        return MemoryStateStore(clock)
-    return create_store(os.environ["REDIS_URL"], prefix=prefix)
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture(params=KINDS)
-async def store(request: pytest.FixtureRequest, clock: Clock) -> AsyncIterator[StateStore]:
-    s = make_store(request.param, clock, f"test:{uuid.uuid4().hex}:")
-    yield s
-    s.reset()
+from tests.unit.stores import Clock
 
 
 async def test_store_bucket_refuses_then_refills(store: StateStore, clock: Clock) -> None:
