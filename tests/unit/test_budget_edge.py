@@ -168,3 +168,65 @@ async def test_done_when_a_member_with_5_usd_a_month_and_60_rpm_stops_and_starts
         assert [(await ask())[0] for _ in range(2)] == [200, 200]
     finally:
         await http.close()
+
+
+_HOLDER = """
+import asyncio, sys
+from llmproxy.limits import Limiter
+from llmproxy.runtime import ApiKeyInfo, LimitSettings
+from llmproxy.stores import create_store
+
+async def main():
+    limiter = Limiter(create_store(sys.argv[1], prefix=sys.argv[2]), settings=LimitSettings(reservation_ttl=3.0))
+    await limiter.reserve(ApiKeyInfo(key_hash="h", prefix="p", id=905, budget_usd=1.0), tokens=1, cost=0.9)
+    print("held", flush=True)
+    await asyncio.sleep(120)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_killed_process_gives_its_budget_hold_back_when_it_expires(kind: str) -> None:
+    """Redis: a process holding most of a budget is killed -9 mid-request; its hold blocks the
+    budget until ``reservation_ttl`` passes, then nothing of it is left. (Memory: the store dies
+    with its one process, so only an abandoned hold's expiry is left to check.)"""
+    from llmproxy.errors import LimitExceeded
+    from llmproxy.runtime import LimitSettings
+
+    if kind == "memory":  # the hold of a request whose task died with it, on a frozen clock
+        clock = Clock()
+        limiter = Limiter(MemoryStateStore(clock), clock=clock, settings=LimitSettings(reservation_ttl=3.0))
+        k = ApiKeyInfo(key_hash="h", prefix="p", id=905, budget_usd=1.0)
+        await limiter.reserve(k, tokens=1, cost=0.9)  # never settled
+        with pytest.raises(LimitExceeded):
+            await limiter.reserve(k, tokens=1, cost=0.5)
+        clock.advance(3.2)
+        await limiter.reserve(k, tokens=1, cost=0.5)
+        return
+    url, prefix = os.environ["REDIS_URL"], f"test:{uuid.uuid4().hex}:"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", _HOLDER, url, prefix, env=env, cwd=ROOT,
+                                                stdout=subprocess.PIPE)  # fmt: skip
+    store = create_store(url, prefix=prefix)
+    try:
+        assert proc.stdout is not None
+        assert (await asyncio.wait_for(proc.stdout.readline(), 30)).strip() == b"held"
+        held_at = time.time()
+        proc.kill()
+        await proc.wait()
+        limiter = Limiter(store, settings=LimitSettings(reservation_ttl=3.0))
+        k = ApiKeyInfo(key_hash="h", prefix="p", id=905, budget_usd=1.0)
+        with pytest.raises(LimitExceeded) as info:
+            await limiter.reserve(k, tokens=1, cost=0.5)  # the dead process's 0.9 still counts
+        assert info.value.message.endswith("is taken up by requests in flight; retry when they finish")
+        await asyncio.sleep(max(0.0, held_at + 3.2 - time.time()))
+        res = await limiter.reserve(k, tokens=1, cost=0.5)
+        await limiter.settle(res, tokens=1, cost=0.5)
+        assert store.spends([limiter.spend_key("k:905", "none")]) == [pytest.approx(0.5)]
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        store.reset()
+        await store.aclose()
