@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from ._json import loads
-from ._json_array import ArrayCut, before_error
+from ._json_array import ArrayRelay
 from .bookkeeping import Books
 from .errors import LLMProxyError, ProviderError
 from .exchange import Exchange
@@ -29,7 +29,7 @@ from .tokens import count_text
 class StreamRelay:
     """An async iterator of the bytes to send to the client for one upstream stream."""
 
-    __slots__ = ("array", "books", "chunks", "decoder", "elements", "encoder", "error", "ex", "first", "held",
+    __slots__ = ("array", "books", "chunks", "decoder", "encoder", "error", "ex", "first", "held",
                  "public_model", "relayed", "rename", "reply", "said", "status", "ttfb", "upstream_model",
                  "usage")  # fmt: skip
 
@@ -54,8 +54,7 @@ class StreamRelay:
         self.held = b""
         #: A passthrough JSON-array stream (Gemini without ``alt=sse``) goes out in whole elements:
         #: ``held`` keeps the unfinished one, so an upstream error element never half reaches the client.
-        self.array = ArrayCut() if ex.passthrough and not ex.call.sse else None
-        self.elements = 0  # how many of the array's elements went out
+        self.array = ArrayRelay() if ex.passthrough and not ex.call.sse else None
         self.usage: TokenUsage | None = None
         #: The text and tool arguments the stream carried: counted if it ends without usage.
         self.said: list[str] = []
@@ -88,6 +87,8 @@ class StreamRelay:
             tail = self.decoder.close()  # before the held bytes: a stream cut mid-element fails without them
             if self.held:
                 yield self._release()
+            if self.array is not None:
+                yield self._named(self.array.close())
             self._note_usage(tail)
             if not self.ex.passthrough:
                 out = b"".join(self.encoder.encode(e) for e in tail)
@@ -96,9 +97,8 @@ class StreamRelay:
         except ProviderError as err:
             self.status, self.error = err.status, err.code
             self._cool(err)  # after the first byte: an error event, and the credential cools
-            if self.array is not None:
-                self.held = b""  # half an element: the gateway's error element follows the last whole one
-                self.encoder.resume(self.elements)
+            if self.array is not None:  # half an element stays unsent: the gateway's follows the last whole one
+                self.encoder.resume(self.array.elements)
             elif self.held:
                 yield self._release()
             yield self.encoder.error(self.books.disclose(self.ex, err))
@@ -125,7 +125,7 @@ class StreamRelay:
             return self._replace_error(chunk, self.books.disclose(self.ex, err))  # the detail for staff
         self._note_usage(events)
         if self.array is not None:
-            return self._whole_elements(chunk)
+            return self._named(self.array.feed(chunk))
         if passthrough:
             if not self.rename:
                 return chunk
@@ -135,31 +135,21 @@ class StreamRelay:
             return _rename(data[:cut], self.upstream_model, self.public_model)
         return b"".join(self.encoder.encode(e) for e in events)
 
-    def _whole_elements(self, chunk: bytes) -> bytes:
-        """A passthrough JSON-array chunk -> the array's elements it completes; the rest is held."""
-        assert self.array is not None
-        spans = self.array.feed(chunk)
-        if not spans:
-            self.held += chunk
-            return b""
-        cut = spans[-1][1]
-        data, self.held = self.held + chunk[:cut], chunk[cut:]
-        self.elements += len(spans)
-        return _rename(data, self.upstream_model, self.public_model) if self.rename else data
+    def _named(self, data: bytes) -> bytes:
+        """Passthrough bytes with the public model name (whole lines or elements only)."""
+        return _rename(data, self.upstream_model, self.public_model) if self.rename and data else data
 
     def _replace_error(self, chunk: bytes, shown: LLMProxyError) -> bytes:
         """The passthrough bytes before the upstream's error event or element, then the gateway's own (section 11)."""
         if self.array is not None:
-            data, count = before_error(self.held + chunk)
-            self.elements += count
-            self.encoder.resume(self.elements)  # the array is open when an element went out
+            data = self.array.until_error(chunk)
+            self.encoder.resume(self.array.elements)  # the array is open when an element went out
         else:
             data = _before_error(self.held + chunk)
             _resume(self.encoder, self.decoder)
         self.held = b""
-        out = _rename(data, self.upstream_model, self.public_model) if self.rename else data
         ours: bytes = self.encoder.error(shown)
-        return out + ours
+        return self._named(data) + ours
 
     def _release(self) -> bytes:
         out, self.held = _rename(self.held, self.upstream_model, self.public_model), b""

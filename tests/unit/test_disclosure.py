@@ -219,3 +219,28 @@ async def test_a_passthrough_json_array_goes_out_as_the_upstream_sent_it(gw: Gat
     r = await gw.handle(Call("gemini", json.dumps(body).encode(), model="public-model", stream=True, sse=False))
     assert (await body_of(r)).encode() == raw.replace(b'"modelVersion": "up-model"', b'"modelVersion": "public-model"')
     assert last_event(gw).status_code == 200
+
+
+async def test_a_gemini_client_without_alt_sse_gets_an_array_from_an_sse_upstream(
+    gw: Gateway, fake: FakeUpstream
+) -> None:
+    """The gateway asks Google for ``alt=sse``; a client that did not gets the frames as one array."""
+    gw.swap(runtime(fake, kind="gemini"))
+    items = fg.chunks(["Hel", "lo", "there"], model="up-model")
+    raw = b"".join(fg.sse_frames(items, crlf=True))
+    fake.default(
+        "/v1beta/models/up-model:streamGenerateContent", Stream([raw[i : i + 11] for i in range(0, len(raw), 11)])
+    )
+    got = await ask_gemini_array(gw)
+    assert got == [{**i, "modelVersion": "public-model"} for i in items]  # each frame's JSON, untouched but the name
+    assert last_event(gw).status_code == 200 and last_event(gw).usage.output_tokens == 5
+
+
+async def test_an_sse_upstreams_error_frame_becomes_the_gateways_element(gw: Gateway, fake: FakeUpstream) -> None:
+    gw.swap(runtime(fake, kind="gemini"))
+    first = fg.sse_frames(fg.chunks(["Hel", "lo"]))[0]
+    bad = f"data: {json.dumps(fg.error_body(503, f'overloaded for key {KEY}one'))}\n\n".encode()
+    fake.default("/v1beta/models/up-model:streamGenerateContent", Stream([first, bad]))
+    items = await ask_gemini_array(gw)
+    assert len(items) == 2 and items[0]["candidates"][0]["content"]["parts"] == [{"text": "Hel"}]  # type: ignore[index]
+    assert "'public-model': the upstream failed" in items[1]["error"]["message"]  # type: ignore[index]
