@@ -53,6 +53,8 @@ def test_a_member_creates_and_revokes_a_key_and_downloads_csv(live: Any, page: P
     shoot(page, "portal")
     resize(page, *WIDTHS["phone"])
     assert no_horizontal_scroll(page) == 0
+    revoke = page.locator("#keys tr", has_text="laptop").get_by_role("button", name="Revoke").bounding_box()
+    assert revoke is not None and revoke["x"] + revoke["width"] <= WIDTHS["phone"][0]  # on screen, no sideways scroll
     resize(page, *WIDTHS["desktop"])
 
     page.fill("input[name=name]", "from the browser")
