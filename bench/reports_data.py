@@ -118,7 +118,8 @@ s AS (
 )
 INSERT INTO proxy_usagerecord (request_id, created_at, user_id, key_id, key_prefix, ingress, model, upstream_model,
   provider, credential, stream, status_code, error_type, prompt_tokens, completion_tokens, cached_tokens,
-  cache_write_tokens, reasoning_tokens, cost_usd, latency_ms, ttfb_ms, attempts, error_detail, overrides)
+  cache_write_tokens, reasoning_tokens, cost_usd, latency_ms, ttfb_ms, attempts, error_detail, overrides,
+  tokens_estimated)
 SELECT 'bench-' || s.i, %(start)s::timestamptz + make_interval(secs => %(span)s * s.i / %(rows)s),
   k.user_id, k.key_id, 'llp_b' || k.key_id, 'openai_chat', m.model, m.model, m.provider, 'default',
   (s.h %% 3 = 0), CASE WHEN s.e < 2 THEN 429 WHEN s.e = 2 THEN 502 ELSE 200 END,
@@ -126,7 +127,7 @@ SELECT 'bench-' || s.i, %(start)s::timestamptz + make_interval(secs => %(span)s 
   100 + s.h %% 4000, 20 + (s.h / 7) %% 800, (s.h / 11) %% 500, 0, 0,
   ((100 + s.h %% 4000) * 0.0000025 + (20 + (s.h / 7) %% 800) * 0.00001)::numeric(14, 8),
   150 + ((s.h / 13) %% 1000) * ((s.h / 17) %% 1000) / 60,
-  CASE WHEN s.h %% 3 = 0 THEN 80 + (s.h / 19) %% 900 END, 1, '', '{{}}'::jsonb
+  CASE WHEN s.h %% 3 = 0 THEN 80 + (s.h / 19) %% 900 END, 1, '', '{{}}'::jsonb, false
 FROM s JOIN k ON k.ix = (s.h / 3) %% {nkeys} JOIN m ON m.ix = (s.h / 5) %% {nmodels}
 """
 
