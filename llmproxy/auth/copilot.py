@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .._version import USER_AGENT, VERSION
 from ..http import HTTPClient
+from ..providers._copilot_wire import API_URL, editor_headers
 from ..providers.base import Credential, ProviderConfig
 from ._files import TokenFile
 from ._flows import DeviceCode, LoginOptions, LoginPrompt, poll_device_code
@@ -31,22 +31,6 @@ from ._tokens import TokenSet
 CLIENT_ID = "Iv1.b507a08c87ecfe98"
 SCOPE = "read:user"
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
-API_URL = "https://api.githubcopilot.com"
-API_VERSION = "2025-04-01"
-#: Copilot wants to know the integration; the only one its chat API accepts for this app id.
-INTEGRATION_ID = "vscode-chat"
-_VERSION = VERSION
-
-
-def editor_headers(provider: ProviderConfig) -> dict[str, str]:
-    """The editor headers Copilot requires; llmproxy names itself in them."""
-    return {
-        "editor-version": option(provider, "editor_version", f"llmproxy/{_VERSION}"),
-        "editor-plugin-version": option(provider, "editor_plugin_version", f"llmproxy/{_VERSION}"),
-        "copilot-integration-id": option(provider, "integration_id", INTEGRATION_ID),
-        "user-agent": USER_AGENT,
-        "x-github-api-version": API_VERSION,
-    }
 
 
 async def exchange(provider: ProviderConfig, github_token: str, http: HTTPClient) -> TokenSet:

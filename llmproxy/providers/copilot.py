@@ -17,8 +17,8 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from ..auth.copilot import API_URL, editor_headers
 from ..http import UpstreamRequest
+from ._copilot_wire import API_URL, editor_headers
 from .base import Credential, Executor
 
 _PATHS = {"chat": "/chat/completions", "responses": "/responses", "models": "/models", "embeddings": "/embeddings"}
