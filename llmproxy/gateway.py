@@ -44,6 +44,7 @@ from .http import HTTPClient, UpstreamReply, UpstreamRequest
 from .images import inline_images
 from .limits import Limiter, estimate_tokens
 from .model import Request
+from .model import Usage as TokenUsage
 from .overrides import NONE, Overrides
 from .providers.base import Credential, StreamFilter
 from .relay import StreamRelay
@@ -53,6 +54,7 @@ from .runtime import ApiKeyInfo, Runtime
 from .state import StateStore
 from .synthesizer import Synthesizer, synthesize
 from .throttle import AuthThrottle
+from .tokens import count_reply
 from .usage import UsageSink, discard
 
 __all__ = ["CONTENT_JSON", "CONTENT_SSE", "Call", "Exchange", "Gateway", "Reply", "StreamReply"]
@@ -448,6 +450,8 @@ class Gateway:
         assert ex.executor is not None
         data = upstream.json_object(ex.executor.unwrap_body(await reply.read()), ex.candidate.route.provider.name)
         resp = ex.upstream_codec.decode_response(data)
+        if resp.usage == TokenUsage():  # the upstream reported no usage at all: the reply, counted here
+            resp.usage = TokenUsage(output_tokens=count_reply(resp), estimated=True)
         resp.usage = self.books.estimated(ex, resp.usage)  # the client's usage and the record agree
         if ex.passthrough:
             _set_model(data, ex.request.model)

@@ -11,7 +11,7 @@ from functools import lru_cache
 from typing import Any
 
 from ._json import dumps_str
-from .model import ImagePart, Request, TextPart, ThinkingPart, ToolCallPart, ToolResultPart
+from .model import ImagePart, Request, Response, TextPart, ThinkingPart, ToolCallPart, ToolResultPart
 
 PER_MESSAGE = 3
 REPLY_PRIMING = 3
@@ -55,4 +55,15 @@ def count_request(req: Request) -> int:
     if req.tools:
         total += count_text(dumps_str([{"name": t.name, "description": t.description, "parameters": t.parameters}
                                        for t in req.tools]))  # fmt: skip
+    return total
+
+
+def count_reply(resp: Response) -> int:
+    """Output tokens of a canonical reply (text, thinking, tool calls), for an upstream that gave no count."""
+    total = 0
+    for p in resp.parts:
+        if isinstance(p, (TextPart, ThinkingPart)):
+            total += count_text(p.text)
+        elif isinstance(p, ToolCallPart):
+            total += count_text(p.name) + count_text(p.arguments)
     return total

@@ -22,6 +22,7 @@ from llmproxy.runtime import Route, RoutingSettings, Runtime
 from llmproxy.state import MemoryStateStore
 from llmproxy.usage import UsageEvent
 from tests.fakes import FakeUpstream
+from tests.fakes import Reply as FakeReply
 from tests.fakes import codewhisperer as cw
 from tests.fakes import openai as up
 
@@ -124,3 +125,17 @@ async def test_a_reported_usage_is_not_marked_estimated(fake: FakeUpstream, http
     await client_usage(await gw.handle(chat(True, stream_options={"include_usage": True})))
     (ev,) = events
     assert not ev.usage.estimated and ev.usage.input_tokens == 10  # the upstream's count stands
+
+
+async def test_a_whole_reply_without_usage_records_estimated_counts(fake: FakeUpstream, http: HTTPClient) -> None:
+    provider = ProviderConfig(name="oa", type="openai-compatible", base_url=f"{fake.url}/v1")
+    route = Route("claude", "gpt-up", provider, (Credential("k", "oa", api_key="sk-test-usage"),), price=PRICE)
+    body = up.completion("Hello there, this is the whole reply.").body
+    assert isinstance(body, dict)
+    body.pop("usage")  # an OpenAI-compatible server that reports none
+    fake.default("/v1/chat/completions", FakeReply(body))
+    gw, events = gateway(route, http)
+    shown = await client_usage(await gw.handle(chat(False)))
+    (ev,) = events
+    assert ev.usage.estimated and ev.usage.input_tokens > len(PROMPT) // 8 and ev.usage.output_tokens >= 5
+    assert shown is None  # passthrough: the body is the upstream's, untouched
