@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote
@@ -179,11 +180,11 @@ def is_running(pid: int) -> bool:
     return state != "Z"
 
 
-@pytest.fixture(scope="module")
-def servers(django_db_setup: Any) -> Iterator[list[Serve]]:
-    """Two serving processes without background jobs, on the test database."""
+@contextmanager
+def serving(count: int) -> Iterator[list[Serve]]:
+    """``count`` serving processes without background jobs on the test database, all ready; stopped after."""
     env = child_env()
-    procs = [Serve(env, "--no-jobs"), Serve(env, "--no-jobs")]
+    procs = [Serve(env, "--no-jobs") for _ in range(count)]
     try:
         for s in procs:
             s.start()
@@ -193,3 +194,10 @@ def servers(django_db_setup: Any) -> Iterator[list[Serve]]:
     finally:
         for s in procs:
             s.stop()
+
+
+@pytest.fixture(scope="module")
+def servers(django_db_setup: Any) -> Iterator[list[Serve]]:
+    """Two serving processes without background jobs, on the test database."""
+    with serving(2) as procs:
+        yield procs

@@ -23,24 +23,15 @@ from tests import factories
 from tests.fakes import FakeUpstream
 from tests.fakes import openai as up
 
-from .conftest import Serve, child_env, until
+from .conftest import Serve, serving, until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture(scope="module")
 def gateways(django_db_setup: Any) -> Iterator[list[Serve]]:
-    env = child_env()
-    procs = [Serve(env, "--no-jobs") for _ in range(2 if os.environ.get("REDIS_URL") else 1)]
-    try:
-        for s in procs:
-            s.start()
-        for s in procs:
-            s.wait_ready()
+    with serving(2 if os.environ.get("REDIS_URL") else 1) as procs:
         yield procs
-    finally:
-        for s in procs:
-            s.stop()
 
 
 def _member(fake: FakeUpstream, gateways: list[Serve], **limits: Any) -> list[str]:
