@@ -1,7 +1,7 @@
-"""The reservation rules of ``reservations.MemoryReservations`` as two Lua scripts.
+"""The reservation rules of ``reservations.MemoryReservations`` as Lua scripts.
 
 One script admits (every line of one request, all or nothing, one round trip), one
-settles or releases. Per line the keys are: the RPM bucket, the TPM bucket, a sorted set
+settles or releases, one renews a long request's hold. Per line the keys are: the RPM bucket, the TPM bucket, a sorted set
 of holds (request id scored by expiry), a hash of their costs (field ``_sum``: the total
 held) and the spend counter of the period. Expired holds are swept before each check,
 so a dead process's holds vanish on their own. Numbers travel as strings.
@@ -121,3 +121,21 @@ end
 return 1
 """
 )
+
+#: Keys as for ``RESERVE`` (five per line; only the holds' set and hash are used); ARGV:
+#: now, request id, ttl. A hold that expired or was settled is not brought back.
+RENEW = """
+local now, rid, ttl = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
+local renewed = 0
+for i = 1, #KEYS / 5 do
+  local z, h = KEYS[(i - 1) * 5 + 3], KEYS[(i - 1) * 5 + 4]
+  local exp = tonumber(redis.call('ZSCORE', z, rid))
+  if exp and exp > now then
+    redis.call('ZADD', z, 'XX', now + ttl, rid)
+    redis.call('EXPIRE', z, math.ceil(ttl) + 60)
+    redis.call('EXPIRE', h, math.ceil(ttl) + 60)
+    renewed = renewed + 1
+  end
+end
+return renewed
+"""

@@ -16,7 +16,7 @@ from typing import Any
 import redis
 import redis.asyncio as aredis
 
-from ._reserve_lua import RESERVE, SETTLE
+from ._reserve_lua import RENEW, RESERVE, SETTLE
 from ._resp import RespClient, RespError, supported
 from .reservations import Denial, Hold
 from .state import MAX_COOLDOWN, Bucket, Cooldown, StateStore, StoreError, under
@@ -335,6 +335,9 @@ class RedisStateStore(StateStore):
         index, kind, wait, spent = (_text(v) for v in out)
         return Denial(int(index), kind, float(wait), float(spent))
 
+    async def renew(self, hold: Hold, now: float) -> int:
+        return int(await self._run("renew", self._hold_keys(hold), [repr(now), hold.request_id, repr(hold.ttl)]))
+
     async def settle(self, hold: Hold, tokens: int, cost: float, now: float) -> None:
         args: list[Any] = [repr(now), hold.request_id, str(hold.tokens), repr(float(cost)), repr(hold.ttl), str(tokens)]
         for line in hold.lines:
@@ -395,6 +398,7 @@ _SCRIPTS = {
     "unlock": _UNLOCK,
     "reserve": RESERVE,
     "settle": SETTLE,
+    "renew": RENEW,
 }
 
 

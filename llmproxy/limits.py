@@ -8,7 +8,9 @@ Key and user limits (``rpm``, ``tpm``, ``max_parallel``, ``budget_usd`` per cale
 ``budget_period``) refuse the client's request with ``LimitExceeded`` (429, Retry-After,
 a message naming the limit). ``Limiter.reserve`` takes the request's estimated tokens and
 cost from every line in one atomic store step (one Lua script on Redis), ``settle`` turns
-the hold into the real cost, ``release`` gives it back after a failure. Spend counters
+the hold into the real cost, ``release`` gives it back after a failure; while the request
+runs, a timer renews its hold every third of ``limits.reservation_ttl`` so a request
+longer than the TTL keeps it (a dead process stops renewing, and its holds expire). Spend counters
 are named by the holder and the period's start (``periods``), so a new period is a new
 counter; the snapshot's settled spend (from the usage records) is each counter's floor,
 which is how counters come back after Redis lost them, without counting anything twice.
@@ -20,9 +22,11 @@ case is logged and counted (``Limiter.store_errors``, shown in /metrics).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
+import weakref
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -77,12 +81,14 @@ def _usd(amount: float) -> str:
     return cents if abs(float(cents) - amount) < 1e-9 else f"{amount:.4f}".rstrip("0")
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, weakref_slot=True)
 class Reservation:
     """What ``reserve`` took for one request; settle or release it exactly once."""
 
     hold: Hold | None
     done: bool = False
+    #: The next renewal of the hold (``Limiter.renew``), cancelled when it is settled.
+    timer: asyncio.TimerHandle | None = None
 
 
 class Limiter:
@@ -98,6 +104,7 @@ class Limiter:
         #: ``(kind, outcome)`` -> count, e.g. ``("budget", "refused")``; /metrics shows them.
         self.store_errors: Counter[tuple[str, str]] = Counter()
         self._warned_at = 0.0
+        self._renewals: set[asyncio.Task[None]] = set()
 
     def configure(self, settings: LimitSettings) -> None:
         if settings != self.settings:
@@ -159,7 +166,46 @@ class Limiter:
             return self._store_down(hold, exc)
         if denial is not None:
             raise self._refusal(hold.lines[denial.line], denial, now)
-        return Reservation(hold)
+        res = Reservation(hold)
+        if any(line.max_parallel is not None or line.budget_usd is not None for line in lines):
+            self._schedule(res, weakref.ref(res))  # only these count holds; RPM and TPM do not
+        return res
+
+    def _schedule(self, res: Reservation, ref: weakref.ref[Reservation]) -> None:
+        """Renew the hold after a third of its TTL, from a timer: nothing runs per chunk.
+
+        The timer holds the reservation weakly, so a request dropped without settling stops
+        renewing (and its hold expires) once the reservation is gone; a dead process's
+        timers die with it."""
+        assert res.hold is not None
+        loop = asyncio.get_running_loop()
+        res.timer = loop.call_later(res.hold.ttl / 3, self._renew_due, ref)
+
+    def _renew_due(self, ref: weakref.ref[Reservation]) -> None:
+        task = asyncio.ensure_future(self._renew_and_reschedule(ref))
+        self._renewals.add(task)
+        task.add_done_callback(self._renewals.discard)
+
+    async def _renew_and_reschedule(self, ref: weakref.ref[Reservation]) -> None:
+        res = ref()
+        if res is None or res.done:
+            return
+        if await self.renew(res) and not res.done:
+            self._schedule(res, ref)
+
+    async def renew(self, res: Reservation) -> bool:
+        """Extend a running request's hold by ``reservation_ttl`` from now (one store call).
+
+        True while the hold is still worth renewing: it is live, or the store could not be
+        reached this time (the next try may reach it before the hold expires)."""
+        if res.done or res.hold is None:
+            return False
+        try:
+            return await self.store.renew(res.hold, self.clock()) > 0
+        except StoreError as exc:
+            self.store_errors[("renew", "failed")] += 1
+            log.warning("limits store unavailable, hold of %s not renewed: %s", res.hold.request_id, exc)
+            return True
 
     def _store_down(self, hold: Hold, exc: StoreError) -> Reservation:
         budgets = any(line.budget_usd is not None for line in hold.lines)
@@ -199,6 +245,9 @@ class Limiter:
 
     async def settle(self, res: Reservation, *, tokens: int, cost: float | None) -> None:
         """Turn a hold into what the request really used (TPM and spend); idempotent."""
+        if res.timer is not None:
+            res.timer.cancel()
+            res.timer = None
         if res.done or res.hold is None:
             res.done = True
             return

@@ -6,7 +6,8 @@ The step either takes everything or nothing. A budget admits a request when its
 estimated cost fits what is left after the settled spend and what requests in flight
 hold, or when nothing is in flight and the settled spend is under the budget (so a small
 budget is not unusable; the overshoot is at most that one request). Each hold carries an
-expiry, so a process that dies mid-request gives its holds back by itself.
+expiry, so a process that dies mid-request gives its holds back by itself; a process
+that is alive renews the holds of its long requests (``renew``) before they expire.
 
 ``RedisStateStore`` runs the same rules as one Lua script (``_reserve_lua``); a test
 drives both with the same cases.
@@ -129,6 +130,20 @@ class MemoryReservations:
                 holder.held += hold.cost
             holder.holds[hold.request_id] = (hold.cost, now + hold.ttl)
         return None
+
+    def renew(self, hold: Hold, now: float) -> int:
+        """Push the expiry of a live hold to ``now + ttl`` on every line; how many lines held it.
+
+        A hold that already expired (or was settled) is not brought back: that would admit
+        it again without any check."""
+        renewed = 0
+        for line in hold.lines:
+            holder = self.holders.get(line.scope)
+            entry = holder.holds.get(hold.request_id) if holder is not None else None
+            if holder is not None and entry is not None and entry[1] > now:
+                holder.holds[hold.request_id] = (entry[0], now + hold.ttl)
+                renewed += 1
+        return renewed
 
     def settle(self, hold: Hold, tokens: int, cost: float, now: float) -> None:
         for line in hold.lines:

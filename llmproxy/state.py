@@ -143,6 +143,10 @@ class StateStore(ABC):
         """Admit a request on every line of ``hold`` at once, or say which line refused it."""
 
     @abstractmethod
+    async def renew(self, hold: Hold, now: float) -> int:
+        """Extend a live hold's expiry to ``now + hold.ttl``; how many of its lines still held it."""
+
+    @abstractmethod
     async def settle(self, hold: Hold, tokens: int, cost: float, now: float) -> None:
         """End a hold: give back what it held, correct TPM to ``tokens``, add ``cost`` to the spend."""
 
@@ -309,6 +313,10 @@ class MemoryStateStore(StateStore):
     async def reserve(self, hold: Hold, now: float) -> Denial | None:
         with self._lock:
             return self._res.reserve(hold, now)
+
+    async def renew(self, hold: Hold, now: float) -> int:
+        with self._lock:
+            return self._res.renew(hold, now)
 
     async def settle(self, hold: Hold, tokens: int, cost: float, now: float) -> None:
         with self._lock:

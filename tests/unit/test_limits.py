@@ -7,7 +7,9 @@ Lua scripts and the memory implementation must agree.
 from __future__ import annotations
 
 import asyncio
+import gc
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 
@@ -197,6 +199,80 @@ async def test_limiter_gives_back_the_budget_hold_of_a_dead_process_when_it_expi
     ]  # the dead hold cost nothing
 
 
+async def test_a_renewed_hold_outlives_its_ttl_counts_against_the_budget_and_is_charged_once(
+    limiter: Limiter, clock: Clock
+) -> None:
+    """A request longer than ``reservation_ttl`` (a long stream) keeps its hold while it is renewed."""
+    k = key(budget_usd=1.0, budget_period="daily")
+    ttl = limiter.settings.reservation_ttl
+    res = await limiter.reserve(k, tokens=1, cost=0.9)
+    for _ in range(4):  # 4 x 2/3 of the TTL: well past the first expiry
+        clock.advance(ttl * 2 / 3)
+        assert await limiter.renew(res)
+        with pytest.raises(LimitExceeded) as info:
+            await limiter.reserve(k, tokens=1, cost=0.5)
+        assert info.value.message.endswith("is taken up by requests in flight; retry when they finish")
+    await limiter.settle(res, tokens=1, cost=0.8)
+    await limiter.settle(res, tokens=1, cost=0.8)  # a second settle charges nothing
+    assert not await limiter.renew(res)  # settled: nothing to renew, and nothing brought back
+    spend = [limiter.spend_key(f"k:{k.id}", "daily")]
+    assert limiter.store.spends(spend) == [pytest.approx(0.8)]
+    small = await limiter.reserve(k, tokens=1, cost=0.15)  # the settled hold holds nothing any more
+    await limiter.settle(small, tokens=1, cost=0.15)
+    assert limiter.store.spends(spend) == [pytest.approx(0.95)]
+
+
+async def test_a_hold_whose_renewals_stop_expires_one_ttl_after_the_last_and_is_not_revived(
+    limiter: Limiter, clock: Clock
+) -> None:
+    """The process "dies" after one renewal: the hold lasts one TTL past it, then is gone for good."""
+    k = key(budget_usd=1.0, max_parallel=1)
+    ttl = limiter.settings.reservation_ttl
+    res = await limiter.reserve(k, tokens=1, cost=0.9)
+    clock.advance(ttl / 3)
+    assert await limiter.renew(res)
+    clock.advance(ttl - 1)  # past the first expiry, within the renewed one
+    with pytest.raises(LimitExceeded) as info:
+        await limiter.reserve(k, tokens=1, cost=0.05)
+    assert info.value.message == "key limit of 1 parallel requests reached"
+    clock.advance(2)
+    assert not await limiter.renew(res)  # expired: a late renewal does not bring it back
+    other = await limiter.reserve(k, tokens=1, cost=0.5)
+    await limiter.settle(other, tokens=1, cost=0.5)
+    await limiter.settle(res, tokens=1, cost=0.0)  # the expired hold's late end changes nothing
+    assert limiter.store.spends([limiter.spend_key(f"k:{k.id}", "none")]) == [pytest.approx(0.5)]
+
+
+async def test_the_limiter_renews_a_running_hold_from_a_timer_until_it_is_settled(
+    store: StateStore, clock: Clock
+) -> None:
+    """A timer per held request renews it every third of the TTL; settling cancels it, and a
+    reservation dropped without settling is not kept alive by its timer."""
+    limiter = Limiter(store, clock=clock, settings=LimitSettings(reservation_ttl=0.3))
+    k = key(max_parallel=1)
+    res = await limiter.reserve(k, tokens=1)
+    first = res.timer
+    assert first is not None
+    clock.advance(0.2)  # the renewal, when it comes, holds until 0.5
+    for _ in range(500):  # the renewal runs ~0.1 s after the admission
+        if res.timer is not first:
+            break
+        await asyncio.sleep(0.01)
+    assert res.timer is not first and res.timer is not None  # renewed and rescheduled
+    clock.advance(0.15)  # past the first expiry (0.3), within the renewed one
+    with pytest.raises(LimitExceeded):
+        await limiter.reserve(k, tokens=1)
+    timer = res.timer
+    await limiter.settle(res, tokens=1, cost=0.0)
+    assert res.timer is None and timer.cancelled()
+    await limiter.release(await limiter.reserve(k, tokens=1))
+    gone = weakref.ref(await limiter.reserve(key(max_parallel=1), tokens=1))
+    gc.collect()
+    assert gone() is None
+    none = await limiter.reserve(key(rpm=5), tokens=1)  # no line counts holds: no timer at all
+    assert none.timer is None
+
+
 async def test_limiter_refuses_nothing_when_a_refused_line_would_have_taken(limiter: Limiter) -> None:
     """All or nothing: a request the user's limit refuses takes nothing from the key's RPM."""
     user = UserLimits(id=43, max_parallel=1)
@@ -293,6 +369,9 @@ class BrokenStore(StateStore):
         raise StoreError("down")
 
     async def reserve(self, hold: Hold, now: float) -> Denial | None:
+        raise StoreError("down")
+
+    async def renew(self, hold: Hold, now: float) -> int:
         raise StoreError("down")
 
     async def settle(self, hold: Hold, tokens: int, cost: float, now: float) -> None:
