@@ -101,6 +101,8 @@ class StreamRelay:
                 self.encoder.resume(self.array.elements)
             elif self.held:
                 yield self._release()
+            if self.ex.passthrough and self.array is None:
+                _resume(self.encoder, self.decoder)  # the upstream's bytes opened the response, not the encoder
             yield self.encoder.error(self.books.disclose(self.ex, err))
         except (asyncio.CancelledError, GeneratorExit):
             if self.relayed is None:  # a client that leaves after the upstream's error event saw that error

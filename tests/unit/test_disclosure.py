@@ -27,6 +27,7 @@ from tests.fakes import Reply as FakeReply
 from tests.fakes import anthropic as fa
 from tests.fakes import gemini as fg
 from tests.fakes import openai as up
+from tests.fakes import responses as fr
 
 KEY = "sk-proj-Zq8LmN4vX2pR7tY9wK3sB6"
 FAST = Routing(backoff_base=0.001, backoff_max=0.002, strategy="fill-first", max_attempts=2)
@@ -244,3 +245,21 @@ async def test_an_sse_upstreams_error_frame_becomes_the_gateways_element(gw: Gat
     items = await ask_gemini_array(gw)
     assert len(items) == 2 and items[0]["candidates"][0]["content"]["parts"] == [{"text": "Hel"}]  # type: ignore[index]
     assert "'public-model': the upstream failed" in items[1]["error"]["message"]  # type: ignore[index]
+
+
+async def test_a_passthrough_responses_stream_cut_midway_fails_the_response_it_opened(
+    gw: Gateway, fake: FakeUpstream
+) -> None:
+    """The gateway's ``response.failed`` after a cut continues the upstream's response: no second one."""
+    provider = ProviderConfig(name="acct-main", type="openai", base_url=f"{fake.url}/v1", options={"wire": "responses"})
+    cred = Credential("cred-one", "acct-main", api_key=KEY + "one")
+    gw.swap(Runtime.build(routes=[Route("public-model", "up-model", provider, (cred,))], routing=FAST,
+                          require_keys=False))  # fmt: skip
+    fake.default("/v1/responses", fr.stream(["Hel", "lo", "there"], cut_after=5))
+    body = {"model": "public-model", "input": "hi", "stream": True}
+    text = await body_of(await gw.handle(Call("openai_responses", json.dumps(body).encode())))
+    events = [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: {")]
+    kinds = [e["type"] for e in events]
+    assert kinds.count("response.created") == 1 and kinds[-1] == "response.failed", kinds
+    seqs = [e["sequence_number"] for e in events]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), seqs  # one numbering, no restart at 0
