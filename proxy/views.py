@@ -27,7 +27,8 @@ from llmproxy.journal import backlog_bytes as journal_backlog
 from .clients import is_local
 from .reports import portal as portal_data
 from .serving import metrics
-from .serving.process_engine import get_engine
+from .serving.process_counters import counters_dir, read_node
+from .serving.process_engine import STORE_ERRORS, get_engine
 from .serving.usage_journal import journal_dir
 
 log = logging.getLogger("llmproxy.views")
@@ -106,14 +107,16 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     if refused is not None:
         return refused
     directory = journal_dir()
+    engine = get_engine()
     gauges = {
-        "llmproxy_config_version": ("Config version this process serves.", float(get_engine().gateway.runtime.version)),
+        "llmproxy_config_version": ("Config version this process serves.", float(engine.gateway.runtime.version)),
         "llmproxy_usage_journal_backlog_bytes": (
             "Journaled usage not yet in the database.",
             float(journal_backlog(directory)),
         ),
     }
-    errors = get_engine().gateway.limiter.store_errors  # this process's
+    # Every serving process's counts of the node, the exited ones' included (process_counters).
+    errors = read_node(counters_dir(), engine.counters).get(STORE_ERRORS, {})
     return HttpResponse(metrics.from_journal(directory).render(gauges, errors), content_type=metrics.CONTENT_TYPE)
 
 

@@ -110,10 +110,11 @@ class Metrics:
 
     def render(
         self, gauges: Mapping[str, tuple[str, float]] | None = None,
-        store_errors: Mapping[tuple[str, str], int] | None = None,
+        store_errors: Mapping[Labels, int] | None = None,
     ) -> str:  # fmt: skip
         """The exposition text; ``gauges`` maps a name to (help, value) read at scrape time,
-        ``store_errors`` is the limiter's count of state-store failures by (limit kind, outcome)."""
+        ``store_errors`` is the limiter's count of state-store failures by (limit kind, outcome),
+        summed over the node's serving processes (``process_counters.read_node``)."""
         with self._lock:
             out: list[str] = []
             _family(out, "llmproxy_requests_total", "counter", "Requests by public model, provider and status.",

@@ -36,6 +36,7 @@ from proxy.configsync.watch import start_watcher, stop_watcher
 from proxy.tasks import request_refresh
 
 from . import current, heap, live_feed
+from .process_counters import CounterFile, Counts, counters_dir
 from .snapshot import build_runtime
 from .state import make_response_store, make_state_store
 from .usage_journal import make_writer
@@ -43,6 +44,8 @@ from .usage_journal import make_writer
 log = logging.getLogger("llmproxy.engine")
 #: ``logging.request_log``: one line per LLM request (the site's LOGGING turns it on or off).
 requests_log = logging.getLogger("llmproxy.requests")
+#: The /metrics family of ``Limiter.store_errors`` (labels: kind, outcome).
+STORE_ERRORS = "llmproxy_limits_store_errors_total"
 _T = TypeVar("_T")
 #: Called (on the engine's database thread) after each snapshot build: the site re-reads
 #: what the watched file says beyond the snapshot (logging, management access).
@@ -85,7 +88,15 @@ class Engine:
         self.poll_interval = conf["RELOAD_POLL_INTERVAL"]
         self._started: asyncio.Future[None] | None = None
         self._reloader: asyncio.Task[None] | None = None
+        #: This process's own counters, written for /metrics' node-wide view (process_counters).
+        self.counters = CounterFile(counters_dir(), self.process_counts)
+        self._counters_task: asyncio.Task[None] | None = None
         atexit.register(self.journal.close)
+        atexit.register(self.counters.flush)
+
+    def process_counts(self) -> Counts:
+        """The counters only this process knows, by /metrics family name."""
+        return {STORE_ERRORS: {key: n for key, n in self.gateway.limiter.store_errors.items()}}
 
     def _on_usage(self, event: UsageEvent) -> None:
         # Called before the response's last byte: the record is on disk (page cache) before
@@ -107,6 +118,7 @@ class Engine:
                 scrub.guard_handlers()  # whatever handlers the server set up scrub too
                 start_watcher()  # returns at once; only one process holds the lease and applies
                 self._reloader = asyncio.get_running_loop().create_task(self._poll())
+                self._counters_task = asyncio.get_running_loop().create_task(self.counters.run())
                 heap.settle()  # start-up's objects out of every later collection's way
                 self._started.set_result(None)
             except BaseException as exc:
@@ -167,6 +179,9 @@ class Engine:
         if self._reloader is not None:
             self._reloader.cancel()
             self._reloader = None
+        if self._counters_task is not None:
+            self._counters_task.cancel()  # writes the counts once more on its way out
+            self._counters_task = None
         self.journal.close()  # seals this process's segment: the ingester may delete it once written
         await self.gateway.http.close()
         await self.gateway.conversations.drain()

@@ -155,3 +155,69 @@ def test_it_counts_limits_store_errors(registry: metrics.Metrics) -> None:
     assert sample(text, "llmproxy_limits_store_errors_total", kind="budget", outcome="refused") == 2
     assert sample(text, "llmproxy_limits_store_errors_total", kind="rate_limit", outcome="admitted") == 5
     assert "# TYPE llmproxy_limits_store_errors_total counter" in text
+
+
+CHILD = """
+import sys
+from pathlib import Path
+from proxy.serving.process_counters import CounterFile
+counts = {"llmproxy_limits_store_errors_total": {("budget", "refused"): 2, ("renew", "failed"): 1}}
+assert CounterFile(Path(sys.argv[1]), lambda: counts).flush()
+print("written", flush=True)
+sys.stdin.read()  # until the test lets it exit
+"""
+
+
+def test_it_sums_limits_store_errors_over_the_serving_processes_and_keeps_the_exited_ones(
+    client: Client, registry: metrics.Metrics, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Another serving process counted too: /metrics shows the sum; after it exits, the total stays."""
+    import subprocess
+    import sys
+    from collections import Counter
+
+    from django.conf import settings
+
+    from proxy.serving.process_counters import TOTALS, counters_dir
+    from proxy.serving.process_engine import get_engine
+
+    monkeypatch.setattr(settings, "VAR_DIR", tmp_path / "var")
+    limiter = get_engine().gateway.limiter
+    monkeypatch.setattr(limiter, "store_errors", Counter({("budget", "refused"): 3}))
+    directory = counters_dir()
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(directory)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "written"
+
+        def scrape() -> tuple[float, float]:
+            text = client.get("/metrics").content.decode()
+            return (sample(text, "llmproxy_limits_store_errors_total", kind="budget", outcome="refused"),
+                    sample(text, "llmproxy_limits_store_errors_total", kind="renew", outcome="failed"))  # fmt: skip
+
+        assert scrape() == (5, 1)  # this process's 3 (live) + the child's 2 (its file)
+        assert len(list(directory.glob(f"*-{child.pid}-*.json"))) == 1  # the child's file
+    finally:
+        child.communicate("", timeout=30)
+    assert child.returncode == 0
+    assert scrape() == (5, 1)  # exited: folded into the totals, not dropped
+    assert not list(directory.glob(f"*-{child.pid}-*")) and (directory / TOTALS).exists()
+    assert scrape() == (5, 1)  # and counted once
+    limiter.store_errors[("budget", "refused")] += 1
+    assert scrape() == (6, 1)
+
+
+def test_it_writes_a_processes_counters_only_when_they_changed(tmp_path: Path) -> None:
+    from proxy.serving.process_counters import CounterFile, read_node
+
+    family = "llmproxy_limits_store_errors_total"
+    counts: dict[tuple[str, ...], int] = {}
+    own = CounterFile(tmp_path, lambda: {family: counts})
+    assert own.flush() is False and not list(tmp_path.iterdir())  # nothing counted, nothing written
+    counts[("settle", "lost")] = 1
+    assert own.flush() is True and own.flush() is False
+    other = CounterFile(tmp_path, lambda: {family: {("settle", "lost"): 4}})
+    assert other.flush() is True
+    assert read_node(tmp_path)[family] == {("settle", "lost"): 5}
+    counts[("settle", "lost")] = 2  # not yet flushed: the scraping process reads its own live
+    assert read_node(tmp_path, own)[family] == {("settle", "lost"): 6}
