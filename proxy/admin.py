@@ -56,6 +56,8 @@ from .serving.state import clear_cooldowns, shares_state
 log = logging.getLogger("llmproxy.admin")
 
 SECRET_FIELDS = ("api_key", "access_token", "refresh_token")
+#: The usage list's "est." marker says this on hover.
+_ESTIMATED = "counted by the gateway's tokenizer: the upstream reported no token counts"
 
 admin.site.site_header = "llmproxy"
 admin.site.site_title = "llmproxy admin"
@@ -496,8 +498,12 @@ class UsageRecordAdmin(ReadOnlyAdmin):
         return "—" if obj.cost_usd is None else f"{obj.cost_usd:.4f}"
 
     @admin.display(description="tokens in/out")
-    def tokens(self, obj: UsageRecord) -> str:
-        return f"{obj.prompt_tokens:,} / {obj.completion_tokens:,}"
+    def tokens(self, obj: UsageRecord) -> SafeString:
+        """The counts, marked "est." where some are the gateway's own tokenizer's (the upstream gave none)."""
+        counts = f"{obj.prompt_tokens:,} / {obj.completion_tokens:,}"
+        if obj.tokens_estimated:
+            return format_html('{} <small class="llp-est" title="{}">est.</small>', counts, _ESTIMATED)
+        return format_html("{}", counts)
 
 
 @admin.register(UsageDaily)

@@ -57,6 +57,9 @@ class UsageOut(Schema):
     cached_tokens: int = Field(description="Prompt-cache reads.")
     cache_write_tokens: int = Field(0, description="Prompt-cache writes (Anthropic's cache_creation_input_tokens).")
     reasoning_tokens: int
+    tokens_estimated: bool = Field(
+        False, description="Some token counts are the gateway's own tokenizer's: the upstream reported none."
+    )
     cost_usd: float | None
     latency_ms: int
     ttfb_ms: int | None

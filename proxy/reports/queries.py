@@ -26,10 +26,12 @@ from proxy.serving.spend import settled_spend
 
 from . import grains, keyset
 
-#: The usage record fields of the external contract (INTERFACE.md section 4), in order.
+#: The usage record fields of the external contract (INTERFACE.md section 4), in order, then
+#: ``tokens_estimated`` (added after the contract's list: a reader of the columns by position keeps them).
 USAGE_FIELDS = ("request_id", "created_at", "user", "key_prefix", "ingress", "model", "upstream_model", "provider",
                 "credential", "stream", "status_code", "error_type", "prompt_tokens", "completion_tokens",
-                "cached_tokens", "reasoning_tokens", "cost_usd", "latency_ms", "ttfb_ms", "attempts", "overrides")  # fmt: skip
+                "cached_tokens", "reasoning_tokens", "cost_usd", "latency_ms", "ttfb_ms", "attempts", "overrides",
+                "tokens_estimated")  # fmt: skip
 #: ``credential`` groups by provider and credential name (credential names repeat across providers).
 #: Rows per query of the CSV export (keyset pages).
 CSV_PAGE = 2000
@@ -288,6 +290,7 @@ def record_row(rec: UsageRecord, *, staff: bool = False, usernames: dict[int, st
         "cached_tokens": rec.cached_tokens,
         "cache_write_tokens": rec.cache_write_tokens,
         "reasoning_tokens": rec.reasoning_tokens,
+        "tokens_estimated": rec.tokens_estimated,
         "cost_usd": None if rec.cost_usd is None else float(rec.cost_usd),
         "latency_ms": rec.latency_ms,
         "ttfb_ms": rec.ttfb_ms,

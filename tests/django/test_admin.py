@@ -193,6 +193,20 @@ def test_it_filters_and_searches_usage(client: Client, rows: dict[str, Any]) -> 
     assert client.get(reverse("admin:proxy_usagerecord_add")).status_code == 403
 
 
+def test_it_marks_estimated_token_counts_in_the_usage_list_and_detail(client: Client, staff: User) -> None:
+    for rid, estimated in (("req-est", True), ("req-real", False)):
+        UsageRecord.objects.create(request_id=rid, created_at=timezone.now(), user=staff, ingress="openai_chat",
+                                   status_code=200, prompt_tokens=1234, completion_tokens=7,
+                                   tokens_estimated=estimated)  # fmt: skip
+    url = reverse("admin:proxy_usagerecord_changelist")
+    marked = client.get(url + "?q=req-est").content.decode()
+    assert re.search(r"1,234 / 7 <small class=\"llp-est\"[^>]*>est\.</small>", marked)
+    assert "llp-est" not in client.get(url + "?q=req-real").content.decode()
+    detail = client.get(reverse("admin:proxy_usagerecord_change",
+                                args=[UsageRecord.objects.get(request_id="req-est").pk])).content.decode()  # fmt: skip
+    assert re.search(r"Tokens estimated:.*?icon-yes", detail, re.S)
+
+
 def test_it_lets_only_a_superuser_change_a_superuser(client: Client, rows: dict[str, Any]) -> None:
     root = User.objects.create_superuser("root", password="pw-root")
     assert client.get(reverse("admin:accounts_user_change", args=[root.pk])).status_code == 200  # view only
