@@ -22,7 +22,7 @@ import pytest
 from django.test import Client
 
 from proxy.jobs import token_refresh
-from proxy.models import ConfigVersion, Credential, LoginSession, ModelRoute, Provider
+from proxy.models import Credential, LoginSession, ModelRoute, Provider
 from tests import factories
 from tests.fakes import codewhisperer as cw
 from tests.fakes._gate import AccountServer, Tokens
@@ -69,7 +69,6 @@ class Account:
 def account(request: pytest.FixtureRequest, servers: list[Serve], claude: FakeClaude, kiro: FakeKiroAuth,
             codewhisperer: cw.FakeCodeWhisperer) -> Account:  # fmt: skip
     """An account credential (Claude OAuth, or Kiro Builder ID) both servers serve, and an API key for them."""
-    ConfigVersion.objects.update_or_create(pk=1, defaults={"version": int(time.time() * 10)})
     # a name of its own: the shared token store outlives the test database's rows
     name = f"me-{uuid.uuid4().hex[:8]}"
     expires = datetime.now(UTC) + timedelta(hours=8)

@@ -14,7 +14,7 @@ import pytest
 
 from accounts.actions import revoke_api_key
 from accounts.models import ApiKey, User
-from proxy.models import ConfigVersion, ModelRoute, Provider, UsageRecord
+from proxy.models import ModelRoute, Provider, UsageRecord
 from tests import factories
 from tests.fakes import FakeUpstream
 from tests.fakes import openai as up
@@ -52,9 +52,6 @@ def within(seconds: float, check: Any, what: str) -> float:
 
 @pytest.fixture
 def setup(servers: list[Serve], fake: FakeUpstream) -> Setup:
-    # A fresh version number: the database was emptied since the servers' last snapshot, and
-    # a counter restarting from zero could land on the very version they already serve.
-    ConfigVersion.objects.update_or_create(pk=1, defaults={"version": int(time.time() * 10)})
     fake.default("/v1/chat/completions", up.completion("ok"))
     p = factories.provider("up", fake.url + "/v1", models=[{"name": "gpt-test", "upstream": "up-a"}])
     user = factories.user()

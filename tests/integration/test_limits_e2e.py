@@ -18,7 +18,7 @@ import pytest
 
 from accounts.models import User
 from llmproxy.stores import create_store
-from proxy.models import ConfigVersion, UsageRecord
+from proxy.models import UsageRecord
 from tests import factories
 from tests.fakes import FakeUpstream
 from tests.fakes import openai as up
@@ -37,7 +37,6 @@ def gateways(django_db_setup: Any) -> Iterator[list[Serve]]:
 def _member(fake: FakeUpstream, gateways: list[Serve], **limits: Any) -> list[str]:
     if os.environ.get("REDIS_URL"):  # ids restart with each test database; counters would not
         create_store(os.environ["REDIS_URL"]).reset()
-    ConfigVersion.objects.update_or_create(pk=1, defaults={"version": int(time.time() * 10)})
     fake.default("/v1/chat/completions", up.completion("ok"))  # 10 + 5 tokens
     factories.provider("up", fake.url + "/v1", models=[
         {"name": "gpt-test", "upstream": "up-a", "input_price": "100000", "output_price": "100000"}])  # fmt: skip
