@@ -26,12 +26,11 @@ from proxy.serving.spend import settled_spend
 
 from . import grains, keyset
 
-#: The usage record fields of the external contract (INTERFACE.md section 4), in order, then
-#: ``tokens_estimated`` (added after the contract's list: a reader of the columns by position keeps them).
+#: The usage record fields of the external contract (INTERFACE.md section 4), in order: the CSV's
+#: columns exactly (the API's items add ``cache_write_tokens`` and ``tokens_estimated``).
 USAGE_FIELDS = ("request_id", "created_at", "user", "key_prefix", "ingress", "model", "upstream_model", "provider",
                 "credential", "stream", "status_code", "error_type", "prompt_tokens", "completion_tokens",
-                "cached_tokens", "reasoning_tokens", "cost_usd", "latency_ms", "ttfb_ms", "attempts", "overrides",
-                "tokens_estimated")  # fmt: skip
+                "cached_tokens", "reasoning_tokens", "cost_usd", "latency_ms", "ttfb_ms", "attempts", "overrides")  # fmt: skip
 #: ``credential`` groups by provider and credential name (credential names repeat across providers).
 #: Rows per query of the CSV export (keyset pages).
 CSV_PAGE = 2000
