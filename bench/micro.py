@@ -63,6 +63,40 @@ def codec_chunk_cost(chunks: int = 50) -> dict[str, float]:
             "passthrough_decode_us_per_chunk": round(p / len(passthrough) * 1e6, 2)}  # fmt: skip
 
 
+def relay_chunk_cost(relay_cls: Any = None, chunks: int = 50) -> dict[str, float]:
+    """``StreamRelay._relay`` per upstream chunk of a passthrough OpenAI Chat stream, in µs:
+    as the upstream framed it (one event a chunk) and with every event split in two, each
+    with and without the model rename. ``relay_cls`` lets a before/after run pass the old class."""
+    from types import SimpleNamespace
+
+    from llmproxy import formats
+    from llmproxy.relay import StreamRelay
+
+    cls = relay_cls or StreamRelay
+    codec = formats.get("openai_chat")
+    aligned = _unchunk(openai_frames(f"m-{chunks}-0"))
+    split = [half for f in aligned for half in (f[: len(f) // 2], f[len(f) // 2 :])]
+    books = SimpleNamespace(estimated=lambda ex, usage: usage)
+
+    def run(frames: list[bytes], rename: bool) -> None:
+        r = object.__new__(cls)
+        r.ex, r.books, r.decoder = SimpleNamespace(passthrough=True), books, codec.StreamDecoder()
+        r.relayed = r.array = r.usage = None
+        r.rename, r.upstream_model, r.public_model = rename, "bench-up", "bench"
+        r.held, r.said = b"", []
+        if "end" in cls.__slots__:
+            r.end = None
+        for f in frames:
+            r._relay(f)
+
+    out: dict[str, float] = {}
+    for name, frames in (("aligned", aligned), ("split", split)):
+        for rename in (False, True):
+            key = f"{name}{'_rename' if rename else ''}_us_per_chunk"
+            out[key] = round(_best(lambda: run(frames, rename)) / len(frames) * 1e6, 2)  # noqa: B023
+    return out
+
+
 def json_costs() -> dict[str, float]:
     """Parse a request body and a reply, re-serialise the reply: orjson vs the standard library."""
     from .run import chat_body

@@ -3,9 +3,10 @@
 The gateway has already read the first chunk (a stream that breaks at once fails over);
 from here on the client holds a 200, so an upstream failure becomes an error event in
 the client's dialect and the candidate cools in the background. Passthrough streams go
-out byte for byte (with the public model name put back); translated ones are decoded
-to canonical events and encoded again. Whatever happens, usage is settled and the call
-recorded exactly once, when the relay ends.
+out byte for byte (with the public model name put back), in whole SSE events or JSON-array
+elements only, so the gateway's error after a cut follows a complete one; translated ones
+are decoded to canonical events and encoded again. Whatever happens, usage is settled and
+the call recorded exactly once, when the relay ends.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from ._json import loads
 from ._json_array import ArrayRelay
+from ._sse_cut import event_end, whole_events
 from .bookkeeping import Books
 from .errors import LLMProxyError, ProviderError
 from .exchange import Exchange
@@ -29,7 +31,7 @@ from .tokens import count_text
 class StreamRelay:
     """An async iterator of the bytes to send to the client for one upstream stream."""
 
-    __slots__ = ("array", "books", "chunks", "decoder", "encoder", "error", "ex", "first", "held",
+    __slots__ = ("array", "books", "chunks", "decoder", "encoder", "end", "error", "ex", "first", "held",
                  "public_model", "relayed", "rename", "reply", "said", "status", "ttfb", "upstream_model",
                  "usage")  # fmt: skip
 
@@ -49,9 +51,12 @@ class StreamRelay:
         self.public_model = ex.request.model
         self.upstream_model = ex.candidate.route.upstream_model
         self.rename = self.upstream_model != self.public_model
-        #: A passthrough chunk's last, unfinished line, held back for the rename: the model
-        #: name may be split across two network chunks (a client cannot use half a line anyway).
+        #: A passthrough chunk's unfinished last event, held back: sent, it would run into the
+        #: gateway's error frame if the upstream cut there (and the model name may be split
+        #: across two network chunks; a client cannot use half an event anyway).
         self.held = b""
+        #: The blank line that ends this SSE stream's events, learnt from its first line ending.
+        self.end: bytes | None = None
         #: A passthrough JSON-array stream (Gemini without ``alt=sse``) goes out in whole elements:
         #: ``held`` keeps the unfinished one, so an upstream error element never half reaches the client.
         self.array = ArrayRelay() if ex.passthrough and not ex.call.sse else None
@@ -99,8 +104,7 @@ class StreamRelay:
             self._cool(err)  # after the first byte: an error event, and the credential cools
             if self.array is not None:  # half an element stays unsent: the gateway's follows the last whole one
                 self.encoder.resume(self.array.elements)
-            elif self.held:
-                yield self._release()
+            self.held = b""  # half an event stays unsent: the gateway's error follows the last whole one
             if self.ex.passthrough and self.array is None:
                 _resume(self.encoder, self.decoder)  # the upstream's bytes opened the response, not the encoder
             yield self.encoder.error(self.books.disclose(self.ex, err))
@@ -129,16 +133,25 @@ class StreamRelay:
         if self.array is not None:
             return self._named(self.array.feed(chunk))
         if passthrough:
-            if not self.rename:
-                return chunk
-            data = self.held + chunk
-            cut = data.rfind(b"\n") + 1
-            self.held = data[cut:]
-            return _rename(data[:cut], self.upstream_model, self.public_model)
+            return self._named(self._whole(self.held + chunk if self.held else chunk))
         return b"".join(self.encoder.encode(e) for e in events)
 
+    def _whole(self, data: bytes) -> bytes:
+        """The whole SSE events of ``data``; the unfinished rest is held for the next chunk."""
+        end = self.end or event_end(data)
+        if end is None:
+            self.held = data
+            return b""
+        self.end = end
+        cut = whole_events(data, end)
+        if cut == len(data):  # the usual chunk: it ends an event, nothing to copy
+            self.held = b""
+            return data
+        self.held = data[cut:]
+        return data[:cut]
+
     def _named(self, data: bytes) -> bytes:
-        """Passthrough bytes with the public model name (whole lines or elements only)."""
+        """Passthrough bytes with the public model name (whole events or elements only)."""
         return _rename(data, self.upstream_model, self.public_model) if self.rename and data else data
 
     def _replace_error(self, chunk: bytes, shown: LLMProxyError) -> bytes:

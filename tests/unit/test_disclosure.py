@@ -263,3 +263,98 @@ async def test_a_passthrough_responses_stream_cut_midway_fails_the_response_it_o
     assert kinds.count("response.created") == 1 and kinds[-1] == "response.failed", kinds
     seqs = [e["sequence_number"] for e in events]
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), seqs  # one numbering, no restart at 0
+
+
+def sse_events(text: str) -> list[tuple[str | None, object]]:
+    """The client's stream, event by event, as a strict SSE client reads it: every event ends
+    with a blank line and its data is one JSON value (or ``[DONE]``); anything else fails."""
+    body = text.replace("\r\n", "\n")
+    assert body.endswith("\n\n"), body[-80:]
+    out: list[tuple[str | None, object]] = []
+    for block in body[:-2].split("\n\n"):
+        name, data = None, []
+        for line in block.split("\n"):
+            field, _, value = line.partition(": ")
+            assert field in ("event", "data"), line
+            if field == "event":
+                name = value
+            else:
+                data.append(value)
+        payload = "\n".join(data)
+        out.append((name, payload if payload == "[DONE]" else json.loads(payload)))
+    return out
+
+
+def cut_mid_event(frames: list[bytes], at: int) -> Stream:
+    """The first ``at`` frames whole, then half of the next one, then the connection drops."""
+    return Stream([*frames[:at], frames[at][: len(frames[at]) // 2]], cut_after=at + 1)
+
+
+def named_runtime(fake: FakeUpstream, kind: str, served: str, **options: str) -> Runtime:
+    provider = ProviderConfig(name="acct-main", type=kind, base_url=fake.url + ("/v1" if kind == "openai" else ""),
+                              options=options)  # fmt: skip
+    cred = Credential("cred-one", "acct-main", api_key=KEY + "one")
+    return Runtime.build(routes=[Route("public-model", served, provider, (cred,))], routing=FAST, require_keys=False)
+
+
+#: The gateway's own message (the cut reads as a connection loss or as an unreadable reply).
+OURS = "model 'public-model': the upstream "
+
+
+@pytest.mark.parametrize("served", ["up-model", "public-model"])  # renamed in the bytes, and relayed as is
+async def test_a_passthrough_openai_chat_stream_cut_mid_event_ends_whole(
+    gw: Gateway, fake: FakeUpstream, served: str
+) -> None:
+    gw.swap(named_runtime(fake, "openai", served))
+    fake.default("/v1/chat/completions", cut_mid_event(up.stream(["Hel", "lo", "there"], model=served).frames, 2))
+    events = sse_events(await body_of(await ask(gw, "openai_chat", stream=True)))
+    chunks = [data for _, data in events if isinstance(data, dict) and "choices" in data]
+    assert len(chunks) == 2 and chunks[1]["choices"][0]["delta"] == {"content": "Hel"}
+    assert all(c["model"] == "public-model" for c in chunks)
+    err = events[-2][1]
+    assert isinstance(err, dict) and err["error"]["message"].startswith(OURS) and events[-1][1] == "[DONE]"
+
+
+@pytest.mark.parametrize("served", ["up-model", "public-model"])
+async def test_a_passthrough_anthropic_stream_cut_mid_event_ends_whole(
+    gw: Gateway, fake: FakeUpstream, served: str
+) -> None:
+    gw.swap(named_runtime(fake, "claude", served))
+    fake.default("/v1/messages", cut_mid_event(fa.frames("Hello there, friend", model=served), 3))
+    events = sse_events(await body_of(await ask(gw, "anthropic", stream=True)))
+    names = [name for name, _ in events]
+    assert names[0] == "message_start" and names[-1] == "error" and names.count("error") == 1, names
+    assert len(events) == 4  # the three whole events, then the gateway's
+    err = events[-1][1]
+    assert isinstance(err, dict) and err["type"] == "error" and err["error"]["message"].startswith(OURS)
+
+
+@pytest.mark.parametrize("served", ["up-model", "public-model"])
+async def test_a_passthrough_responses_stream_cut_mid_event_ends_whole(
+    gw: Gateway, fake: FakeUpstream, served: str
+) -> None:
+    gw.swap(named_runtime(fake, "openai", served, wire="responses"))
+    fake.default("/v1/responses", cut_mid_event(fr.stream_frames(["Hel", "lo", "there"], model=served), 4))
+    body = {"model": "public-model", "input": "hi", "stream": True}
+    events = sse_events(await body_of(await gw.handle(Call("openai_responses", json.dumps(body).encode()))))
+    kinds = [data["type"] for _, data in events]  # type: ignore[index]
+    assert len(kinds) == 5 and kinds[0] == "response.created" and kinds[-1] == "response.failed", kinds
+    assert [data["sequence_number"] for _, data in events] == [0, 1, 2, 3, 4]  # type: ignore[index]
+    failed = events[-1][1]
+    assert isinstance(failed, dict) and failed["response"]["error"]["message"].startswith(OURS)
+
+
+@pytest.mark.parametrize("crlf", [False, True])
+@pytest.mark.parametrize("served", ["up-model", "public-model"])
+async def test_a_passthrough_gemini_sse_stream_cut_mid_event_ends_whole(
+    gw: Gateway, fake: FakeUpstream, served: str, crlf: bool
+) -> None:
+    gw.swap(named_runtime(fake, "gemini", served))
+    frames = fg.sse_frames(fg.chunks(["Hel", "lo", "there"], model=served), crlf=crlf)
+    fake.default(f"/v1beta/models/{served}:streamGenerateContent", cut_mid_event(frames, 2))
+    body = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
+    r = await gw.handle(Call("gemini", json.dumps(body).encode(), model="public-model", stream=True, sse=True))
+    events = sse_events(await body_of(r))
+    assert len(events) == 3 and all(d["modelVersion"] == "public-model" for _, d in events[:2])  # type: ignore[index]
+    err = events[-1][1]
+    assert isinstance(err, dict) and list(err) == ["error"] and err["error"]["message"].startswith(OURS)
