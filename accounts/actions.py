@@ -22,7 +22,7 @@ from .models import LIMIT_FIELDS, ApiKey, User, generate_key
 from .validation import ServiceError, assign, validated_save
 
 USER_FIELDS = ("username", "email", "first_name", "last_name", "is_active", "is_staff", "is_superuser",
-               *LIMIT_FIELDS)  # fmt: skip
+               *LIMIT_FIELDS, "period_started_at")  # fmt: skip
 KEY_FIELDS = ("name", "allowed_models", "expires_at", "revoked", "is_admin", "allow_overrides", *LIMIT_FIELDS,
               "period_started_at")  # fmt: skip
 #: What a key's owner may change without being staff: its name, revoking it, and
@@ -171,4 +171,19 @@ def reset_budget_period(key_id: int, started_at: datetime | None = None) -> date
     if key is not None:
         key.period_started_at = start
         key.save(update_fields=["period_started_at"])
+    return start
+
+
+@transaction.atomic
+def reset_user_budget_period(user_id: int, started_at: datetime | None = None) -> datetime:
+    """Start a user's new budget period now (or at ``started_at``), as ``reset_budget_period`` does a key's.
+
+    Only the user's own budget restarts; each key's budget keeps its own period. Callers
+    check that the actor is staff (a member never resets its own spend).
+    """
+    start = started_at or timezone.now()
+    user = User.objects.filter(pk=user_id).first()
+    if user is not None:
+        user.period_started_at = start
+        user.save(update_fields=["period_started_at"])
     return start

@@ -202,7 +202,18 @@ class UserAdmin(StaffAccess, SpendColumns, DjangoUserAdmin):  # type: ignore[typ
         *(DjangoUserAdmin.fieldsets or ()),
         (
             "Limits (apply to all of the user's keys, with each key's own)",
-            {"fields": ("rpm", "tpm", "max_parallel", "budget_usd", "budget_period", "spend_usd", "budget_resets_at")},
+            {
+                "fields": (
+                    "rpm",
+                    "tpm",
+                    "max_parallel",
+                    "budget_usd",
+                    "budget_period",
+                    "period_started_at",
+                    "spend_usd",
+                    "budget_resets_at",
+                )
+            },
         ),
     )
 

@@ -42,6 +42,10 @@ LIMIT_FIELDS = ("rpm", "tpm", "max_parallel", "budget_usd", "budget_period")
 class User(AbstractUser, Limits):
     """A person with API keys. Staff (``is_staff``) see and manage everything."""
 
+    #: Set by staff to restart the user's budget period (as a key's): the user's spend
+    #: counts from here while it is later than the calendar start of the current period.
+    period_started_at = models.DateTimeField(null=True, blank=True, help_text="Start of the current budget period.")
+
 
 def hash_key(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()

@@ -120,7 +120,7 @@ class Limiter:
         u = key.user
         if u is not None:
             out.append(self._line(f"u:{u.id}", u.rpm, u.tpm, u.max_parallel, u.budget_usd, u.budget_period,
-                                  u.spent_usd, u.spent_period_start, now))  # fmt: skip
+                                  u.spent_usd, u.spent_period_start, now, u.period_started_at))  # fmt: skip
         return tuple(out)
 
     def period_start(self, period: str, now: float, reset_at: float | None = None) -> tuple[float, float | None]:

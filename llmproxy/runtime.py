@@ -38,6 +38,9 @@ class UserLimits:
     #: Spend the usage records show for the period starting at ``spent_period_start``.
     spent_usd: float = 0.0
     spent_period_start: float | None = None
+    #: A staff reset of the user's budget (Unix time): the period starts here when it is
+    #: later than the calendar start, as ``ApiKeyInfo.period_started_at`` for a key.
+    period_started_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

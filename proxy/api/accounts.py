@@ -3,7 +3,8 @@
 Members see only themselves among users (``/users/me`` or their own id; the list is
 staff's) and only their own keys; another member's id answers 404, as if it did not exist. They create and revoke their own keys, and may
 tighten a key's limits but never raise them or set one above their own user's limit.
-Keys and users show ``spend_usd`` (this budget period, live) and ``budget_resets_at``.
+Keys and users show ``spend_usd`` (this budget period, live) and ``budget_resets_at``;
+staff restart a key's or a user's budget period with ``PATCH {"period_started_at": ...}``.
 
 A key's plain value exists only in the response to its creation; afterwards only its
 prefix is ever shown. Deleting a key revokes it, so its usage keeps its attribution.
@@ -64,6 +65,9 @@ class UserPatch(Schema):
     max_parallel: int | None = None
     budget_usd: Decimal | None = None
     budget_period: BudgetPeriod | None = None
+    period_started_at: datetime | None = Field(
+        None, description="Restart the user's budget period here (staff only, as on keys): spend counts from it."
+    )
 
 
 class Spend(Schema):
@@ -87,6 +91,7 @@ class UserOut(Spend):
     is_superuser: bool
     date_joined: datetime
     last_login: datetime | None
+    period_started_at: datetime | None
     keys: int
 
 
@@ -100,7 +105,7 @@ def _limits_out(holder: ApiKey | User, spend: Decimal | None = None) -> dict[str
 
 def _user_out(u: User, spend: Decimal | None = None) -> dict[str, Any]:
     fields = ("id", "username", "email", "first_name", "last_name", "is_active", "is_staff", "is_superuser",
-              "date_joined", "last_login")  # fmt: skip
+              "date_joined", "last_login", "period_started_at")  # fmt: skip
     keys = getattr(u, "key_count", None)
     return {**{f: getattr(u, f) for f in fields}, "keys": u.api_keys.count() if keys is None else keys,
             **_limits_out(u, spend)}  # fmt: skip

@@ -130,7 +130,9 @@ def _floor(holder: ApiKey | User) -> dict[str, Any]:
 def _user_limits(u: User) -> UserLimits:
     return UserLimits(id=u.pk, rpm=u.rpm, tpm=u.tpm, max_parallel=u.max_parallel,
                       budget_usd=float(u.budget_usd) if u.budget_usd is not None else None,
-                      budget_period=u.budget_period, **_floor(u))  # fmt: skip
+                      budget_period=u.budget_period,
+                      period_started_at=u.period_started_at.timestamp() if u.period_started_at else None,
+                      **_floor(u))  # fmt: skip
 
 
 __all__ = ["build_runtime", "site_secrets"]

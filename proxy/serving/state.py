@@ -6,7 +6,7 @@ process's memory. In the embedded profile the admin runs in that serving process
 its actions reach the live state; a separate process (a management command, a Celery
 task) only reaches it through Redis. Budget periods need no live state at all: the
 counter is keyed by the period's start, and the snapshot carries the settled spend
-(``accounts.actions.reset_budget_period`` starts a new period).
+(``accounts.actions.reset_budget_period`` and ``reset_user_budget_period`` start a new one).
 """
 
 from __future__ import annotations

@@ -254,3 +254,37 @@ def test_it_flags_routes_without_any_price(client: Client) -> None:
         {"name": "cat", "upstream": "gpt-4o"}, {"name": "bare", "upstream": "in-house-model"}])  # fmt: skip
     page = client.get(reverse("admin:proxy_modelroute_changelist")).content.decode()
     assert "this route" in page and "catalog (openai, " in page and "NO PRICE: cost_usd is null" in page
+
+
+def test_it_lets_staff_restart_a_users_budget_period(client: Client, rows: dict[str, Any]) -> None:
+    """The user's page edits ``period_started_at`` as the key's does (a staff reset of the budget)."""
+    bob = factories.user("bob")
+    page = client.get(reverse("admin:accounts_user_change", args=[bob.pk])).content.decode()
+    assert 'name="period_started_at_0"' in page
+    resp = client.post(reverse("admin:accounts_user_change", args=[bob.pk]), {"username": "bob", "is_active": "on",
+                       "date_joined_0": "2024-01-01", "date_joined_1": "00:00:00", "api_keys-TOTAL_FORMS": "0",
+                       "api_keys-INITIAL_FORMS": "0", "budget_usd": "5", "budget_period": "monthly",
+                       "period_started_at_0": "2026-06-15", "period_started_at_1": "12:00:00"})  # fmt: skip
+    assert resp.status_code == 302
+    bob.refresh_from_db()
+    assert bob.period_started_at is not None and bob.period_started_at.isoformat().startswith("2026-06-15T12:00")
+
+
+def test_a_user_reset_restarts_the_users_spend_and_not_its_keys(client: Client) -> None:
+    from decimal import Decimal
+
+    from accounts.actions import reset_user_budget_period
+    from proxy.serving.spend import counter_key
+
+    alice = factories.user("alice")
+    User.objects.filter(pk=alice.pk).update(budget_usd=Decimal("5"), budget_period="monthly")
+    key, _ = factories.api_key(alice, budget_usd=Decimal("1"), budget_period="monthly")
+    UsageRecord.objects.create(request_id="r-before", user_id=alice.pk, key_id=key.pk, cost_usd=Decimal("0.25"),
+                               created_at=timezone.now(), status_code=200)  # fmt: skip
+    assert "0.2500" in client.get(reverse("admin:accounts_user_change", args=[alice.pk])).content.decode()
+    started = reset_user_budget_period(alice.pk)
+    alice.refresh_from_db()
+    assert alice.period_started_at == started and counter_key(alice) == f"u:{alice.pk}:{int(started.timestamp())}"
+    page = client.get(reverse("admin:accounts_user_change", args=[alice.pk])).content.decode()
+    assert "0.2500" not in page and "0.0000" in page
+    assert "0.2500" in client.get(reverse("admin:accounts_apikey_change", args=[key.pk])).content.decode()

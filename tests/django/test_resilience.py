@@ -281,3 +281,47 @@ def test_it_weathers_a_storm_with_clean_errors_and_recovers(live: Any, fake: Fak
     assert all(post(live, raw).status_code == 200 for _ in range(6))
     assert set(script.seen[-6:]) == {"k1", "k2", "k3"}
     assert {s.status for s in credential_states()} == {"ready"}
+
+
+def test_a_staff_reset_of_a_users_budget_lets_its_member_through_again(live: Any, fake: FakeUpstream) -> None:
+    """The user's budget (not the key's) blocks; only staff may restart its period, through the API."""
+    from django.test import Client
+    from django.utils import timezone
+
+    from accounts.models import User
+    from accounts.periods import period_resets_at
+    from tests.django.helpers import bearer, send
+
+    raw, _, _ = setup(live, fake)
+    member = User.objects.get(username="alice")
+    member.budget_usd, member.budget_period = Decimal("0.0001"), "monthly"
+    member.save()
+    live.reload()
+    assert post(live, raw).status_code == 200  # $0.000105: the user's budget is spent
+    wait_for(lambda: post(live, raw).status_code == 429)
+    live.flush_usage()
+    live.reload()  # the floor from the usage records alone still blocks
+    r = post(live, raw)
+    assert r.status_code == 429 and r.json()["error"]["message"] == "user budget of 0.0001 USD per month reached"
+    client, now = Client(), timezone.now()
+    _, own = factories.api_key(member, admin=True)
+    _, other = factories.api_key(factories.user("bob"), admin=True)
+    _, root = factories.api_key(factories.user("root", staff=True), admin=True)
+    body = {"period_started_at": now.isoformat()}
+    assert send(client, "patch", f"/users/{member.pk}", body, headers=bearer(own)).status_code == 403
+    assert send(client, "patch", f"/users/{member.pk}", body, headers=bearer(other)).status_code == 404
+    live.reload()
+    assert post(live, raw).status_code == 429  # neither member moved anything
+    r = send(client, "patch", f"/users/{member.pk}", body, headers=bearer(root))
+    assert r.status_code == 200, r.content
+    out = r.json()
+    assert out["spend_usd"] == 0 and out["period_started_at"] is not None
+    assert out["budget_resets_at"] == period_resets_at("monthly").isoformat().replace("+00:00", "Z")
+    live.reload()
+    assert post(live, raw).status_code == 200
+    wait_for(lambda: post(live, raw).status_code == 429)  # spent again, counted from the reset
+    live.flush_usage()
+    spent = send(client, "get", f"/users/{member.pk}", headers=bearer(root)).json()["spend_usd"]
+    assert (
+        spent == pytest.approx(0.000105) and UsageRecord.objects.filter(user_id=member.pk, status_code=200).count() == 2
+    )

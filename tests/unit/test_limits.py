@@ -149,6 +149,25 @@ async def test_limiter_applies_the_user_budget_across_the_users_keys(limiter: Li
     assert info.value.message == "user budget of 1.00 USD per month reached"
 
 
+async def test_limiter_counts_a_user_budget_from_a_staff_reset_and_takes_a_floor_only_from_it(
+    limiter: Limiter, clock: Clock
+) -> None:
+    """A user's ``period_started_at`` later than the calendar start begins a fresh counter;
+    a floor summed from the calendar start (before the reset) no longer counts."""
+    spent = UserLimits(id=45, budget_usd=1.0, budget_period="monthly", spent_usd=1.0,
+                       spent_period_start=datetime(2026, 6, 1, tzinfo=UTC).timestamp())  # fmt: skip
+    with pytest.raises(LimitExceeded):
+        await limiter.reserve(key(user=spent), tokens=1, cost=0.1)
+    reset = UserLimits(id=45, budget_usd=1.0, budget_period="monthly", spent_usd=1.0,
+                       spent_period_start=spent.spent_period_start, period_started_at=clock() - 60)  # fmt: skip
+    k = key(user=reset)
+    assert limiter.spend_key("u:45", "monthly", reset_at=reset.period_started_at) == f"u:45:{int(clock() - 60)}"
+    await limiter.settle(await limiter.reserve(k, tokens=1, cost=0.9), tokens=1, cost=1.0)
+    with pytest.raises(LimitExceeded) as info:
+        await limiter.reserve(k, tokens=1, cost=0.2)
+    assert info.value.message == "user budget of 1.00 USD per month reached"
+
+
 async def test_limiter_applies_the_user_rpm_and_the_key_rpm(limiter: Limiter) -> None:
     user = UserLimits(id=42, rpm=2)
     a, b = key(user=user, rpm=5), key(user=user)
