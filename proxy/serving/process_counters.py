@@ -77,15 +77,16 @@ class CounterFile:
         try:
             while True:
                 await asyncio.sleep(interval)
-                self._flush_logged()
+                self.flush_logged()
         finally:
-            self._flush_logged()
+            self.flush_logged()
 
-    def _flush_logged(self) -> None:
+    def flush_logged(self) -> None:
+        """``flush``, a write error logged in one line (at exit too: no traceback on the console)."""
         try:
             self.flush()
-        except OSError:
-            log.exception("could not write this process's counters to %s", self.directory)
+        except OSError as exc:
+            log.warning("could not write this process's counters to %s: %s", self.directory, exc)
 
 
 def read_node(directory: Path, own: CounterFile | None = None) -> Counts:

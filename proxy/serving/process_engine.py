@@ -92,7 +92,7 @@ class Engine:
         self.counters = CounterFile(counters_dir(), self.process_counts)
         self._counters_task: asyncio.Task[None] | None = None
         atexit.register(self.journal.close)
-        atexit.register(self.counters.flush)
+        atexit.register(self.counters.flush_logged)
 
     def process_counts(self) -> Counts:
         """The counters only this process knows, by /metrics family name."""

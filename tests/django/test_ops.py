@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -221,3 +222,18 @@ def test_it_writes_a_processes_counters_only_when_they_changed(tmp_path: Path) -
     assert read_node(tmp_path)[family] == {("settle", "lost"): 5}
     counts[("settle", "lost")] = 2  # not yet flushed: the scraping process reads its own live
     assert read_node(tmp_path, own)[family] == {("settle", "lost"): 6}
+
+
+def test_a_counters_write_that_fails_is_one_logged_line(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """At exit too (``atexit`` runs ``flush_logged``): a var dir that cannot be written is a
+    warning naming it, never a traceback on the console."""
+    from proxy.serving.process_counters import CounterFile
+
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("a file where the folder should be")
+    counter = CounterFile(blocked, lambda: {"llmproxy_limits_store_errors_total": {("budget", "refused"): 1}})
+    with caplog.at_level(logging.WARNING, logger="llmproxy.metrics"):
+        counter.flush_logged()
+    [line] = [r for r in caplog.records if r.name == "llmproxy.metrics"]
+    assert line.levelno == logging.WARNING and line.exc_info is None
+    assert str(blocked) in line.getMessage()
