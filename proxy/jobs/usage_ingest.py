@@ -26,10 +26,9 @@ from __future__ import annotations
 
 import fcntl
 import logging
-import threading
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from django.db import DatabaseError, InterfaceError, connection, transaction
 
@@ -43,6 +42,14 @@ log = logging.getLogger("llmproxy.ingest")
 BATCH = 20_000
 POLL = 0.2
 MAX_BACKOFF = 10.0
+
+
+class Stop(Protocol):
+    """What ``Ingester.run`` waits on: a ``threading.Event`` or a ``stop_flag.SignalStop``."""
+
+    def is_set(self) -> bool: ...
+
+    def wait(self, timeout: float | None = None) -> bool: ...
 
 
 class Ingester:
@@ -92,7 +99,7 @@ class Ingester:
             total += n
         return total
 
-    def run(self, stop: threading.Event) -> None:
+    def run(self, stop: Stop) -> None:
         """Ingest until ``stop`` is set, then drain what the stopped servers wrote."""
         while not stop.is_set():
             delay = self.poll

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import signal
-import threading
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
+from proxy.jobs.stop_flag import SignalStop
 from proxy.jobs.usage_ingest import Ingester
 from proxy.serving import heap
 from proxy.serving.usage_journal import journal_dir, quota_bytes
@@ -27,7 +27,7 @@ class Command(BaseCommand):
                 return
             self.stdout.write(f"wrote {ingester.drain()} usage records")
             return
-        stop = threading.Event()
+        stop = SignalStop()  # not a threading.Event: its set() can deadlock inside a signal handler
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
         if not ingester.acquire(wait=False):
