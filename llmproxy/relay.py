@@ -31,9 +31,9 @@ from .tokens import count_text
 class StreamRelay:
     """An async iterator of the bytes to send to the client for one upstream stream."""
 
-    __slots__ = ("array", "books", "chunks", "decoder", "encoder", "end", "error", "ex", "first", "held",
-                 "public_model", "relayed", "rename", "reply", "said", "status", "ttfb", "upstream_model",
-                 "usage")  # fmt: skip
+    __slots__ = ("array", "books", "chunks", "decoder", "delivered", "encoder", "end", "ended", "error", "ex",
+                 "first", "held", "public_model", "relayed", "rename", "reply", "said", "status", "ttfb",
+                 "upstream_model", "usage")  # fmt: skip
 
     def __init__(
         self,
@@ -65,6 +65,10 @@ class StreamRelay:
         self.said: list[str] = []
         self.status, self.error = 200, ""
         self.ttfb: float | None = None
+        #: The upstream's end of stream was decoded / its bytes went out and the consumer came back
+        #: for more: a client that leaves after that (having read ``[DONE]``, ``message_stop``...)
+        #: while the upstream has yet to close got the whole reply, not a 499.
+        self.ended = self.delivered = False
         #: The upstream's error event (passthrough only): the client got the gateway's in its place.
         self.relayed: ProviderError | None = None
 
@@ -81,6 +85,7 @@ class StreamRelay:
                         if self.ttfb is None:
                             self.ttfb = time.monotonic()
                         yield out
+                        self.delivered = self.ended
                 try:
                     pending = [await self.chunks.__anext__()]
                 except StopAsyncIteration:
@@ -109,7 +114,9 @@ class StreamRelay:
                 _resume(self.encoder, self.decoder)  # the upstream's bytes opened the response, not the encoder
             yield self.encoder.error(self.books.disclose(self.ex, err))
         except (asyncio.CancelledError, GeneratorExit):
-            if self.relayed is None:  # a client that leaves after the upstream's error event saw that error
+            # A client that leaves after the upstream's error event saw that error; one that leaves
+            # after the end of the reply saw all of it.
+            if self.relayed is None and not self.delivered:
                 self.status, self.error = 499, "client_disconnected"
             raise
         finally:
@@ -185,6 +192,8 @@ class StreamRelay:
                 # passthrough): what was said, counted here, and the prompt (``Books.estimated``).
                 counted = TokenUsage(output_tokens=count_text("".join(self.said)), estimated=True)
                 e.usage = self.usage = self.books.estimated(self.ex, counted)
+            if isinstance(e, StreamEnd):
+                self.ended = True
 
     def _cool(self, err: ProviderError) -> None:
         plan, cand = self.ex.plan, self.ex.candidate
